@@ -1,0 +1,2 @@
+//! Ansible YAML inventories (`all`/`children`/`hosts`/`vars`), resolved into hosts with their
+//! merged variables.

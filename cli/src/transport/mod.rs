@@ -1,0 +1,95 @@
+//! Running commands and moving files on one host, the same way whether the host is this machine
+//! (`ansible_connection: local`) or a remote one over SSH.
+//!
+//! A [`Transport`] is one live connection to one host, reused for every task and transfer of a
+//! run. Implementations are blocking; async callers drive them under `spawn_blocking`.
+
+pub mod quote;
+
+pub use quote::shell_quote;
+
+use std::fmt;
+
+/// What a command left behind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// Exit status; `-1` when the command was killed by a signal.
+    pub status: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl ExecOutput {
+    pub fn success(&self) -> bool {
+        self.status == 0
+    }
+    pub fn stdout_str(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+    pub fn stderr_str(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+}
+
+/// Privilege escalation as Ansible's `become`: commands run through `sudo -n`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Become {
+    pub enabled: bool,
+    /// `ansible_become_user`; `None` means root.
+    pub user: Option<String>,
+}
+
+/// Why a transport could not do what it was asked. Each variant is a distinct thing a person
+/// fixes differently, so callers (and the recap) can tell them apart.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// TCP connect failed or timed out: the host is down or the address is wrong.
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// The host answered but refused every credential offered.
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    /// The host key is not in known_hosts and new keys were not accepted.
+    #[error("unknown host key: {0}")]
+    UnknownHostKey(String),
+    /// The host key differs from the one in known_hosts: possible man-in-the-middle.
+    #[error("HOST KEY CHANGED: {0}")]
+    ChangedHostKey(String),
+    /// `become` was asked for but `sudo -n` could not run without a password.
+    #[error("become failed: {0}")]
+    Become(String),
+    /// The session broke during an operation.
+    #[error("transport: {0}")]
+    Io(String),
+}
+
+impl TransportError {
+    /// Whether Ansible would call this host `unreachable` (rather than a task `failed`).
+    pub fn is_unreachable(&self) -> bool {
+        !matches!(self, TransportError::Become(_))
+    }
+}
+
+/// One connection to one host.
+pub trait Transport: Send {
+    /// The inventory name of the host, for messages.
+    fn host(&self) -> &str;
+
+    /// Runs `cmd` with `sh -c` on the host (through `sudo -n` when `become` is on), feeding
+    /// `stdin` if given, and waits for it. Values from inventories or playbooks inside `cmd`
+    /// must already be quoted with [`shell_quote`].
+    fn exec(&mut self, cmd: &str, stdin: Option<&[u8]>) -> Result<ExecOutput, TransportError>;
+
+    /// Reads a whole file; `Ok(None)` when it does not exist.
+    fn read_file(&mut self, path: &str) -> Result<Option<Vec<u8>>, TransportError>;
+
+    /// Writes a whole file atomically (temporary file + rename in the same directory) with
+    /// `mode`, creating nothing but the file itself.
+    fn write_file(&mut self, path: &str, data: &[u8], mode: u32) -> Result<(), TransportError>;
+}
+
+impl fmt::Debug for dyn Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Transport({})", self.host())
+    }
+}

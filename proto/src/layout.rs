@@ -1,0 +1,183 @@
+//! How many fd tables a host needs for N sockets, and how to spread them over threads and
+//! processes.
+//!
+//! RLIMIT_NOFILE caps each *fd table*, not each process: a thread that calls
+//! `unshare(CLONE_FILES)` gets a private copy of the table and a budget of its own. So the unit of
+//! capacity is the table, and a layout is `procs × threads` tables.
+
+use std::io;
+
+/// The fd budget of this process after raising the soft limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FdBudget {
+    pub soft_before: u64,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard one: the hard one is the real cap.
+pub fn raise_nofile() -> io::Result<FdBudget> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let soft_before = lim.rlim_cur;
+    if lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: setrlimit reads the struct we own.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(FdBudget {
+        soft_before,
+        soft: lim.rlim_cur,
+        hard: lim.rlim_max,
+    })
+}
+
+/// Fraction of each table left free so that SO_REUSEPORT's hash spread, which is never exactly
+/// even, does not overflow a table while others still have room.
+pub const HEADROOM: f64 = 0.04;
+
+/// A placement of connections onto fd tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    pub procs: usize,
+    pub threads_per_proc: usize,
+    /// Connections one table is planned to hold (after headroom).
+    pub conns_per_table: u64,
+    /// Whether each thread unshares its fd table (false: one table per process).
+    pub unshare: bool,
+}
+
+impl Layout {
+    pub fn tables(&self) -> usize {
+        self.procs * self.threads_per_proc
+    }
+    pub fn capacity(&self) -> u64 {
+        self.tables() as u64 * self.conns_per_table
+    }
+}
+
+/// Plans a layout for `connections` sockets when each table may hold `fd_limit` fds of which
+/// `reserved` are taken by other things (stdio, epoll, listeners).
+///
+/// `procs`: a fixed number of processes (`--procs`), or `None` to use one process when threads
+/// can unshare their tables. `min_tables`: at least this many tables (so every core gets a loop).
+pub fn plan(
+    connections: u64,
+    fd_limit: u64,
+    reserved: u64,
+    procs: Option<usize>,
+    unshare: bool,
+    min_tables: usize,
+) -> Result<Layout, String> {
+    let usable = fd_limit.saturating_sub(reserved);
+    let per_table = ((usable as f64) * (1.0 - HEADROOM)).floor() as u64;
+    if per_table == 0 {
+        return Err(format!(
+            "the fd limit ({fd_limit}) leaves no room for connections after {reserved} reserved fds; \
+             raise `ulimit -n` (hard nofile) to at least {}",
+            reserved + 64
+        ));
+    }
+    let tables = connections
+        .div_ceil(per_table)
+        .max(min_tables as u64)
+        .max(1) as usize;
+    let layout = match (procs, unshare) {
+        (Some(k), true) => {
+            let k = k.max(1);
+            Layout {
+                procs: k,
+                threads_per_proc: tables.div_ceil(k),
+                conns_per_table: per_table,
+                unshare: true,
+            }
+        }
+        (Some(k), false) => Layout {
+            procs: k.max(1).max(tables),
+            threads_per_proc: 1,
+            conns_per_table: per_table,
+            unshare: false,
+        },
+        (None, true) => Layout {
+            procs: 1,
+            threads_per_proc: tables,
+            conns_per_table: per_table,
+            unshare: true,
+        },
+        (None, false) => Layout {
+            procs: tables,
+            threads_per_proc: 1,
+            conns_per_table: per_table,
+            unshare: false,
+        },
+    };
+    Ok(layout)
+}
+
+/// Detaches the calling thread's fd table from the rest of the process, so that its sockets
+/// count against a budget of their own.
+pub fn unshare_fd_table() -> io::Result<()> {
+    // SAFETY: unshare takes flags only; CLONE_FILES affects the calling thread alone.
+    if unsafe { libc::unshare(libc::CLONE_FILES) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Number of fds open in the calling thread's table right now.
+pub fn open_fds() -> u64 {
+    std::fs::read_dir("/proc/thread-self/fd")
+        .map(|d| d.count().saturating_sub(1) as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_million_under_a_20k_cap_needs_53_tables() {
+        let l = plan(1_000_000, 20_000, 40, None, true, 1).unwrap();
+        assert_eq!(l.procs, 1);
+        assert_eq!(l.conns_per_table, 19_161);
+        assert_eq!(l.tables(), 53);
+        assert!(l.capacity() >= 1_000_000);
+    }
+
+    #[test]
+    fn forced_procs_split_threads() {
+        let l = plan(1_000_000, 20_000, 40, Some(4), true, 1).unwrap();
+        assert_eq!((l.procs, l.threads_per_proc), (4, 14));
+        let l = plan(1_000_000, 20_000, 40, Some(4), false, 1).unwrap();
+        assert_eq!((l.procs, l.threads_per_proc), (53, 1));
+    }
+
+    #[test]
+    fn tiny_limit_is_an_error_with_a_fix() {
+        let e = plan(10, 30, 40, None, true, 1).unwrap_err();
+        assert!(e.contains("ulimit -n"), "{e}");
+    }
+
+    #[test]
+    fn unshared_thread_has_its_own_budget() {
+        let before = open_fds();
+        std::thread::spawn(|| {
+            unshare_fd_table().unwrap();
+            let f = std::fs::File::open("/proc/self/stat").unwrap();
+            let n = open_fds();
+            drop(f);
+            n
+        })
+        .join()
+        .unwrap();
+        assert_eq!(open_fds(), before);
+    }
+}

@@ -1,0 +1,94 @@
+//! The JSON lines `c1m-server` and `c1m-client` print on stdout (one per second with `--json`,
+//! and a final one with `"event": "summary"`). The orchestrator reads them back with these types.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// How a binary placed its connections, printed once at start (`"event": "layout"`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LayoutLine {
+    pub event: String,
+    pub role: String,
+    pub procs: usize,
+    pub threads_per_proc: usize,
+    pub conns_per_table: u64,
+    pub capacity: u64,
+    pub unshare: bool,
+    pub nofile_soft_before: u64,
+    pub nofile_hard: u64,
+    pub pid: u32,
+}
+
+/// A server stats line.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ServerStats {
+    /// `tick` every second, `summary` once at exit.
+    pub event: String,
+    pub ts_ms: u64,
+    pub uptime_s: f64,
+    /// Connections open now.
+    pub open: u64,
+    pub accepted: u64,
+    pub closed: u64,
+    /// Greetings received in full and echoed.
+    pub greeted: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// By kind: `garbage`, `overflow` (peer writes faster than it reads), `reset`, accept errnos…
+    pub errors: BTreeMap<String, u64>,
+    pub rss_bytes: u64,
+    pub procs: usize,
+}
+
+/// Latency percentiles in microseconds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Percentiles {
+    pub count: u64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+    pub mean: f64,
+}
+
+/// A client stats line.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ClientStats {
+    /// `tick` every second, `summary` once at exit.
+    pub event: String,
+    pub ts_ms: u64,
+    pub uptime_s: f64,
+    pub target: u64,
+    /// connect() calls made.
+    pub attempted: u64,
+    /// Connects in flight.
+    pub connecting: u64,
+    /// Connections whose echo came back byte for byte.
+    pub verified: u64,
+    /// Verified connections open now.
+    pub open: u64,
+    /// Verified connections that the peer closed or reset afterwards.
+    pub dropped: u64,
+    /// By errno name (`ECONNREFUSED`…), plus `echo_mismatch`, `timeout`.
+    pub errors: BTreeMap<String, u64>,
+    pub rss_bytes: u64,
+    pub procs: usize,
+    /// Seconds from start until `verified` reached `target`, once it has.
+    pub time_to_target_s: Option<f64>,
+    pub connect_latency_us: Option<Percentiles>,
+    pub rtt_us: Option<Percentiles>,
+    /// Base64 HdrHistogram V2 of connect latency (µs), so processes and hosts merge exactly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_hist: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_hist: Option<String>,
+}
