@@ -1,8 +1,20 @@
 //! SSH transport over libssh2 (the `ssh2` crate): one session per host, reused for every command
 //! and file transfer; strict host-key checking; auth by agent or key file; `become` via `sudo -n`.
 
-use super::{Become, Transport, TransportError};
-use std::path::PathBuf;
+mod auth;
+mod channel_io;
+mod known_hosts;
+mod upload;
+
+pub use upload::upload_if_changed;
+
+use super::{shell_quote, Become, ExecOutput, Transport, TransportError};
+use ssh2::{MethodType, OpenFlags, OpenType, Session};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Everything needed to open a session to one host.
@@ -26,10 +38,344 @@ pub struct SshConfig {
     pub connect_timeout: Duration,
 }
 
+/// How often an idle session proves the host is alive; with the TCP timeouts below a dead host
+/// turns into an error within about a minute instead of a hang.
+const KEEPALIVE: Duration = Duration::from_secs(15);
+/// Bound on any single blocking libssh2 wait once connected.
+const OP_TIMEOUT: Duration = Duration::from_secs(120);
+/// Exit status of our read helper when the file does not exist (distinct from cat's and sudo's 1).
+const ABSENT: i32 = 44;
+
 /// Opens and authenticates a session.
 pub fn connect(cfg: &SshConfig) -> Result<Box<dyn Transport>, TransportError> {
-    Err(TransportError::Io(format!(
-        "{}: the SSH transport is not built yet",
-        cfg.name
-    )))
+    Ok(Box::new(SshTransport::connect(cfg)?))
+}
+
+/// One authenticated session to one host.
+pub struct SshTransport {
+    name: String,
+    login: String,
+    become_: Become,
+    session: Session,
+    socket: RawFd,
+    /// Keeps the socket whose fd we poll open as long as the session (libssh2 owns a clone).
+    _stream: TcpStream,
+    sftp: Option<ssh2::Sftp>,
+}
+
+impl SshTransport {
+    pub fn connect(cfg: &SshConfig) -> Result<Self, TransportError> {
+        let stream = tcp_connect(cfg)?;
+        let socket = stream.as_raw_fd();
+        let mut session = Session::new()
+            .map_err(|e| TransportError::Io(format!("{}: libssh2 session: {e}", cfg.name)))?;
+        session.set_tcp_stream(stream.try_clone().map_err(|e| {
+            TransportError::Io(format!("{}: cannot share the socket: {e}", cfg.name))
+        })?);
+        session.set_timeout(millis(cfg.connect_timeout.max(Duration::from_secs(1))));
+
+        let known = known_hosts::KnownHostsFile::load(&cfg.known_hosts)?;
+        let pattern = known_hosts::host_pattern(&cfg.address, cfg.port);
+        if let Some(prefs) = known.preferred_hostkey_methods(&session, &pattern) {
+            let _ = session.method_pref(MethodType::HostKey, &prefs);
+        }
+        session.handshake().map_err(|e| {
+            TransportError::Unreachable(format!(
+                "{} ({}:{}): SSH handshake failed: {e}",
+                cfg.name, cfg.address, cfg.port
+            ))
+        })?;
+        known.verify(
+            &session,
+            &cfg.name,
+            &cfg.address,
+            cfg.port,
+            cfg.accept_new_host_keys,
+        )?;
+        auth::authenticate(&session, cfg)?;
+        session.set_timeout(millis(OP_TIMEOUT));
+        session.set_keepalive(true, KEEPALIVE.as_secs() as u32);
+        Ok(Self {
+            name: cfg.name.clone(),
+            login: cfg.user.clone(),
+            become_: cfg.become_.clone(),
+            session,
+            socket,
+            _stream: stream,
+            sftp: None,
+        })
+    }
+
+    /// The user commands run as when `become` is on; `None` when they run as the login user.
+    fn become_target(&self) -> Option<&str> {
+        if !self.become_.enabled {
+            return None;
+        }
+        let target = self.become_.user.as_deref().unwrap_or("root");
+        (target != self.login).then_some(target)
+    }
+
+    /// Sends a keepalive now, so a caller between tasks can tell a dead host from a quiet one.
+    pub fn keepalive(&mut self) -> Result<(), TransportError> {
+        self.session
+            .keepalive_send()
+            .map(|_| ())
+            .map_err(|e| self.io("keepalive failed", e))
+    }
+
+    fn io(&self, what: &str, e: impl std::fmt::Display) -> TransportError {
+        TransportError::Io(format!("{}: {what}: {e}", self.name))
+    }
+
+    fn sftp(&mut self) -> Result<&ssh2::Sftp, TransportError> {
+        if self.sftp.is_none() {
+            let sftp = self
+                .session
+                .sftp()
+                .map_err(|e| self.io("cannot start SFTP", e))?;
+            self.sftp = Some(sftp);
+        }
+        Ok(self.sftp.as_ref().expect("just set"))
+    }
+
+    /// Runs a command line exactly as given (no become wrapping).
+    fn exec_raw(&mut self, line: &str, stdin: Option<&[u8]>) -> Result<ExecOutput, TransportError> {
+        channel_io::run(&self.session, self.socket, KEEPALIVE, line, stdin).map_err(|e| match e {
+            TransportError::Io(m) => TransportError::Io(format!("{}: {m}", self.name)),
+            other => other,
+        })
+    }
+
+    fn write_via_sftp(&mut self, path: &str, data: &[u8], mode: u32) -> Result<(), TransportError> {
+        let tmp = temp_name(path);
+        let result = (|| {
+            let sftp = self.sftp()?;
+            let mut file = sftp
+                .open_mode(
+                    Path::new(&tmp),
+                    OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::EXCLUSIVE,
+                    0o600,
+                    OpenType::File,
+                )
+                .map_err(|e| TransportError::Io(format!("cannot create {tmp}: {e}")))?;
+            file.write_all(data)
+                .map_err(|e| TransportError::Io(format!("writing {tmp}: {e}")))?;
+            file.close()
+                .map_err(|e| TransportError::Io(format!("closing {tmp}: {e}")))?;
+            // OpenSSH's SFTP rename refuses to replace an existing file, so the atomic replace
+            // (and the mode, which the remote umask would otherwise trim) is one shell step.
+            let out = self.exec_raw(
+                &format!(
+                    "chmod {:o} -- {t} && mv -f -- {t} {p}",
+                    mode & 0o7777,
+                    t = shell_quote(&tmp),
+                    p = shell_quote(path)
+                ),
+                None,
+            )?;
+            if !out.success() {
+                return Err(TransportError::Io(format!(
+                    "cannot move {tmp} to {path}: {}",
+                    out.stderr_str().trim()
+                )));
+            }
+            Ok(())
+        })();
+        if result.is_err() {
+            if let Some(sftp) = &self.sftp {
+                let _ = sftp.unlink(Path::new(&tmp));
+            }
+        }
+        result.map_err(|e| match e {
+            TransportError::Io(m) if !m.starts_with(&self.name) => self.io("write_file", m),
+            other => other,
+        })
+    }
+}
+
+impl Transport for SshTransport {
+    fn host(&self) -> &str {
+        &self.name
+    }
+
+    fn exec(&mut self, cmd: &str, stdin: Option<&[u8]>) -> Result<ExecOutput, TransportError> {
+        let quoted = shell_quote(cmd);
+        let Some(target) = self.become_target().map(str::to_string) else {
+            return self.exec_raw(&format!("sh -c {quoted}"), stdin);
+        };
+        let user = if target == "root" {
+            String::new()
+        } else {
+            format!("-u {} ", shell_quote(&target))
+        };
+        let out = self.exec_raw(&format!("sudo -n {user}-- sh -c {quoted}"), stdin)?;
+        if let Some(why) = sudo_refusal(&out) {
+            return Err(TransportError::Become(format!(
+                "{}: sudo -n as {target} for {}: {why}",
+                self.name, self.login
+            )));
+        }
+        Ok(out)
+    }
+
+    fn read_file(&mut self, path: &str) -> Result<Option<Vec<u8>>, TransportError> {
+        if self.become_target().is_some() {
+            let p = shell_quote(path);
+            let out = self.exec(
+                &format!("[ -e {p} ] || exit {ABSENT}; exec cat -- {p}"),
+                None,
+            )?;
+            return match out.status {
+                0 => Ok(Some(out.stdout)),
+                ABSENT => Ok(None),
+                _ => Err(self.io(&format!("cannot read {path}"), out.stderr_str().trim())),
+            };
+        }
+        let opened = self.sftp()?.open(Path::new(path));
+        let mut file = match opened {
+            Ok(f) => f,
+            // LIBSSH2_FX_NO_SUCH_FILE
+            Err(e) if e.code() == ssh2::ErrorCode::SFTP(2) => return Ok(None),
+            Err(e) => return Err(self.io(&format!("cannot open {path}"), e)),
+        };
+        let mut data = Vec::new();
+        file.read_to_end(&mut data)
+            .map_err(|e| self.io(&format!("reading {path}"), e))?;
+        Ok(Some(data))
+    }
+
+    fn write_file(&mut self, path: &str, data: &[u8], mode: u32) -> Result<(), TransportError> {
+        if self.become_target().is_none() {
+            return self.write_via_sftp(path, data, mode);
+        }
+        // As another user SFTP cannot write there; the bytes go through sudo's stdin into a
+        // temporary file beside the target, which then replaces it.
+        let p = shell_quote(path);
+        let tmp = shell_quote(&temp_name(path));
+        let script = format!(
+            "umask 077; cat > {tmp} && chmod {:o} -- {tmp} && mv -f -- {tmp} {p} || {{ rm -f -- {tmp}; exit 1; }}",
+            mode & 0o7777
+        );
+        let out = self.exec(&script, Some(data))?;
+        if !out.success() {
+            return Err(self.io(&format!("cannot write {path}"), out.stderr_str().trim()));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for SshTransport {
+    fn drop(&mut self) {
+        self.sftp = None;
+        let _ = self.session.disconnect(None, "c1m done", None);
+    }
+}
+
+/// Why sudo refused to run the command, when it did.
+fn sudo_refusal(out: &ExecOutput) -> Option<String> {
+    if out.success() {
+        return None;
+    }
+    let stderr = out.stderr_str();
+    let line = stderr.lines().find(|l| {
+        l.starts_with("sudo: a password is required")
+            || l.starts_with("sudo: a terminal is required")
+            || l.contains("is not in the sudoers file")
+            || l.contains("is not allowed to execute")
+            || l.contains("sudo: unknown user")
+            || (out.status == 127 && l.contains("sudo") && l.contains("not found"))
+    })?;
+    Some(line.trim().to_string())
+}
+
+/// A hidden name beside `path`, unique per process and call, so the rename stays on one
+/// filesystem and concurrent writers never share a temporary file.
+fn temp_name(path: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let (dir, file) = match path.rfind('/') {
+        Some(i) => (&path[..=i], &path[i + 1..]),
+        None => ("", path),
+    };
+    format!("{dir}.{file}.c1m-{}-{n}", std::process::id())
+}
+
+fn tcp_connect(cfg: &SshConfig) -> Result<TcpStream, TransportError> {
+    let target = format!("{}:{}", cfg.address, cfg.port);
+    let unreachable =
+        |why: String| TransportError::Unreachable(format!("{} ({target}): {why}", cfg.name));
+    let addrs: Vec<SocketAddr> = (cfg.address.as_str(), cfg.port)
+        .to_socket_addrs()
+        .map_err(|e| unreachable(format!("cannot resolve {}: {e}", cfg.address)))?
+        .collect();
+    let mut last = String::from("no address");
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, cfg.connect_timeout) {
+            Ok(s) => {
+                tune_socket(&s);
+                return Ok(s);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                last = format!(
+                    "connect to {addr} timed out after {:?}",
+                    cfg.connect_timeout
+                )
+            }
+            Err(e) => last = format!("connect to {addr}: {e}"),
+        }
+    }
+    Err(unreachable(last))
+}
+
+/// Low latency for the many small task round trips, and kernel-level dead-peer detection: TCP
+/// keepalive while idle and a bound on unacknowledged data while sending.
+fn tune_socket(s: &TcpStream) {
+    let _ = s.set_nodelay(true);
+    let fd = s.as_raw_fd();
+    let set = |level: i32, opt: i32, val: i32| {
+        // SAFETY: a valid socket fd and a pointer to an int of the stated size.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                level,
+                opt,
+                (&val as *const i32).cast(),
+                std::mem::size_of::<i32>() as libc::socklen_t,
+            )
+        }
+    };
+    set(libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1);
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, 20);
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, 5);
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 4);
+    set(libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, 45_000);
+}
+
+fn millis(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_names_stay_beside_the_target() {
+        let t = temp_name("/etc/c1m/app.conf");
+        assert!(t.starts_with("/etc/c1m/.app.conf.c1m-"), "{t}");
+        assert_ne!(temp_name("/x"), temp_name("/x"));
+        assert!(temp_name("rel").starts_with(".rel.c1m-"));
+    }
+
+    #[test]
+    fn sudo_refusals_are_recognised() {
+        let out = |status, stderr: &str| ExecOutput {
+            status,
+            stdout: vec![],
+            stderr: stderr.as_bytes().to_vec(),
+        };
+        assert!(sudo_refusal(&out(1, "sudo: a password is required\n")).is_some());
+        assert!(sudo_refusal(&out(1, "some command failed\n")).is_none());
+        assert!(sudo_refusal(&out(0, "sudo: a password is required\n")).is_none());
+    }
 }
