@@ -2,11 +2,11 @@
 
 mod support;
 
-use c1m::transport::ssh::{self, SshConfig};
-use c1m::transport::{Become, Transport};
+use c1m::transport::ssh::{self, upload_if_changed, SshConfig};
+use c1m::transport::{shell_quote, Become, Transport, TransportError};
 use std::path::Path;
-use std::time::Duration;
-use support::{Lab, SshHost};
+use std::time::{Duration, Instant};
+use support::{Lab, LabOptions, SshHost};
 
 fn config(lab: &Lab, host: &SshHost, user: &str, key: &Path) -> SshConfig {
     SshConfig {
@@ -47,4 +47,597 @@ fn exec_returns_stdout_stderr_and_status() {
     // Killed by a signal.
     assert_eq!(t.exec("kill -9 $$", None).unwrap().status, -1);
     assert_eq!(t.host(), "h0");
+}
+
+fn connect_err(cfg: &SshConfig) -> TransportError {
+    match ssh::connect(cfg) {
+        Ok(_) => panic!("{}: connected, expected an error", cfg.name),
+        Err(e) => e,
+    }
+}
+
+/// A path under the lab dir.
+fn scratch(lab: &Lab, name: &str) -> String {
+    lab.dir.join(name).to_string_lossy().into_owned()
+}
+
+fn pattern(byte: u8, len: usize) -> Vec<u8> {
+    (0..len).map(|i| byte ^ (i % 251) as u8).collect()
+}
+
+#[test]
+fn exec_drains_large_stdout_and_stderr_together_and_feeds_stdin() {
+    let Some(lab) = Lab::start("exec_drains_large_stdout_and_stderr_together", 1) else {
+        return;
+    };
+    let mut t = connect(&root_config(&lab));
+    let n = 4 << 20;
+    // stderr first: a transport that reads stdout to its end before stderr would hang here.
+    let out = t
+        .exec(
+            &format!("head -c {n} /dev/zero | tr '\\0' e >&2; head -c {n} /dev/zero | tr '\\0' o"),
+            None,
+        )
+        .unwrap();
+    assert!(out.success());
+    assert_eq!((out.stdout.len(), out.stderr.len()), (n, n));
+    assert!(out.stdout.iter().all(|&b| b == b'o') && out.stderr.iter().all(|&b| b == b'e'));
+    // Both at once, interleaved.
+    let out = t
+        .exec(
+            &format!("yes out | head -c {n} & yes err | head -c {n} >&2; wait"),
+            None,
+        )
+        .unwrap();
+    assert_eq!((out.stdout.len(), out.stderr.len()), (n, n));
+    // Large stdin echoed back while it is still being sent (full duplex), plus stderr.
+    let input = pattern(7, 3 << 20);
+    let out = t
+        .exec("cat; echo done >&2", Some(input.as_slice()))
+        .unwrap();
+    assert!(out.success());
+    assert!(out.stdout == input, "stdin came back altered");
+    assert_eq!(out.stderr_str(), "done\n");
+    let out = t.exec("wc -c", Some(b"12345")).unwrap();
+    assert_eq!(out.stdout_str().trim(), "5");
+    // A command that ignores its stdin does not hang the transport.
+    let out = t.exec("echo quick", Some(&input)).unwrap();
+    assert_eq!(out.stdout_str(), "quick\n");
+}
+
+#[test]
+fn files_round_trip_with_mode_and_missing_file_is_none() {
+    let Some(lab) = Lab::start("files_round_trip_with_mode", 1) else {
+        return;
+    };
+    let mut t = connect(&root_config(&lab));
+    let dir = scratch(&lab, "files");
+    std::fs::create_dir(&dir).unwrap();
+    let path = format!("{dir}/conf file's name");
+    let data: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
+    t.write_file(&path, &data, 0o640).unwrap();
+    assert_eq!(
+        t.read_file(&path).unwrap().as_deref(),
+        Some(data.as_slice())
+    );
+    let mode = |p: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    };
+    assert_eq!(mode(&path), 0o640);
+    // Replacing an existing file, with another mode.
+    t.write_file(&path, b"second", 0o755).unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), b"second");
+    assert_eq!(mode(&path), 0o755);
+    // Nothing but the file itself is left in the directory.
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("conf file's name")]);
+    assert_eq!(t.read_file(&format!("{dir}/missing")).unwrap(), None);
+    // A directory that does not exist is an error, not a silent mkdir.
+    let e = t.write_file(&format!("{dir}/no/such/dir/f"), b"x", 0o644);
+    assert!(matches!(e, Err(TransportError::Io(_))), "{e:?}");
+    assert!(!Path::new(&format!("{dir}/no")).exists());
+}
+
+#[test]
+fn become_runs_through_passwordless_sudo() {
+    if !support::require(
+        "become_runs_through_passwordless_sudo",
+        &["sudo", "useradd"],
+    ) {
+        return;
+    }
+    let Some(mut lab) = Lab::start("become_runs_through_passwordless_sudo", 1) else {
+        return;
+    };
+    let user = lab.add_user(true);
+    let mut cfg = config(&lab, &lab.hosts[0], &user, &lab.keys.ed25519);
+    let mut plain = connect(&cfg);
+    assert_eq!(
+        plain.exec("id -un", None).unwrap().stdout_str().trim(),
+        user
+    );
+
+    cfg.become_ = Become {
+        enabled: true,
+        user: None,
+    };
+    let mut t = connect(&cfg);
+    let out = t.exec("id -un; echo \"$0\"", None).unwrap();
+    assert_eq!(out.stdout_str(), "root\nsh\n");
+    // Quoting survives the extra sudo layer.
+    let hostile = "$(id -u) `id` ; echo injected";
+    let out = t
+        .exec(&format!("printf %s {}", shell_quote(hostile)), None)
+        .unwrap();
+    assert_eq!(out.stdout_str(), hostile);
+
+    // Files as root in a directory the login user cannot write.
+    let dir = scratch(&lab, "rootonly");
+    std::fs::create_dir(&dir).unwrap();
+    let path = format!("{dir}/secret");
+    t.write_file(&path, b"root data", 0o600).unwrap();
+    let meta = std::fs::metadata(&path).unwrap();
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    assert_eq!((meta.uid(), meta.permissions().mode() & 0o7777), (0, 0o600));
+    assert_eq!(
+        t.read_file(&path).unwrap().as_deref(),
+        Some(&b"root data"[..])
+    );
+    assert_eq!(t.read_file(&format!("{dir}/absent")).unwrap(), None);
+    // Without become the same file is out of reach.
+    assert!(plain.read_file(&path).is_err());
+    assert!(plain.write_file(&format!("{dir}/x"), b"x", 0o644).is_err());
+
+    // become_user other than root.
+    cfg.become_.user = Some("nobody".into());
+    let mut t = connect(&cfg);
+    assert_eq!(
+        t.exec("id -un", None).unwrap().stdout_str().trim(),
+        "nobody"
+    );
+}
+
+#[test]
+fn become_without_sudo_rights_is_a_become_error() {
+    if !support::require("become_without_sudo_rights", &["sudo", "useradd"]) {
+        return;
+    }
+    let Some(mut lab) = Lab::start("become_without_sudo_rights", 1) else {
+        return;
+    };
+    let user = lab.add_user(false);
+    let mut cfg = config(&lab, &lab.hosts[0], &user, &lab.keys.ed25519);
+    cfg.become_.enabled = true;
+    let mut t = connect(&cfg);
+    let e = t.exec("id -un", None).unwrap_err();
+    let TransportError::Become(msg) = &e else {
+        panic!("expected Become, got {e:?}");
+    };
+    assert!(
+        msg.contains("password is required") && msg.contains(&user),
+        "{msg}"
+    );
+    assert!(!e.is_unreachable());
+    assert!(matches!(
+        t.write_file(&scratch(&lab, "nope"), b"x", 0o644),
+        Err(TransportError::Become(_))
+    ));
+    // The session is still usable afterwards.
+    assert!(matches!(
+        t.exec("true", None),
+        Err(TransportError::Become(_))
+    ));
+}
+
+#[test]
+fn unreachable_hosts_fail_fast_with_the_address() {
+    let Some(mut lab) = Lab::start("unreachable_hosts_fail_fast", 1) else {
+        return;
+    };
+    let mut cfg = root_config(&lab);
+    lab.hosts[0].stop();
+    let started = Instant::now();
+    let e = connect_err(&cfg);
+    let TransportError::Unreachable(msg) = &e else {
+        panic!("expected Unreachable, got {e:?}");
+    };
+    assert!(
+        msg.contains(&format!("{}:22", lab.hosts[0].address)) && msg.contains("refused"),
+        "{msg}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    // Nothing at all at the address: bounded by connect_timeout (or the ARP failure).
+    cfg.address = lab.dead_address();
+    cfg.connect_timeout = Duration::from_secs(1);
+    let started = Instant::now();
+    let e = connect_err(&cfg);
+    assert!(
+        matches!(&e, TransportError::Unreachable(m) if m.contains(&cfg.address)),
+        "{e:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_dead_session_gives_an_error_not_a_hang() {
+    let Some(mut lab) = Lab::start("a_dead_session_gives_an_error", 1) else {
+        return;
+    };
+    let mut t = connect(&root_config(&lab));
+    assert!(t.exec("true", None).unwrap().success());
+    lab.hosts[0].stop(); // kills sshd and the session's server side
+    let started = Instant::now();
+    let e = t.exec("true", None).unwrap_err();
+    assert!(matches!(e, TransportError::Io(_)), "{e:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn a_wrong_key_is_an_auth_error_naming_what_was_tried() {
+    let Some(lab) = Lab::start("a_wrong_key_is_an_auth_error", 1) else {
+        return;
+    };
+    let cfg = config(&lab, &lab.hosts[0], "root", &lab.keys.unauthorized);
+    let e = connect_err(&cfg);
+    let TransportError::Auth(msg) = &e else {
+        panic!("expected Auth, got {e:?}");
+    };
+    assert!(
+        msg.contains(&lab.keys.unauthorized.display().to_string()),
+        "{msg}"
+    );
+    let missing = lab.dir.join("no-such-key");
+    let e = connect_err(&config(&lab, &lab.hosts[0], "root", &missing));
+    assert!(
+        matches!(&e, TransportError::Auth(m) if m.contains("does not exist")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn ed25519_and_rsa_client_keys_both_work() {
+    let Some(lab) = Lab::start("ed25519_and_rsa_client_keys_both_work", 1) else {
+        return;
+    };
+    for key in [&lab.keys.ed25519, &lab.keys.rsa] {
+        let mut t = connect(&config(&lab, &lab.hosts[0], "root", key));
+        assert_eq!(t.exec("id -u", None).unwrap().stdout_str(), "0\n");
+    }
+    let log = lab.hosts[0].log_text();
+    assert!(
+        log.contains("Accepted publickey for root") && log.contains(" ED25519 "),
+        "{log}"
+    );
+    assert!(log.contains(" RSA "), "{log}");
+}
+
+/// OpenSSH's fingerprint of a public key file, e.g. `SHA256:abc...`.
+fn fingerprint(pubkey: &Path) -> String {
+    let out = support::run(
+        std::process::Command::new("ssh-keygen")
+            .arg("-lf")
+            .arg(pubkey),
+    );
+    out.split_whitespace().nth(1).unwrap().to_string()
+}
+
+#[test]
+fn an_unknown_host_key_is_refused_unless_accepted() {
+    let Some(lab) = Lab::start("an_unknown_host_key_is_refused", 1) else {
+        return;
+    };
+    let mut cfg = root_config(&lab);
+    cfg.known_hosts = lab.dir.join("fresh/.ssh/known_hosts");
+    let e = connect_err(&cfg);
+    let TransportError::UnknownHostKey(msg) = &e else {
+        panic!("expected UnknownHostKey, got {e:?}");
+    };
+    let host_fp = fingerprint(&lab.hosts[0].dir.join("ssh_host_ed25519_key.pub"));
+    assert!(msg.contains(&host_fp), "{msg} lacks {host_fp}");
+    assert!(
+        msg.contains(&cfg.known_hosts.display().to_string()),
+        "{msg}"
+    );
+    assert!(!cfg.known_hosts.exists());
+
+    cfg.accept_new_host_keys = true;
+    let mut t = connect(&cfg);
+    assert!(t.exec("true", None).unwrap().success());
+    let written = std::fs::read_to_string(&cfg.known_hosts).unwrap();
+    assert!(
+        written.starts_with(&format!("{} ssh-ed25519 ", lab.hosts[0].address)),
+        "{written}"
+    );
+    // OpenSSH agrees with what we wrote.
+    let found = support::run(
+        std::process::Command::new("ssh-keygen")
+            .arg("-F")
+            .arg(&lab.hosts[0].address)
+            .arg("-f")
+            .arg(&cfg.known_hosts),
+    );
+    assert!(found.contains("ssh-ed25519"), "{found}");
+    // Now known: accepted without the flag, and nothing is appended twice.
+    cfg.accept_new_host_keys = false;
+    connect(&cfg);
+    assert_eq!(std::fs::read_to_string(&cfg.known_hosts).unwrap(), written);
+}
+
+#[test]
+fn a_changed_host_key_is_refused_even_with_accept_new() {
+    let Some(mut lab) = Lab::start("a_changed_host_key_is_refused", 1) else {
+        return;
+    };
+    let mut cfg = root_config(&lab);
+    connect(&cfg);
+    let before = std::fs::read_to_string(&lab.known_hosts).unwrap();
+    lab.hosts[0].regenerate_host_keys();
+    for accept in [false, true] {
+        cfg.accept_new_host_keys = accept;
+        let e = connect_err(&cfg);
+        let TransportError::ChangedHostKey(msg) = &e else {
+            panic!("expected ChangedHostKey, got {e:?}");
+        };
+        assert!(
+            msg.contains("REMOTE HOST IDENTIFICATION HAS CHANGED"),
+            "{msg}"
+        );
+        assert!(msg.contains(&lab.hosts[0].address), "{msg}");
+        assert!(
+            msg.contains(&lab.known_hosts.display().to_string()),
+            "{msg}"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&lab.known_hosts).unwrap(), before);
+}
+
+#[test]
+fn hashed_and_bracketed_port_entries_are_understood() {
+    let Some(lab) = Lab::start_with(
+        "hashed_and_bracketed_port_entries",
+        LabOptions {
+            hosts: 1,
+            port: 2222,
+        },
+    ) else {
+        return;
+    };
+    let host = &lab.hosts[0];
+    let plain = std::fs::read_to_string(&host.known_hosts).unwrap();
+    assert!(
+        plain.starts_with(&format!("[{}]:2222 ", host.address)),
+        "{plain}"
+    );
+    let hashed = std::fs::read_to_string(&host.known_hosts_hashed).unwrap();
+    assert!(
+        hashed.starts_with("|1|") && !hashed.contains(&host.address),
+        "{hashed}"
+    );
+
+    let mut cfg = root_config(&lab);
+    for file in [&host.known_hosts, &host.known_hosts_hashed] {
+        cfg.known_hosts = file.clone();
+        assert!(connect(&cfg).exec("true", None).unwrap().success());
+    }
+
+    // Only an RSA entry known: the transport asks for the RSA key instead of calling the
+    // (ed25519) key it would otherwise get unknown.
+    let rsa_only: String = hashed.lines().filter(|l| l.contains(" ssh-rsa ")).collect();
+    cfg.known_hosts = lab.dir.join("rsa_only");
+    std::fs::write(&cfg.known_hosts, rsa_only + "\n").unwrap();
+    connect(&cfg);
+
+    // An entry for the address on port 22 says nothing about port 2222, as with OpenSSH.
+    let port22 = plain.replace(&format!("[{}]:2222", host.address), &host.address);
+    cfg.known_hosts = lab.dir.join("port22");
+    std::fs::write(&cfg.known_hosts, port22).unwrap();
+    assert!(matches!(
+        connect_err(&cfg),
+        TransportError::UnknownHostKey(_)
+    ));
+
+    // Lines libssh2 cannot use (comments, markers, unknown types) do not hide the others.
+    let noisy = format!(
+        "# comment\n@cert-authority * ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIO\n\
+         {} sk-ssh-ed25519@openssh.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29t\ngarbage\n{hashed}",
+        host.address
+    );
+    cfg.known_hosts = lab.dir.join("noisy");
+    std::fs::write(&cfg.known_hosts, noisy).unwrap();
+    connect(&cfg);
+
+    // A @revoked key is refused.
+    let ed_line = plain.lines().find(|l| l.contains("ssh-ed25519")).unwrap();
+    cfg.known_hosts = lab.dir.join("revoked");
+    std::fs::write(&cfg.known_hosts, format!("@revoked {ed_line}\n{plain}")).unwrap();
+    assert!(
+        matches!(connect_err(&cfg), TransportError::ChangedHostKey(m) if m.contains("@revoked"))
+    );
+}
+
+#[test]
+fn hostile_values_in_quoted_commands_run_nothing() {
+    let Some(lab) = Lab::start("hostile_values_in_quoted_commands_run_nothing", 1) else {
+        return;
+    };
+    let mut t = connect(&root_config(&lab));
+    let canary = format!("/tmp/pwned-{}-{}", std::process::id(), lab.subnet);
+    for value in [
+        format!("; touch {canary}"),
+        format!("$(touch {canary})"),
+        format!("`touch {canary}`"),
+        format!("' ; touch {canary}; '"),
+        format!("\n touch {canary}"),
+    ] {
+        let out = t
+            .exec(&format!("printf %s {}", shell_quote(&value)), None)
+            .unwrap();
+        assert_eq!(out.stdout_str(), value);
+        // And as a file name.
+        let path = format!("{}/{}", scratch(&lab, ""), value.replace('/', "_"));
+        t.write_file(&path, b"x", 0o644).unwrap();
+        assert_eq!(t.read_file(&path).unwrap().as_deref(), Some(&b"x"[..]));
+    }
+    assert!(!Path::new(&canary).exists(), "{canary} was created");
+}
+
+#[test]
+fn one_session_serves_every_exec_and_transfer() {
+    let Some(lab) = Lab::start("one_session_serves_every_exec_and_transfer", 1) else {
+        return;
+    };
+    let mut t = connect(&root_config(&lab));
+    let path = scratch(&lab, "f");
+    for i in 0..20 {
+        assert_eq!(
+            t.exec(&format!("echo {i}"), None).unwrap().stdout_str(),
+            format!("{i}\n")
+        );
+        t.write_file(&path, format!("{i}").as_bytes(), 0o644)
+            .unwrap();
+        assert_eq!(
+            t.read_file(&path).unwrap().unwrap(),
+            format!("{i}").as_bytes()
+        );
+    }
+    // One login, one sshd session process for our connection.
+    assert_eq!(
+        lab.hosts[0].accepted_logins(),
+        1,
+        "{}",
+        lab.hosts[0].log_text()
+    );
+    let pids =
+        support::run(std::process::Command::new("ip").args(["netns", "pids", &lab.hosts[0].netns]));
+    // The listener, plus the privileged monitor and the session process of our one connection.
+    assert_eq!(
+        pids.lines().count(),
+        3,
+        "processes in the namespace: {pids}"
+    );
+}
+
+#[test]
+fn upload_if_changed_uploads_only_when_content_or_mode_differ() {
+    let Some(lab) = Lab::start("upload_if_changed", 1) else {
+        return;
+    };
+    let mut t = connect(&root_config(&lab));
+    let local = lab.dir.join("local-bin");
+    std::fs::write(&local, pattern(3, 1 << 20)).unwrap();
+    let remote = scratch(&lab, "deployed bin");
+    assert!(upload_if_changed(t.as_mut(), &local, &remote, 0o755).unwrap());
+    assert_eq!(
+        std::fs::read(&remote).unwrap(),
+        std::fs::read(&local).unwrap()
+    );
+    assert!(!upload_if_changed(t.as_mut(), &local, &remote, 0o755).unwrap());
+    // A different mode, then different content, each cause one upload.
+    assert!(upload_if_changed(t.as_mut(), &local, &remote, 0o700).unwrap());
+    assert!(!upload_if_changed(t.as_mut(), &local, &remote, 0o700).unwrap());
+    std::fs::write(&local, b"v2").unwrap();
+    assert!(upload_if_changed(t.as_mut(), &local, &remote, 0o700).unwrap());
+    assert_eq!(std::fs::read(&remote).unwrap(), b"v2");
+    assert!(!upload_if_changed(t.as_mut(), &local, &remote, 0o700).unwrap());
+    let missing = lab.dir.join("no-such-local");
+    assert!(upload_if_changed(t.as_mut(), &missing, &remote, 0o700).is_err());
+}
+
+/// Issue 3's acceptance shape: several hosts at once, each failure distinct, the good host fine.
+#[test]
+fn hosts_in_parallel_fail_distinctly_while_the_good_one_completes() {
+    let Some(mut lab) = Lab::start("hosts_in_parallel_fail_distinctly", 4) else {
+        return;
+    };
+    lab.hosts[1].stop();
+    lab.hosts[3].regenerate_host_keys();
+    let good = root_config(&lab);
+    let unreachable = config(&lab, &lab.hosts[1], "root", &lab.keys.ed25519);
+    let mut wrong_key = config(&lab, &lab.hosts[2], "root", &lab.keys.unauthorized);
+    wrong_key.name = "wrong-key".into();
+    let changed = config(&lab, &lab.hosts[3], "root", &lab.keys.ed25519);
+    let mut unknown = config(&lab, &lab.hosts[2], "root", &lab.keys.ed25519);
+    unknown.known_hosts = lab.hosts[0].known_hosts.clone();
+    let results: Vec<_> = std::thread::scope(|s| {
+        [good, unreachable, wrong_key, changed, unknown]
+            .map(|cfg| {
+                s.spawn(move || ssh::connect(&cfg).and_then(|mut t| t.exec("hostname -I", None)))
+            })
+            .map(|h| h.join().unwrap())
+    })
+    .into_iter()
+    .collect();
+    assert_eq!(
+        results[0].as_ref().unwrap().stdout_str().trim(),
+        lab.hosts[0].address
+    );
+    assert!(
+        matches!(results[1], Err(TransportError::Unreachable(_))),
+        "{:?}",
+        results[1]
+    );
+    assert!(
+        matches!(results[2], Err(TransportError::Auth(_))),
+        "{:?}",
+        results[2]
+    );
+    assert!(
+        matches!(results[3], Err(TransportError::ChangedHostKey(_))),
+        "{:?}",
+        results[3]
+    );
+    assert!(
+        matches!(results[4], Err(TransportError::UnknownHostKey(_))),
+        "{:?}",
+        results[4]
+    );
+}
+
+/// Round-trip latency of a trivial command over one reused session.
+/// `cargo test -p c1m --test ssh_transport -- --ignored --nocapture exec_latency`
+#[test]
+#[ignore]
+fn exec_latency_over_a_reused_session() {
+    let Some(lab) = Lab::start("exec_latency_over_a_reused_session", 1) else {
+        return;
+    };
+    let mut t = connect(&root_config(&lab));
+    let mut samples: Vec<Duration> = (0..300)
+        .map(|_| {
+            let started = Instant::now();
+            assert!(t.exec("true", None).unwrap().success());
+            started.elapsed()
+        })
+        .collect();
+    samples.sort();
+    let pct = |p: usize| samples[(samples.len() - 1) * p / 100];
+    eprintln!(
+        "exec round trip over one session, {} samples: p50 {:?} p90 {:?} p99 {:?} max {:?}",
+        samples.len(),
+        pct(50),
+        pct(90),
+        pct(99),
+        samples[samples.len() - 1]
+    );
+    let path = scratch(&lab, "blob");
+    let blob = pattern(1, 16 << 20);
+    let started = Instant::now();
+    t.write_file(&path, &blob, 0o644).unwrap();
+    let up = started.elapsed();
+    let started = Instant::now();
+    assert_eq!(t.read_file(&path).unwrap().unwrap().len(), blob.len());
+    eprintln!(
+        "16 MiB write_file {up:?}, read_file {:?}",
+        started.elapsed()
+    );
+    assert!(pct(50) < Duration::from_millis(50), "median {:?}", pct(50));
 }

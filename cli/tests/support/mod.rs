@@ -286,7 +286,8 @@ impl Lab {
         let mut last = String::new();
         let created = (0..20).any(|_| {
             let out = Command::new("useradd")
-                .args(["-M", "-s", "/bin/sh", "-d"])
+                // `*`: no password, but not locked (`!`), which sshd without PAM refuses.
+                .args(["-M", "-p", "*", "-s", "/bin/sh", "-d"])
                 .arg(&home)
                 .arg(&user)
                 .output()
