@@ -649,3 +649,129 @@ fn exec_latency_over_a_reused_session() {
     );
     assert!(pct(50) < Duration::from_millis(50), "median {:?}", pct(50));
 }
+
+/// Without a key file: the agent's keys in turn, then ~/.ssh/id_ed25519 and id_rsa. Each probe
+/// runs in a child process of this test binary with its own HOME and SSH_AUTH_SOCK, so the
+/// process-wide environment of the other tests stays untouched.
+#[test]
+fn without_a_key_file_the_agent_and_default_keys_are_tried() {
+    const NAME: &str = "without_a_key_file_the_agent_and_default_keys_are_tried";
+    if let Some(address) = std::env::var_os("C1M_PROBE_ADDRESS") {
+        // Child: connect once with the inherited environment and report.
+        let cfg = SshConfig {
+            name: "probe".into(),
+            address: address.to_string_lossy().into_owned(),
+            port: 22,
+            user: "root".into(),
+            key_file: None,
+            known_hosts: std::env::var_os("C1M_PROBE_KNOWN_HOSTS").unwrap().into(),
+            accept_new_host_keys: false,
+            become_: Become::default(),
+            connect_timeout: Duration::from_secs(5),
+        };
+        match ssh::connect(&cfg).and_then(|mut t| t.exec("id -un", None)) {
+            Ok(out) => println!("PROBE-RESULT ok {}", out.stdout_str().trim()),
+            Err(e) => println!("PROBE-RESULT {e:?}"),
+        }
+        return;
+    }
+    if !support::require(NAME, &["ssh-agent", "ssh-add"]) {
+        return;
+    }
+    let Some(lab) = Lab::start(NAME, 1) else {
+        return;
+    };
+    let home = lab.dir.join("home");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    let sock = lab.dir.join("agent.sock");
+    let probe = |with_agent: bool| -> String {
+        let mut c = std::process::Command::new(std::env::current_exe().unwrap());
+        c.args(["--exact", NAME, "--nocapture", "--test-threads=1"])
+            .env("C1M_PROBE_ADDRESS", &lab.hosts[0].address)
+            .env("C1M_PROBE_KNOWN_HOSTS", &lab.known_hosts)
+            .env("HOME", &home)
+            .env_remove("SSH_AUTH_SOCK");
+        if with_agent {
+            c.env("SSH_AUTH_SOCK", &sock);
+        }
+        let out = support::run(&mut c);
+        let line = out
+            .lines()
+            .find_map(|l| l.split_once("PROBE-RESULT ").map(|(_, r)| r))
+            .unwrap_or_else(|| panic!("probe printed no result: {out}"));
+        line.to_string()
+    };
+
+    // Nothing to offer at all.
+    let r = probe(false);
+    assert!(r.starts_with("Auth(") && r.contains("nothing"), "{r}");
+
+    // A default key file.
+    std::fs::copy(&lab.keys.rsa, home.join(".ssh/id_rsa")).unwrap();
+    assert_eq!(probe(false), "ok root");
+    std::fs::remove_file(home.join(".ssh/id_rsa")).unwrap();
+
+    // An agent holding an unauthorized key, then also a good one.
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _agent = Kill(
+        std::process::Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&sock)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !sock.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let add = |key: &Path| {
+        support::run(
+            std::process::Command::new("ssh-add")
+                .arg("-q")
+                .arg(key)
+                .env("SSH_AUTH_SOCK", &sock),
+        );
+    };
+    add(&lab.keys.unauthorized);
+    let r = probe(true);
+    assert!(r.starts_with("Auth(") && r.contains("agent key"), "{r}");
+    add(&lab.keys.ed25519);
+    assert_eq!(probe(true), "ok root");
+}
+
+/// The hosts of a lab share a link: a process in one namespace reaches the others (what the
+/// distributed runs of issue 5 need: clients in some namespaces, the server in another).
+#[test]
+fn lab_hosts_reach_each_other() {
+    let Some(lab) = Lab::start("lab_hosts_reach_each_other", 2) else {
+        return;
+    };
+    let mut t = connect(&root_config(&lab));
+    let other = &lab.hosts[1].address;
+    let out = t
+        .exec(
+            &format!("ssh-keyscan -T 5 -t ed25519 {}", shell_quote(other)),
+            None,
+        )
+        .unwrap();
+    assert!(
+        out.stdout_str()
+            .starts_with(&format!("{other} ssh-ed25519 ")),
+        "{out:?}"
+    );
+    // And from outside SSH, through the harness.
+    let out = lab.hosts[1]
+        .netns_cmd("ip")
+        .args(["-4", "-o", "addr", "show", "dev", "eth0"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("{other}/24")));
+}

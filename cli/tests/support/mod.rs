@@ -142,6 +142,8 @@ pub struct SshHost {
     pub known_hosts_hashed: PathBuf,
     pub config: PathBuf,
     pub dir: PathBuf,
+    /// Root-namespace end of the veth pair.
+    veth: String,
     sshd: Option<Child>,
 }
 
@@ -241,6 +243,7 @@ impl Lab {
             known_hosts_hashed: dir.join("known_hosts.hashed"),
             config: dir.join("sshd_config"),
             dir: dir.clone(),
+            veth: outer.clone(),
             sshd: None,
         };
         run(Command::new("ip").args(["netns", "add", &netns]));
@@ -330,6 +333,19 @@ impl Lab {
             }
         }
         quietly(Command::new("ip").args(["link", "del", &self.bridge]));
+        let links = run(Command::new("ip").args(["-o", "link", "show"]));
+        let veth_prefix = format!("c1mt{}h", self.subnet);
+        for line in links.lines() {
+            // "7: c1mt5h0@if2: <...>"
+            if let Some(name) = line
+                .split(": ")
+                .nth(1)
+                .and_then(|n| n.split('@').next())
+                .filter(|n| n.starts_with(&veth_prefix))
+            {
+                quietly(Command::new("ip").args(["link", "del", name]));
+            }
+        }
         let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
         let user_prefix = format!("c1mt{}u", self.subnet);
         for line in passwd.lines() {
@@ -490,6 +506,9 @@ impl SshHost {
 impl Drop for SshHost {
     fn drop(&mut self) {
         self.stop();
+        // Deleting our end removes the pair at once; the namespace itself is torn down by the
+        // kernel asynchronously, and its veth end with it, which would block reusing the name.
+        quietly(Command::new("ip").args(["link", "del", &self.veth]));
         quietly(Command::new("ip").args(["netns", "del", &self.netns]));
     }
 }
