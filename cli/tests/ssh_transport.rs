@@ -775,3 +775,35 @@ fn lab_hosts_reach_each_other() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("{other}/24")));
 }
+
+/// A host that drops off the network (no FIN, no RST) during a quiet command is declared dead
+/// by the keepalive + TCP_USER_TIMEOUT pair instead of hanging the run.
+#[test]
+fn a_host_that_goes_silent_is_declared_dead() {
+    let Some(lab) = Lab::start("a_host_that_goes_silent_is_declared_dead", 1) else {
+        return;
+    };
+    let mut t = ssh::SshTransport::connect(&root_config(&lab)).unwrap();
+    t.set_liveness(Duration::from_secs(2), Duration::from_secs(3));
+    assert!(t.exec("true", None).unwrap().success());
+    let netns = lab.hosts[0].netns.clone();
+    let cut = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        support::run(
+            std::process::Command::new("ip").args(["-n", &netns, "link", "set", "eth0", "down"]),
+        );
+    });
+    let started = Instant::now();
+    let e = t.exec("sleep 60", None).unwrap_err();
+    cut.join().unwrap();
+    assert!(matches!(e, TransportError::Io(_)), "{e:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    eprintln!(
+        "silent host declared dead after {:?}: {e}",
+        started.elapsed()
+    );
+}

@@ -38,9 +38,10 @@ pub struct SshConfig {
     pub connect_timeout: Duration,
 }
 
-/// How often an idle session proves the host is alive; with the TCP timeouts below a dead host
-/// turns into an error within about a minute instead of a hang.
+/// How often a quiet session proves the host is alive, and how long unacknowledged data may
+/// wait before the host counts as dead: a dead host becomes an error, not a hang.
 const KEEPALIVE: Duration = Duration::from_secs(15);
+const DEAD_AFTER: Duration = Duration::from_secs(45);
 /// Bound on any single blocking libssh2 wait once connected.
 const OP_TIMEOUT: Duration = Duration::from_secs(120);
 /// Exit status of our read helper when the file does not exist (distinct from cat's and sudo's 1).
@@ -58,6 +59,7 @@ pub struct SshTransport {
     become_: Become,
     session: Session,
     socket: RawFd,
+    keepalive: Duration,
     /// Keeps the socket whose fd we poll open as long as the session (libssh2 owns a clone).
     _stream: TcpStream,
     sftp: Option<ssh2::Sftp>,
@@ -94,8 +96,7 @@ impl SshTransport {
         )?;
         auth::authenticate(&session, cfg)?;
         session.set_timeout(millis(OP_TIMEOUT));
-        session.set_keepalive(true, KEEPALIVE.as_secs() as u32);
-        Ok(Self {
+        let mut t = Self {
             name: cfg.name.clone(),
             login: cfg.user.clone(),
             become_: cfg.become_.clone(),
@@ -103,7 +104,24 @@ impl SshTransport {
             socket,
             _stream: stream,
             sftp: None,
-        })
+            keepalive: KEEPALIVE,
+        };
+        t.set_liveness(KEEPALIVE, DEAD_AFTER);
+        Ok(t)
+    }
+
+    /// Sets how often a quiet session sends a keepalive (at least 2 s, libssh2's floor) and after
+    /// how long without an acknowledgement from the host it is declared dead.
+    pub fn set_liveness(&mut self, keepalive: Duration, dead_after: Duration) {
+        let keepalive = keepalive.max(Duration::from_secs(2));
+        self.keepalive = keepalive;
+        self.session
+            .set_keepalive(true, keepalive.as_secs().try_into().unwrap_or(u32::MAX));
+        let ms = i32::try_from(dead_after.as_millis()).unwrap_or(i32::MAX);
+        set_int_sockopt(self.socket, libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, ms);
+        let secs = i32::try_from(keepalive.as_secs()).unwrap_or(i32::MAX);
+        set_int_sockopt(self.socket, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, secs);
+        set_int_sockopt(self.socket, libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, secs);
     }
 
     /// The user commands run as when `become` is on; `None` when they run as the login user.
@@ -140,10 +158,12 @@ impl SshTransport {
 
     /// Runs a command line exactly as given (no become wrapping).
     fn exec_raw(&mut self, line: &str, stdin: Option<&[u8]>) -> Result<ExecOutput, TransportError> {
-        channel_io::run(&self.session, self.socket, KEEPALIVE, line, stdin).map_err(|e| match e {
-            TransportError::Io(m) => TransportError::Io(format!("{}: {m}", self.name)),
-            other => other,
-        })
+        channel_io::run(&self.session, self.socket, self.keepalive, line, stdin).map_err(
+            |e| match e {
+                TransportError::Io(m) => TransportError::Io(format!("{}: {m}", self.name)),
+                other => other,
+            },
+        )
     }
 
     fn write_via_sftp(&mut self, path: &str, data: &[u8], mode: u32) -> Result<(), TransportError> {
@@ -327,28 +347,27 @@ fn tcp_connect(cfg: &SshConfig) -> Result<TcpStream, TransportError> {
     Err(unreachable(last))
 }
 
-/// Low latency for the many small task round trips, and kernel-level dead-peer detection: TCP
-/// keepalive while idle and a bound on unacknowledged data while sending.
+/// Low latency for the many small task round trips, and kernel-level dead-peer detection (TCP
+/// keepalive while idle; the bound on unacknowledged data is set with the session's liveness).
 fn tune_socket(s: &TcpStream) {
     let _ = s.set_nodelay(true);
     let fd = s.as_raw_fd();
-    let set = |level: i32, opt: i32, val: i32| {
-        // SAFETY: a valid socket fd and a pointer to an int of the stated size.
-        unsafe {
-            libc::setsockopt(
-                fd,
-                level,
-                opt,
-                (&val as *const i32).cast(),
-                std::mem::size_of::<i32>() as libc::socklen_t,
-            )
-        }
-    };
-    set(libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1);
-    set(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, 20);
-    set(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, 5);
-    set(libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 4);
-    set(libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, 45_000);
+    set_int_sockopt(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1);
+    set_int_sockopt(fd, libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 3);
+}
+
+fn set_int_sockopt(fd: RawFd, level: i32, opt: i32, val: i32) {
+    // SAFETY: a socket fd we own and a pointer to an int of the stated size. A failure leaves
+    // the kernel default, which only weakens dead-peer detection.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            opt,
+            (&val as *const i32).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        );
+    }
 }
 
 fn millis(d: Duration) -> u32 {

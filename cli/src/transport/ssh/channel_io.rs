@@ -159,7 +159,28 @@ fn wait_socket(session: &Session, socket: RawFd, keepalive: Duration) -> io::Res
         }
     }
     if pfd.revents & (libc::POLLERR | libc::POLLNVAL) != 0 {
-        return Err(io::Error::other("socket error"));
+        return Err(socket_error(socket));
     }
     Ok(())
+}
+
+/// The pending error of a socket, e.g. "Connection timed out" when the host stopped answering.
+fn socket_error(socket: RawFd) -> io::Error {
+    let mut err: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: SO_ERROR writes one int into `err`, whose size `len` states.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket,
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&mut err as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc == 0 && err != 0 {
+        io::Error::from_raw_os_error(err)
+    } else {
+        io::Error::other("socket error")
+    }
 }
