@@ -295,6 +295,13 @@ fn a_wrong_key_is_an_auth_error_naming_what_was_tried() {
         msg.contains(&lab.keys.unauthorized.display().to_string()),
         "{msg}"
     );
+    // A passphrase-protected key cannot be used (no passphrase is ever asked for).
+    let e = connect_err(&config(&lab, &lab.hosts[0], "root", &lab.keys.encrypted));
+    assert!(
+        matches!(&e, TransportError::Auth(m) if m.contains("id_encrypted") && m.contains("passphrase")),
+        "{e:?}"
+    );
+    eprintln!("encrypted key: {e}");
     let missing = lab.dir.join("no-such-key");
     let e = connect_err(&config(&lab, &lab.hosts[0], "root", &missing));
     assert!(
@@ -308,7 +315,13 @@ fn ed25519_and_rsa_client_keys_both_work() {
     let Some(lab) = Lab::start("ed25519_and_rsa_client_keys_both_work", 1) else {
         return;
     };
-    for key in [&lab.keys.ed25519, &lab.keys.rsa] {
+    for key in [&lab.keys.ed25519, &lab.keys.rsa, &lab.keys.rsa_pem] {
+        let head = std::fs::read_to_string(key).unwrap();
+        assert!(
+            head.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----")
+                || head.starts_with("-----BEGIN RSA PRIVATE KEY-----"),
+            "{head}"
+        );
         let mut t = connect(&config(&lab, &lab.hosts[0], "root", key));
         assert_eq!(t.exec("id -u", None).unwrap().stdout_str(), "0\n");
     }

@@ -3,6 +3,7 @@
 
 mod auth;
 mod channel_io;
+mod key_file;
 mod known_hosts;
 mod upload;
 

@@ -93,7 +93,12 @@ fn quietly(cmd: &mut Command) {
 #[derive(Debug, Clone)]
 pub struct ClientKeys {
     pub ed25519: PathBuf,
+    /// RSA in OpenSSH's own private-key format (ssh-keygen's default).
     pub rsa: PathBuf,
+    /// RSA in the older PEM format (`ssh-keygen -m PEM`), as many existing setups have.
+    pub rsa_pem: PathBuf,
+    /// An authorized ed25519 key protected by the passphrase `secret`.
+    pub encrypted: PathBuf,
     /// A valid key that no authorized_keys lists.
     pub unauthorized: PathBuf,
 }
@@ -176,6 +181,8 @@ impl Lab {
             keys: ClientKeys {
                 ed25519: dir.join("client/id_ed25519"),
                 rsa: dir.join("client/id_rsa"),
+                rsa_pem: dir.join("client/id_rsa_pem"),
+                encrypted: dir.join("client/id_encrypted"),
                 unauthorized: dir.join("client/id_unauthorized"),
             },
             known_hosts: dir.join("known_hosts"),
@@ -201,6 +208,12 @@ impl Lab {
         keygen(&self.keys.ed25519, "ed25519");
         keygen(&self.keys.rsa, "rsa");
         keygen(&self.keys.unauthorized, "ed25519");
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-N", "", "-m", "PEM", "-t", "rsa", "-b", "2048", "-f"])
+            .arg(&self.keys.rsa_pem));
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-N", "secret", "-t", "ed25519", "-f"])
+            .arg(&self.keys.encrypted));
         self.authorize("root");
 
         run(Command::new("ip").args(["link", "add", &self.bridge, "type", "bridge"]));
@@ -269,7 +282,12 @@ impl Lab {
     /// Lists both client public keys in `user`'s authorized_keys.
     fn authorize(&self, user: &str) {
         let mut keys = String::new();
-        for k in [&self.keys.ed25519, &self.keys.rsa] {
+        for k in [
+            &self.keys.ed25519,
+            &self.keys.rsa,
+            &self.keys.rsa_pem,
+            &self.keys.encrypted,
+        ] {
             keys.push_str(&fs::read_to_string(k.with_extension("pub")).expect("public key"));
         }
         let path = self.dir.join("authorized_keys").join(user);

@@ -46,6 +46,14 @@ fn try_key_file(session: &Session, user: &str, key: &Path, tried: &mut Vec<Strin
         tried.push(format!("key file {} (it does not exist)", key.display()));
         return;
     }
+    if super::key_file::is_encrypted(key) {
+        tried.push(format!(
+            "key file {} (it is protected by a passphrase, which c1m never asks for: load it \
+             into ssh-agent with ssh-add and leave the key file unset)",
+            key.display()
+        ));
+        return;
+    }
     // No public key path: libssh2 derives it from the private key, so a lone private key (as
     // `ansible_ssh_private_key_file` names) is enough.
     match session.userauth_pubkey_file(user, None, key, None) {
