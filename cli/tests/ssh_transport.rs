@@ -820,3 +820,46 @@ fn a_host_that_goes_silent_is_declared_dead() {
         started.elapsed()
     );
 }
+
+/// The lab's inventory works for real Ansible too (the playbook interop tests rely on it).
+#[test]
+fn lab_inventory_drives_real_ansible() {
+    if !support::require("lab_inventory_drives_real_ansible", &["ansible", "python3"]) {
+        return;
+    }
+    let Some(lab) = Lab::start("lab_inventory_drives_real_ansible", 2) else {
+        return;
+    };
+    let inventory = lab.dir.join("inventory.yml");
+    std::fs::write(
+        &inventory,
+        lab.inventory_yaml(&[("server", &[0]), ("clients", &[1])]),
+    )
+    .unwrap();
+    let out = support::run(
+        std::process::Command::new("ansible")
+            .args([
+                "all",
+                "-o",
+                "-m",
+                "ansible.builtin.command",
+                "-a",
+                "hostname -I",
+                "-i",
+            ])
+            .arg(&inventory)
+            .env("ANSIBLE_PYTHON_INTERPRETER", "/usr/bin/python3")
+            .env("ANSIBLE_NOCOLOR", "1")
+            .env("ANSIBLE_LOCAL_TEMP", lab.dir.join("ansible-tmp")),
+    );
+    for h in &lab.hosts {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{} |", h.name)))
+            .unwrap_or_else(|| panic!("no line for {}: {out}", h.name));
+        assert!(
+            line.contains("CHANGED") && line.contains(&h.address),
+            "{line}"
+        );
+    }
+}

@@ -331,6 +331,31 @@ impl Lab {
         user
     }
 
+    /// An Ansible YAML inventory of the lab: `groups` maps a group name to host indexes, e.g.
+    /// `[("server", &[0]), ("clients", &[1, 2, 3])]`. Hosts log in as root with the ed25519
+    /// client key; `ansible_ssh_common_args` points OpenSSH (for `ansible-playbook`) at the
+    /// lab's known_hosts with strict checking, so both c1m and Ansible can run it unchanged.
+    pub fn inventory_yaml(&self, groups: &[(&str, &[usize])]) -> String {
+        let mut y = format!(
+            "all:\n  vars:\n    ansible_user: root\n    ansible_ssh_private_key_file: {}\n    \
+             ansible_ssh_common_args: -o UserKnownHostsFile={} -o StrictHostKeyChecking=yes\n  \
+             children:\n",
+            self.keys.ed25519.display(),
+            self.known_hosts.display()
+        );
+        for (group, members) in groups {
+            y.push_str(&format!("    {group}:\n      hosts:\n"));
+            for &i in *members {
+                let h = &self.hosts[i];
+                y.push_str(&format!(
+                    "        {}:\n          ansible_host: {}\n          ansible_port: {}\n",
+                    h.name, h.address, h.port
+                ));
+            }
+        }
+        y
+    }
+
     /// An address on the lab's link where nothing answers.
     pub fn dead_address(&self) -> String {
         format!("10.198.{}.250", self.subnet)
