@@ -23,7 +23,7 @@ fn config(lab: &Lab, host: &SshHost, user: &str, key: &Path) -> SshConfig {
 }
 
 fn root_config(lab: &Lab) -> SshConfig {
-    config(lab, &lab.hosts[0], "root", &lab.keys.ed25519)
+    config(lab, &lab.hosts[0], &lab.hosts[0].user, &lab.keys.ed25519)
 }
 
 fn connect(cfg: &SshConfig) -> Box<dyn Transport> {
@@ -764,11 +764,11 @@ fn without_a_key_file_the_agent_and_default_keys_are_tried() {
 /// distributed runs of issue 5 need: clients in some namespaces, the server in another).
 #[test]
 fn lab_hosts_reach_each_other() {
-    let Some(lab) = Lab::start("lab_hosts_reach_each_other", 2) else {
+    let Some(mut lab) = Lab::start("lab_hosts_reach_each_other", 2) else {
         return;
     };
     let mut t = connect(&root_config(&lab));
-    let other = &lab.hosts[1].address;
+    let other = &lab.hosts[1].address.clone();
     let out = t
         .exec(
             &format!("ssh-keyscan -T 5 -t ed25519 {}", shell_quote(other)),
@@ -780,6 +780,14 @@ fn lab_hosts_reach_each_other() {
             .starts_with(&format!("{other} ssh-ed25519 ")),
         "{out:?}"
     );
+    // Extra addresses answer too (refused on port 22: the host is there, sshd listens elsewhere).
+    let extra = lab.add_addresses(1, 3);
+    assert_eq!(extra.len(), 3);
+    for a in &extra {
+        let addr: std::net::SocketAddr = format!("{a}:22").parse().unwrap();
+        let e = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3)).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{a}: {e}");
+    }
     // And from outside SSH, through the harness.
     let out = lab.hosts[1]
         .netns_cmd("ip")

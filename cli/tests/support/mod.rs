@@ -129,6 +129,7 @@ pub struct Lab {
     pub known_hosts: PathBuf,
     bridge: String,
     users: Vec<String>,
+    extra_addresses: usize,
     _lock: File,
 }
 
@@ -139,6 +140,9 @@ pub struct SshHost {
     pub netns: String,
     pub address: String,
     pub port: u16,
+    /// The login every lab host accepts with the lab's client keys (see [`Lab::add_user`] for
+    /// unprivileged ones).
+    pub user: String,
     /// sshd's stderr (`-e`, LogLevel VERBOSE): one "Accepted publickey" line per login.
     pub log: PathBuf,
     /// known_hosts with this host's keys as `ssh-keyscan` prints them.
@@ -190,6 +194,7 @@ impl Lab {
             hosts: Vec::new(),
             bridge: format!("c1mtb{subnet}"),
             users: Vec::new(),
+            extra_addresses: 0,
             _lock: lock,
         };
         lab.remove_leftovers();
@@ -251,6 +256,7 @@ impl Lab {
             netns: netns.clone(),
             address: address.clone(),
             port,
+            user: "root".into(),
             log: dir.join("sshd.log"),
             known_hosts: dir.join("known_hosts"),
             known_hosts_hashed: dir.join("known_hosts.hashed"),
@@ -354,6 +360,34 @@ impl Lab {
             }
         }
         y
+    }
+
+    /// Gives host `host` `count` more addresses on its link (10.198.N.100 upwards, shared out
+    /// across the lab's hosts), e.g. source addresses for a client opening more connections than
+    /// one address has ports. Removed with the namespace.
+    pub fn add_addresses(&mut self, host: usize, count: usize) -> Vec<String> {
+        let first = 100 + self.extra_addresses;
+        assert!(
+            first + count <= 250,
+            "10.198.N.100-249 holds 150 extra addresses per lab"
+        );
+        self.extra_addresses += count;
+        let h = &self.hosts[host];
+        (first..first + count)
+            .map(|i| {
+                let a = format!("10.198.{}.{i}", self.subnet);
+                run(Command::new("ip").args([
+                    "-n",
+                    &h.netns,
+                    "addr",
+                    "add",
+                    &format!("{a}/24"),
+                    "dev",
+                    "eth0",
+                ]));
+                a
+            })
+            .collect()
     }
 
     /// An address on the lab's link where nothing answers.
