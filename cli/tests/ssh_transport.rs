@@ -871,3 +871,35 @@ fn lab_inventory_drives_real_ansible() {
         );
     }
 }
+
+/// Something that is not an SSH server on the port: a clear error, no hang, no panic.
+#[test]
+fn a_port_that_does_not_speak_ssh_is_reported() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        use std::io::Write;
+        let (mut conn, _) = listener.accept().unwrap();
+        let _ = conn.write_all(b"HTTP/1.0 400 Bad Request\r\n\r\n");
+    });
+    let dir = std::env::temp_dir();
+    let cfg = SshConfig {
+        name: "web".into(),
+        address: "127.0.0.1".into(),
+        port,
+        user: "root".into(),
+        key_file: None,
+        known_hosts: dir.join(format!("c1m-none-{}", std::process::id())),
+        accept_new_host_keys: false,
+        become_: Become::default(),
+        connect_timeout: Duration::from_secs(2),
+    };
+    let started = Instant::now();
+    let e = connect_err(&cfg);
+    server.join().unwrap();
+    assert!(
+        matches!(&e, TransportError::Unreachable(m) if m.contains("handshake") && m.contains(&port.to_string())),
+        "{e:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+}

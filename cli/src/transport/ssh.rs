@@ -43,6 +43,8 @@ pub struct SshConfig {
 /// wait before the host counts as dead: a dead host becomes an error, not a hang.
 const KEEPALIVE: Duration = Duration::from_secs(15);
 const DEAD_AFTER: Duration = Duration::from_secs(45);
+/// Least time allowed for the SSH handshake and authentication.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Bound on any single blocking libssh2 wait once connected.
 const OP_TIMEOUT: Duration = Duration::from_secs(120);
 /// Exit status of our read helper when the file does not exist (distinct from cat's and sudo's 1).
@@ -75,7 +77,9 @@ impl SshTransport {
         session.set_tcp_stream(stream.try_clone().map_err(|e| {
             TransportError::Io(format!("{}: cannot share the socket: {e}", cfg.name))
         })?);
-        session.set_timeout(millis(cfg.connect_timeout.max(Duration::from_secs(1))));
+        // Key exchange and auth cost CPU on both ends; a tight connect timeout (meant for
+        // the TCP connect to a dead address) must not fail a merely busy host.
+        session.set_timeout(millis(cfg.connect_timeout.max(HANDSHAKE_TIMEOUT)));
 
         let known = known_hosts::KnownHostsFile::load(&cfg.known_hosts)?;
         let pattern = known_hosts::host_pattern(&cfg.address, cfg.port);
@@ -134,7 +138,8 @@ impl SshTransport {
         (target != self.login).then_some(target)
     }
 
-    /// Sends a keepalive now, so a caller between tasks can tell a dead host from a quiet one.
+    /// Sends a keepalive if the session has been quiet for the keepalive interval, so an idle
+    /// session between tasks keeps proving the host alive; an error means it is already gone.
     pub fn keepalive(&mut self) -> Result<(), TransportError> {
         self.session
             .keepalive_send()
