@@ -418,8 +418,8 @@ fn hashed_and_bracketed_port_entries_are_understood() {
     let Some(lab) = Lab::start_with(
         "hashed_and_bracketed_port_entries",
         LabOptions {
-            hosts: 1,
             port: 2222,
+            ..Default::default()
         },
     ) else {
         return;
@@ -902,4 +902,32 @@ fn a_port_that_does_not_speak_ssh_is_reported() {
         "{e:?}"
     );
     assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+/// A host without the SFTP subsystem still gets its files, through the shell.
+#[test]
+fn files_work_without_an_sftp_subsystem() {
+    let Some(lab) = Lab::start_with(
+        "files_work_without_an_sftp_subsystem",
+        LabOptions {
+            sftp: false,
+            ..Default::default()
+        },
+    ) else {
+        return;
+    };
+    let mut t = connect(&root_config(&lab));
+    let path = scratch(&lab, "no-sftp");
+    let data = pattern(9, 200_000);
+    t.write_file(&path, &data, 0o604).unwrap();
+    assert_eq!(t.read_file(&path).unwrap(), Some(data));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o604);
+    assert_eq!(t.read_file(&scratch(&lab, "absent")).unwrap(), None);
+    let log = lab.hosts[0].log_text();
+    assert!(
+        log.contains("subsystem not found"),
+        "SFTP was not refused: {log}"
+    );
 }

@@ -66,6 +66,7 @@ pub struct SshTransport {
     /// Keeps the socket whose fd we poll open as long as the session (libssh2 owns a clone).
     _stream: TcpStream,
     sftp: Option<ssh2::Sftp>,
+    sftp_unavailable: bool,
 }
 
 impl SshTransport {
@@ -109,6 +110,7 @@ impl SshTransport {
             socket,
             _stream: stream,
             sftp: None,
+            sftp_unavailable: false,
             keepalive: KEEPALIVE,
         };
         t.set_liveness(KEEPALIVE, DEAD_AFTER);
@@ -151,15 +153,55 @@ impl SshTransport {
         TransportError::Io(format!("{}: {what}: {e}", self.name))
     }
 
-    fn sftp(&mut self) -> Result<&ssh2::Sftp, TransportError> {
-        if self.sftp.is_none() {
-            let sftp = self
-                .session
-                .sftp()
-                .map_err(|e| self.io("cannot start SFTP", e))?;
-            self.sftp = Some(sftp);
+    /// The session's SFTP channel, opened on first use; `None` when the host offers no SFTP
+    /// subsystem (files then go through the shell).
+    fn sftp(&mut self) -> Option<&ssh2::Sftp> {
+        if self.sftp.is_none() && !self.sftp_unavailable {
+            match self.session.sftp() {
+                Ok(sftp) => self.sftp = Some(sftp),
+                Err(_) => self.sftp_unavailable = true,
+            }
         }
-        Ok(self.sftp.as_ref().expect("just set"))
+        self.sftp.as_ref()
+    }
+
+    /// SFTP works as the login user only; with `become` to another user the shell does it.
+    fn use_sftp(&self) -> bool {
+        self.become_target().is_none()
+    }
+
+    fn read_via_shell(&mut self, path: &str) -> Result<Option<Vec<u8>>, TransportError> {
+        let p = shell_quote(path);
+        let out = self.exec(
+            &format!("[ -e {p} ] || exit {ABSENT}; exec cat -- {p}"),
+            None,
+        )?;
+        match out.status {
+            0 => Ok(Some(out.stdout)),
+            ABSENT => Ok(None),
+            _ => Err(self.io(&format!("cannot read {path}"), out.stderr_str().trim())),
+        }
+    }
+
+    /// The bytes go through the command's stdin (and so through sudo with `become`) into a
+    /// temporary file beside the target, which then replaces it.
+    fn write_via_shell(
+        &mut self,
+        path: &str,
+        data: &[u8],
+        mode: u32,
+    ) -> Result<(), TransportError> {
+        let p = shell_quote(path);
+        let tmp = shell_quote(&temp_name(path));
+        let script = format!(
+            "umask 077; cat > {tmp} && chmod {:o} -- {tmp} && mv -f -- {tmp} {p} || {{ rm -f -- {tmp}; exit 1; }}",
+            mode & 0o7777
+        );
+        let out = self.exec(&script, Some(data))?;
+        if !out.success() {
+            return Err(self.io(&format!("cannot write {path}"), out.stderr_str().trim()));
+        }
+        Ok(())
     }
 
     /// Runs a command line exactly as given (no become wrapping).
@@ -175,7 +217,9 @@ impl SshTransport {
     fn write_via_sftp(&mut self, path: &str, data: &[u8], mode: u32) -> Result<(), TransportError> {
         let tmp = temp_name(path);
         let result = (|| {
-            let sftp = self.sftp()?;
+            let sftp = self
+                .sftp()
+                .ok_or_else(|| TransportError::Io("no SFTP subsystem".into()))?;
             let mut file = sftp
                 .open_mode(
                     Path::new(&tmp),
@@ -245,19 +289,13 @@ impl Transport for SshTransport {
     }
 
     fn read_file(&mut self, path: &str) -> Result<Option<Vec<u8>>, TransportError> {
-        if self.become_target().is_some() {
-            let p = shell_quote(path);
-            let out = self.exec(
-                &format!("[ -e {p} ] || exit {ABSENT}; exec cat -- {p}"),
-                None,
-            )?;
-            return match out.status {
-                0 => Ok(Some(out.stdout)),
-                ABSENT => Ok(None),
-                _ => Err(self.io(&format!("cannot read {path}"), out.stderr_str().trim())),
-            };
+        if !self.use_sftp() {
+            return self.read_via_shell(path);
         }
-        let opened = self.sftp()?.open(Path::new(path));
+        let opened = match self.sftp() {
+            Some(sftp) => sftp.open(Path::new(path)),
+            None => return self.read_via_shell(path),
+        };
         let mut file = match opened {
             Ok(f) => f,
             // LIBSSH2_FX_NO_SUCH_FILE
@@ -271,22 +309,10 @@ impl Transport for SshTransport {
     }
 
     fn write_file(&mut self, path: &str, data: &[u8], mode: u32) -> Result<(), TransportError> {
-        if self.become_target().is_none() {
+        if self.use_sftp() && self.sftp().is_some() {
             return self.write_via_sftp(path, data, mode);
         }
-        // As another user SFTP cannot write there; the bytes go through sudo's stdin into a
-        // temporary file beside the target, which then replaces it.
-        let p = shell_quote(path);
-        let tmp = shell_quote(&temp_name(path));
-        let script = format!(
-            "umask 077; cat > {tmp} && chmod {:o} -- {tmp} && mv -f -- {tmp} {p} || {{ rm -f -- {tmp}; exit 1; }}",
-            mode & 0o7777
-        );
-        let out = self.exec(&script, Some(data))?;
-        if !out.success() {
-            return Err(self.io(&format!("cannot write {path}"), out.stderr_str().trim()));
-        }
-        Ok(())
+        self.write_via_shell(path, data, mode)
     }
 }
 

@@ -110,11 +110,17 @@ pub struct LabOptions {
     /// sshd's port in every namespace (22 makes known_hosts entries bare addresses; anything else
     /// gives `[addr]:port` entries).
     pub port: u16,
+    /// Whether sshd offers the SFTP subsystem (minimal hosts may not).
+    pub sftp: bool,
 }
 
 impl Default for LabOptions {
     fn default() -> Self {
-        Self { hosts: 1, port: 22 }
+        Self {
+            hosts: 1,
+            port: 22,
+            sftp: true,
+        }
     }
 }
 
@@ -232,7 +238,7 @@ impl Lab {
         run(Command::new("ip").args(["link", "set", &self.bridge, "up"]));
 
         for k in 0..opts.hosts {
-            let host = self.add_host(k, opts.port);
+            let host = self.add_host(k, opts);
             self.hosts.push(host);
         }
         for h in &mut self.hosts {
@@ -245,7 +251,8 @@ impl Lab {
         fs::write(&self.known_hosts, all).expect("write known_hosts");
     }
 
-    fn add_host(&self, k: usize, port: u16) -> SshHost {
+    fn add_host(&self, k: usize, opts: &LabOptions) -> SshHost {
+        let port = opts.port;
         let netns = format!("c1mt-{}-{k}", self.subnet);
         let address = format!("10.198.{}.{}", self.subnet, k + 2);
         let outer = format!("c1mt{}h{k}", self.subnet);
@@ -281,7 +288,7 @@ impl Lab {
 
         keygen(&dir.join("ssh_host_ed25519_key"), "ed25519");
         keygen(&dir.join("ssh_host_rsa_key"), "rsa");
-        host.write_config(&self.dir.join("authorized_keys"));
+        host.write_config(&self.dir.join("authorized_keys"), opts.sftp);
         host
     }
 
@@ -451,7 +458,7 @@ impl Drop for Lab {
 }
 
 impl SshHost {
-    fn write_config(&self, authorized_keys: &Path) {
+    fn write_config(&self, authorized_keys: &Path, sftp: bool) {
         let d = self.dir.display();
         let config = format!(
             "Port {port}\n\
@@ -471,10 +478,15 @@ impl SshHost {
              LogLevel VERBOSE\n\
              MaxStartups 200\n\
              MaxSessions 50\n\
-             Subsystem sftp internal-sftp\n",
+             {subsystem}",
             port = self.port,
             addr = self.address,
             ak = authorized_keys.display(),
+            subsystem = if sftp {
+                "Subsystem sftp internal-sftp\n"
+            } else {
+                ""
+            },
         );
         fs::write(&self.config, config).expect("sshd_config");
     }
