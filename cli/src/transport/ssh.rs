@@ -82,7 +82,7 @@ impl SshTransport {
         // the TCP connect to a dead address) must not fail a merely busy host.
         session.set_timeout(millis(cfg.connect_timeout.max(HANDSHAKE_TIMEOUT)));
 
-        let known = known_hosts::KnownHostsFile::load(&cfg.known_hosts)?;
+        let known = known_hosts::KnownHostsFile::load(&expand_tilde(&cfg.known_hosts))?;
         let pattern = known_hosts::host_pattern(&cfg.address, cfg.port);
         if let Some(prefs) = known.preferred_hostkey_methods(&session, &pattern) {
             let _ = session.method_pref(MethodType::HostKey, &prefs);
@@ -402,6 +402,14 @@ fn set_int_sockopt(fd: RawFd, level: i32, opt: i32, val: i32) {
     }
 }
 
+/// `~/x` as the shell (and Ansible, for key files) would read it; other paths unchanged.
+pub(crate) fn expand_tilde(path: &Path) -> PathBuf {
+    match (path.strip_prefix("~"), std::env::var_os("HOME")) {
+        (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => path.to_path_buf(),
+    }
+}
+
 fn millis(d: Duration) -> u32 {
     u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
 }
@@ -409,6 +417,17 @@ fn millis(d: Duration) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tilde_means_home() {
+        let home = PathBuf::from(std::env::var_os("HOME").expect("HOME is set"));
+        assert_eq!(
+            expand_tilde(Path::new("~/.ssh/id_rsa")),
+            home.join(".ssh/id_rsa")
+        );
+        assert_eq!(expand_tilde(Path::new("/k/~/x")), PathBuf::from("/k/~/x"));
+        assert_eq!(expand_tilde(Path::new("~user/x")), PathBuf::from("~user/x"));
+    }
 
     #[test]
     fn temp_names_stay_beside_the_target() {

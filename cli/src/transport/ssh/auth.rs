@@ -10,7 +10,7 @@ pub(super) fn authenticate(session: &Session, cfg: &SshConfig) -> Result<(), Tra
     let mut tried: Vec<String> = Vec::new();
     let user = cfg.user.as_str();
     if let Some(key) = &cfg.key_file {
-        try_key_file(session, user, key, &mut tried);
+        try_key_file(session, user, &super::expand_tilde(key), &mut tried);
     } else {
         try_agent(session, user, &mut tried);
         for key in default_keys() {
