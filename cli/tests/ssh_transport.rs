@@ -249,7 +249,7 @@ fn unreachable_hosts_fail_fast_with_the_address() {
         msg.contains(&format!("{}:22", lab.hosts[0].address)) && msg.contains("refused"),
         "{msg}"
     );
-    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(started.elapsed() < Duration::from_secs(3));
 
     // Nothing at all at the address: bounded by connect_timeout (or the ARP failure).
     cfg.address = lab.dead_address();
@@ -261,7 +261,7 @@ fn unreachable_hosts_fail_fast_with_the_address() {
         "{e:?}"
     );
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        started.elapsed() < Duration::from_secs(8),
         "{:?}",
         started.elapsed()
     );

@@ -511,7 +511,7 @@ impl SshHost {
         let addr: SocketAddr = format!("{}:{}", self.address, self.port)
             .parse()
             .expect("address");
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
                 return;
