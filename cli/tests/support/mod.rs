@@ -430,6 +430,15 @@ impl Lab {
                 quietly(Command::new("ip").args(["link", "del", name]));
             }
         }
+        // Lab dirs of this subnet: a live lab would hold the lock we now have.
+        let dir_prefix = format!("c1mt-{}-", self.subnet);
+        if let Ok(entries) = fs::read_dir(std::env::temp_dir()) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with(&dir_prefix) {
+                    let _ = fs::remove_dir_all(e.path());
+                }
+            }
+        }
         let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
         let user_prefix = format!("c1mt{}u", self.subnet);
         for line in passwd.lines() {
