@@ -45,6 +45,12 @@ pub struct Args {
     /// Stop after this many errors (default: 1% of --connections, at least 1000).
     #[arg(long)]
     pub max_errors: Option<u64>,
+    /// Fill the fd tables one after another: worker i starts when worker i-1 has launched its
+    /// share, each worker with the whole window and its own source address (i mod addresses).
+    /// Keeps a couple of event loops busy instead of all of them; pairs with
+    /// `c1m-server --steer-source-base`.
+    #[arg(long)]
+    pub staged: bool,
     /// JSON stats lines (for the orchestrator) instead of human progress.
     #[arg(long)]
     pub json: bool,

@@ -315,19 +315,24 @@ fn connect_all(args: &Args, plan: &Layout, targets: Targets, fd_limit: usize) ->
     let targets = Arc::new(targets);
     let (ready_tx, ready_rx) = mpsc::channel();
     let n = args.connections;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let stages = args.staged.then(|| Arc::new(worker::Stages::new(cores)));
     for index in 0..threads {
         let t = threads as u64;
+        // Staged workers fill one per core at a time and share the window and rate that way.
+        let split = if args.staged { cores as u64 } else { t };
         let plan = Plan {
             index,
             threads,
             share: n / t + u64::from((index as u64) < n % t),
-            window: (args.window / t).max(1),
-            rate: args.rate.map(|r| r as f64 / t as f64),
+            window: (args.window / split).max(1),
+            rate: args.rate.map(|r| r as f64 / split as f64),
             index_base: args.index_base,
             connect_timeout: args.connect_timeout.0,
             message_interval: args.message_interval.and_then(|s| s.0),
             unshare: plan.unshare,
             fd_limit,
+            stages: stages.clone(),
         };
         let shared = Shared {
             counters: counters.clone(),

@@ -56,6 +56,15 @@ impl Targets {
         self.sources.len() * self.dests.len()
     }
 
+    /// Worker `worker`'s source address and its `k`-th destination, when each worker keeps to
+    /// one source address (staged filling).
+    pub fn pinned_pair(&self, worker: usize, k: u64) -> (Option<Ipv4Addr>, SocketAddrV4) {
+        (
+            self.sources[worker % self.sources.len()],
+            self.dests[(k % self.dests.len() as u64) as usize],
+        )
+    }
+
     /// Pair `i` (mod the number of pairs): ports vary fastest so consecutive connects spread
     /// over all server listeners.
     pub fn pair(&self, i: usize) -> (Option<Ipv4Addr>, SocketAddrV4) {

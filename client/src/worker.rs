@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Barrier, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// What a connection is doing. Kept with its greeting number and a timestamp: 10 bytes a
@@ -52,6 +52,41 @@ pub struct Plan {
     pub message_interval: Option<Duration>,
     pub unshare: bool,
     pub fd_limit: usize,
+    /// Staged filling: wait for this gate, keep to one source address, open the next stage.
+    pub stages: Option<Arc<Stages>>,
+}
+
+/// The gate of staged filling: worker i may start once `opened > i`. `width` workers fill at
+/// once (one per core), and each opens the stage `width` further on when it has launched its share.
+pub struct Stages {
+    opened: Mutex<usize>,
+    cv: Condvar,
+    width: usize,
+}
+
+impl Stages {
+    pub fn new(width: usize) -> Stages {
+        Stages {
+            opened: Mutex::new(width.max(1)),
+            cv: Condvar::new(),
+            width: width.max(1),
+        }
+    }
+
+    fn wait_for(&self, worker: usize) {
+        let mut opened = self.opened.lock().unwrap_or_else(|e| e.into_inner());
+        while *opened <= worker {
+            opened = self.cv.wait(opened).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn open(&self, worker: usize) {
+        let mut opened = self.opened.lock().unwrap_or_else(|e| e.into_inner());
+        if *opened <= worker {
+            *opened = worker + 1;
+            self.cv.notify_all();
+        }
+    }
 }
 
 /// Shared with the main thread.
@@ -111,6 +146,9 @@ impl Worker {
     /// Runs until the process exits.
     pub fn run(mut self) -> io::Result<()> {
         self.shared.start.wait();
+        if let Some(stages) = &self.plan.stages {
+            stages.wait_for(self.plan.index);
+        }
         let started = Instant::now();
         let mut last_housekeeping = Instant::now();
         let mut next_message = self.plan.message_interval.map(|d| Instant::now() + d);
@@ -174,8 +212,12 @@ impl Worker {
             self.attempts += 1;
             launched += 1;
             add(&self.c().attempted, 1);
-            let pair = self.plan.index + (k as usize) * self.plan.threads;
-            let (src, dst) = self.shared.targets.pair(pair);
+            let (src, dst) = if self.plan.stages.is_some() {
+                self.shared.targets.pinned_pair(self.plan.index, k)
+            } else {
+                let pair = self.plan.index + (k as usize) * self.plan.threads;
+                self.shared.targets.pair(pair)
+            };
             let fd = match sys::tcp_socket() {
                 Ok(fd) => fd,
                 Err(e) => {
@@ -217,6 +259,11 @@ impl Worker {
             // On loopback the handshake usually completes inside connect(): send the greeting
             // now and skip a trip through epoll. EAGAIN means not yet; EPOLLOUT will say when.
             self.send_greeting(fd);
+        }
+        if self.verified + self.in_flight >= self.plan.share {
+            if let Some(stages) = &self.plan.stages {
+                stages.open(self.plan.index + stages.width);
+            }
         }
         launched
     }

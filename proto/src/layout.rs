@@ -168,16 +168,20 @@ mod tests {
 
     #[test]
     fn unshared_thread_has_its_own_budget() {
-        let before = open_fds();
-        std::thread::spawn(|| {
+        // An fd made in an unshared thread does not exist in the process's table.
+        const HIGH: i32 = 777;
+        let in_thread = std::thread::spawn(|| {
             unshare_fd_table().unwrap();
             let f = std::fs::File::open("/proc/self/stat").unwrap();
-            let n = open_fds();
-            drop(f);
-            n
+            // SAFETY: dup2 onto a free slot of this thread's private table.
+            let r = unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&f), HIGH) };
+            // SAFETY: F_GETFD only queries.
+            r == HIGH && unsafe { libc::fcntl(HIGH, libc::F_GETFD) } >= 0
         })
         .join()
         .unwrap();
-        assert_eq!(open_fds(), before);
+        assert!(in_thread, "the fd exists in the thread that made it");
+        // SAFETY: F_GETFD only queries.
+        assert_eq!(unsafe { libc::fcntl(HIGH, libc::F_GETFD) }, -1);
     }
 }

@@ -302,3 +302,77 @@ pub fn die_with_parent(expected_parent: u32) -> bool {
     // SAFETY: getppid has no preconditions.
     (unsafe { libc::getppid() }) as u32 == expected_parent
 }
+
+/// One classic BPF instruction (`struct sock_filter`).
+#[repr(C)]
+struct SockFilter {
+    code: u16,
+    jt: u8,
+    jf: u8,
+    k: u32,
+}
+
+/// `struct sock_fprog`.
+#[repr(C)]
+struct SockFprog {
+    len: u16,
+    filter: *const SockFilter,
+}
+
+// Classic BPF opcodes (linux/filter.h, stable ABI). BPF_LD and BPF_W are 0, so a word load
+// at an absolute offset is BPF_ABS alone.
+const BPF_LD_W_ABS: u16 = 0x20;
+const BPF_ALU_SUB_K: u16 = 0x04 | 0x10;
+const BPF_ALU_MOD_K: u16 = 0x04 | 0x90;
+const BPF_RET_A: u16 = 0x06 | 0x10;
+/// Loads relative to the network header (`SKF_NET_OFF`).
+const SKF_NET_OFF: i32 = -0x100000;
+const SO_ATTACH_REUSEPORT_CBPF: i32 = 51;
+
+/// Steers the new connections of `fd`'s SO_REUSEPORT group by source address: to the group's
+/// socket number `(saddr - base) mod n`, counted in the order the sockets joined the group.
+/// A number past the group's end falls back to the kernel's hash.
+pub fn steer_by_source(fd: RawFd, base: Ipv4Addr, n: u32) -> io::Result<()> {
+    let prog = [
+        SockFilter {
+            code: BPF_LD_W_ABS,
+            jt: 0,
+            jf: 0,
+            // Source address: 12 bytes into the IPv4 header.
+            k: (SKF_NET_OFF + 12) as u32,
+        },
+        SockFilter {
+            code: BPF_ALU_SUB_K,
+            jt: 0,
+            jf: 0,
+            k: u32::from(base),
+        },
+        SockFilter {
+            code: BPF_ALU_MOD_K,
+            jt: 0,
+            jf: 0,
+            k: n.max(1),
+        },
+        SockFilter {
+            code: BPF_RET_A,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        },
+    ];
+    let fprog = SockFprog {
+        len: prog.len() as u16,
+        filter: prog.as_ptr(),
+    };
+    // SAFETY: fprog and the program it points to outlive the call; the kernel copies both.
+    check(unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            SO_ATTACH_REUSEPORT_CBPF,
+            &fprog as *const SockFprog as *const libc::c_void,
+            std::mem::size_of::<SockFprog>() as libc::socklen_t,
+        )
+    })
+    .map(|_| ())
+}

@@ -31,6 +31,12 @@ pub struct Args {
     /// Keep one fd table per process (no unshare(CLONE_FILES)); the layout uses processes.
     #[arg(long)]
     pub no_unshare: bool,
+    /// Steer each new connection to worker `(source address - BASE) mod workers` (one process
+    /// only). For a client that gives each of its fd tables its own source address and fills them
+    /// one after another (`c1m-client --staged`): then only a couple of workers are busy at a
+    /// time and each wake-up serves a batch. Without it the kernel hashes the 4-tuple.
+    #[arg(long, value_name = "BASE")]
+    pub steer_source_base: Option<Ipv4Addr>,
     /// Stats interval in milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub interval_ms: u64,

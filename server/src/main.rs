@@ -70,6 +70,9 @@ fn run(args: Args) -> Result<u8> {
         pid: std::process::id(),
     };
     if plan.procs > 1 {
+        if args.steer_source_base.is_some() {
+            bail!("--steer-source-base works within one process; drop --procs or the steering");
+        }
         supervise(&args, &plan, line)
     } else {
         serve(&args, &plan, budget.soft as usize, line)
@@ -91,6 +94,10 @@ fn serve(args: &Args, plan: &Layout, fd_limit: usize, line: LayoutLine) -> Resul
             backlog: sys::somaxconn(),
             unshare: plan.unshare,
             fd_limit,
+            steer: args
+                .steer_source_base
+                .filter(|_| index == 0)
+                .map(|base| (base, threads as u32)),
         };
         let counters = counters.clone();
         let ready_tx = ready_tx.clone();
@@ -110,8 +117,8 @@ fn serve(args: &Args, plan: &Layout, fd_limit: usize, line: LayoutLine) -> Resul
                 }
             })
             .context("spawning a worker thread")?;
-    }
-    for _ in 0..threads {
+        // One at a time: listeners join each port's SO_REUSEPORT group in worker order, which
+        // the steering program's numbering relies on.
         ready_rx
             .recv()
             .context("a worker thread died during setup")?

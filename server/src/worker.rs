@@ -22,6 +22,8 @@ pub struct WorkerConfig {
     pub unshare: bool,
     /// Highest fd this table can hold (the hard RLIMIT_NOFILE).
     pub fd_limit: usize,
+    /// Attach the source-address steering program to the listeners (base, workers).
+    pub steer: Option<(std::net::Ipv4Addr, u32)>,
 }
 
 /// Sets up a worker (unshare, epoll, listeners); returns it ready to run, or why it could not.
@@ -34,6 +36,10 @@ pub fn setup(cfg: &WorkerConfig, counters: Arc<Vec<Counters>>, index: usize) -> 
     for addr in &cfg.addrs {
         let fd = sys::listener(*addr, cfg.backlog)
             .map_err(|e| io::Error::new(e.kind(), format!("listen on {addr}: {e}")))?;
+        if let Some((base, n)) = cfg.steer {
+            sys::steer_by_source(fd, base, n)
+                .map_err(|e| io::Error::new(e.kind(), format!("steering on {addr}: {e}")))?;
+        }
         epoll.add(
             fd,
             sys::IN | sys::ET,
@@ -110,7 +116,10 @@ impl Worker {
                     if !self.serve(fd, false) {
                         continue;
                     }
-                    if let Err(e) = self.epoll.add(fd, sys::IN | sys::RDHUP | sys::ET, fd as u64) {
+                    if let Err(e) = self
+                        .epoll
+                        .add(fd, sys::IN | sys::RDHUP | sys::ET, fd as u64)
+                    {
                         let slot = errors::slot(e.raw_os_error().unwrap_or(0));
                         add(&self.c().accept_errors[slot], 1);
                         self.close(fd);

@@ -2,6 +2,7 @@
 //! groups of their own, follows their JSON lines, samples kernel memory each second, holds,
 //! tears down (also on Ctrl-C and on failure) and writes the run directory.
 
+use super::netns::{self, PrivateNetns};
 use super::preflight::{self, Demand};
 use super::sampler::{kernel_total, KernelSample};
 use super::view::{Frame, View};
@@ -20,6 +21,9 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
 const HOST: &str = "localhost";
+
+/// First source address of a steered run; worker i's address is this + i.
+const STEER_BASE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 
 /// A line from one of the two processes, or the end of its output.
 enum Msg {
@@ -46,6 +50,7 @@ pub fn auto_source_ips(connections: u64, ports: u16) -> Vec<String> {
 }
 
 fn spawn(
+    netns: Option<&PrivateNetns>,
     bin: &Path,
     args: &[String],
     log: &Path,
@@ -53,7 +58,16 @@ fn spawn(
     wrap: fn(Option<String>) -> Msg,
 ) -> Result<Child> {
     let log = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-    let mut child = Command::new(bin)
+    // `ip netns exec` enters the namespace and execs the binary: same pid, same group.
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", &ns.name]).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    let mut child = cmd
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -133,7 +147,10 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     }
     let server_bin = binaries::locate("c1m-server")?;
     let client_bin = binaries::locate("c1m-client")?;
-    let source_ips = if args.source_ips.is_empty() {
+    // Steering pairs client fd table i with server fd table i through source address i; it
+    // needs the run to choose the addresses and one server process.
+    let steer = args.source_ips.is_empty() && args.procs.is_none() && !args.no_steering;
+    let mut source_ips = if args.source_ips.is_empty() {
         auto_source_ips(n, args.ports)
     } else {
         args.source_ips.clone()
@@ -169,6 +186,21 @@ pub async fn run(args: RunArgs) -> Result<u8> {
         println!("  --force: starting anyway");
     }
 
+    let netns = if args.no_netns {
+        None
+    } else if let Some(why) = netns::unavailable() {
+        println!("  note: running in this network namespace ({why}); its TCP hash table was sized at boot");
+        None
+    } else {
+        let ns = PrivateNetns::create(netns::buckets_for(2 * n))?;
+        println!(
+            "network namespace: {} (loopback only, {} established-hash buckets)",
+            ns.name,
+            fmt_count(ns.ehash_entries)
+        );
+        Some(ns)
+    };
+
     let started_at = chrono::Utc::now();
     let dir = rundir::create(&args.out, &started_at)?;
     let host_dir = dir.join("hosts").join(HOST);
@@ -185,7 +217,11 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     if let Some(p) = args.procs {
         server_args.push(format!("--procs={p}"));
     }
+    if steer {
+        server_args.push(format!("--steer-source-base={STEER_BASE}"));
+    }
     let mut server = spawn(
+        netns.as_ref(),
         &server_bin,
         &server_args,
         &host_dir.join("server.log"),
@@ -227,6 +263,15 @@ pub async fn run(args: RunArgs) -> Result<u8> {
         fmt_count(layout.conns_per_table),
         fmt_count(layout.capacity)
     );
+
+    let mut client_extra = Vec::new();
+    if steer {
+        // One source address per server worker, filled in stages (see c1m-client --staged).
+        let t = layout.threads_per_proc as u32;
+        let first = u32::from(STEER_BASE);
+        source_ips = vec![format!("{}-{}", STEER_BASE, Ipv4Addr::from(first + t - 1))];
+        client_extra = vec!["--staged".to_string(), format!("--threads={t}")];
+    }
     track.server_layout = Some(layout);
 
     let base = KernelSample::take();
@@ -239,6 +284,7 @@ pub async fn run(args: RunArgs) -> Result<u8> {
         format!("--source-ips={}", source_ips.join(",")),
         "--hold=forever".into(),
     ];
+    client_args.extend(client_extra);
     if let Some(w) = args.window {
         client_args.push(format!("--window={w}"));
     }
@@ -252,6 +298,7 @@ pub async fn run(args: RunArgs) -> Result<u8> {
         client_args.push(format!("--procs={p}"));
     }
     let mut client = spawn(
+        netns.as_ref(),
         &client_bin,
         &client_args,
         &host_dir.join("client.log"),
@@ -292,8 +339,11 @@ pub async fn run(args: RunArgs) -> Result<u8> {
                     } else if let Ok(layout) = serde_json::from_str::<LayoutLine>(&l) {
                         view.note(&format!(
                             "client: {} process(es) × {} thread(s) from {} source IP(s), {} per fd table",
-                            layout.procs, layout.threads_per_proc, ips.len(), fmt_count(layout.conns_per_table)
+                            layout.procs, layout.threads_per_proc, targets::expand_ips(&source_ips).map_or(0, |v| v.len()), fmt_count(layout.conns_per_table)
                         ));
+                        if steer {
+                            view.note("steering: client fd table i ↔ server worker i by source address, filled one per core at a time");
+                        }
                         track.client_layout = Some(layout);
                     }
                 }
@@ -435,6 +485,7 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     stop(&mut client, Duration::from_secs(5)).await;
     stop(&mut server, Duration::from_secs(5)).await;
     events.flush().await?;
+    drop(netns);
 
     let summary = summarize(
         &args,

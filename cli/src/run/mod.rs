@@ -3,6 +3,7 @@
 
 pub mod binaries;
 pub mod local;
+pub mod netns;
 pub mod preflight;
 pub mod sampler;
 pub mod view;
@@ -50,6 +51,14 @@ pub struct RunArgs {
     /// Plain lines instead of progress bars (also when stdout is not a terminal).
     #[arg(long)]
     pub no_progress: bool,
+    /// Let the kernel hash connections over all server workers instead of pairing client fd
+    /// table i with server worker i by source address (steering is used when the run picks the
+    /// source IPs and there is one server process).
+    #[arg(long)]
+    pub no_steering: bool,
+    /// Run in this network namespace instead of a private one sized for the test.
+    #[arg(long)]
+    pub no_netns: bool,
     /// Start even when the preflight says the run cannot fit.
     #[arg(long)]
     pub force: bool,

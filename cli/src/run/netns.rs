@@ -1,0 +1,97 @@
+//! A private network namespace for a local run, with an established-connection hash table
+//! sized for the test.
+//!
+//! The root namespace's TCP ehash is sized at boot (262,144 buckets on a 24 GiB machine); with
+//! two million sockets every packet lookup walks chains of eight. A new namespace takes its size
+//! from `net.ipv4.tcp_child_ehash_entries` at creation, the per-namespace equivalent of booting
+//! with `thash_entries=`. Traffic stays on loopback, inside the namespace.
+
+use anyhow::{bail, Context, Result};
+use std::process::Command;
+
+const SYSCTL: &str = "/proc/sys/net/ipv4/tcp_child_ehash_entries";
+const PREFIX: &str = "c1m-run-";
+
+/// A namespace that is deleted on drop.
+pub struct PrivateNetns {
+    pub name: String,
+    pub ehash_entries: u64,
+}
+
+fn ip(args: &[&str]) -> Result<()> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .context("running `ip` (iproute2)")?;
+    if !out.status.success() {
+        bail!(
+            "`ip {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Buckets for `sockets` sockets: the next power of two, within the kernel's 2^24 cap.
+pub fn buckets_for(sockets: u64) -> u64 {
+    sockets.max(1024).next_power_of_two().min(1 << 24)
+}
+
+/// Why a private namespace cannot be made here, if it cannot.
+pub fn unavailable() -> Option<&'static str> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not root");
+    }
+    if !std::path::Path::new(SYSCTL).exists() {
+        return Some("this kernel has no net.ipv4.tcp_child_ehash_entries (before 6.1)");
+    }
+    if Command::new("ip").arg("-V").output().is_err() {
+        return Some("`ip` (iproute2) is not installed");
+    }
+    None
+}
+
+/// Deletes namespaces of earlier runs whose process is gone (a crash, a SIGKILL).
+fn remove_stale() {
+    let Ok(dir) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
+    for e in dir.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(PREFIX) else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = ip(&["netns", "del", &name]);
+        }
+    }
+}
+
+impl PrivateNetns {
+    /// Creates `c1m-run-<pid>` with `buckets` ehash buckets and loopback up. The global
+    /// sysctl is changed only for the moment of creation and always put back.
+    pub fn create(buckets: u64) -> Result<PrivateNetns> {
+        remove_stale();
+        let name = format!("{PREFIX}{}", std::process::id());
+        let old = std::fs::read_to_string(SYSCTL).context("reading tcp_child_ehash_entries")?;
+        std::fs::write(SYSCTL, buckets.to_string()).context("setting tcp_child_ehash_entries")?;
+        let made = ip(&["netns", "add", &name]);
+        let restored = std::fs::write(SYSCTL, old.trim());
+        made?;
+        let ns = PrivateNetns {
+            name,
+            ehash_entries: buckets,
+        };
+        restored.context("restoring tcp_child_ehash_entries")?;
+        ip(&["-n", &ns.name, "link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+}
+
+impl Drop for PrivateNetns {
+    fn drop(&mut self) {
+        let _ = ip(&["netns", "del", &self.name]);
+    }
+}
