@@ -1,0 +1,362 @@
+//! From a loaded run directory to a [`RunReport`]. The time-series figures (peaks, rates, memory
+//! at the peak) are recomputed from events.jsonl whenever it has lines, so the table and the
+//! time series always agree; run.json fills in what events do not carry (latency, tuning,
+//! settings) and stands in for events.jsonl when that is missing.
+
+use super::histogram;
+use super::limit;
+use super::load::{Notice, RunData};
+use super::model::{HostReport, Memory, RunReport, Samples};
+use crate::rundir::Event;
+use std::collections::BTreeMap;
+
+/// Peak figures read off the time series.
+#[derive(Debug, Clone, Default)]
+pub struct SeriesFigures {
+    pub established_peak: u64,
+    /// The first sample at the peak.
+    pub peak_index: usize,
+    pub server_open_peak: u64,
+    pub connect_rate_peak: f64,
+}
+
+/// Peaks of a non-empty series.
+pub fn series_figures(events: &[Event]) -> Option<SeriesFigures> {
+    if events.is_empty() {
+        return None;
+    }
+    let mut f = SeriesFigures::default();
+    for (i, e) in events.iter().enumerate() {
+        if e.established > f.established_peak {
+            f.established_peak = e.established;
+            f.peak_index = i;
+        }
+        f.server_open_peak = f.server_open_peak.max(e.server_open);
+        f.connect_rate_peak = f.connect_rate_peak.max(e.connect_rate);
+    }
+    Some(f)
+}
+
+pub fn build(data: &RunData, path: &str) -> RunReport {
+    let s = data.summary.as_ref();
+    let events: &[Event] = data.events.as_deref().unwrap_or(&[]);
+    let series = series_figures(events);
+    let mut notices = data.notices.clone();
+
+    let target = s
+        .map(|s| s.target)
+        .filter(|&t| t > 0)
+        .or_else(|| s.map(|s| s.settings.connections).filter(|&t| t > 0))
+        .or_else(|| {
+            let t: u64 = data
+                .hosts
+                .values()
+                .filter_map(|h| h.client.as_ref()?.first().map(|c| c.target))
+                .sum();
+            (t > 0).then_some(t)
+        });
+
+    let established_peak = series
+        .as_ref()
+        .map(|f| f.established_peak)
+        .or_else(|| s.map(|s| s.established_peak));
+    let server_open_peak = series
+        .as_ref()
+        .map(|f| f.server_open_peak)
+        .or_else(|| s.map(|s| s.server_open_peak));
+    let connect_rate_peak = series
+        .as_ref()
+        .map(|f| f.connect_rate_peak)
+        .or_else(|| s.map(|s| s.connect_rate_peak));
+
+    if let (Some(s), Some(f)) = (s, &series) {
+        // A run still writing its series naturally trails run.json's placeholder zeros.
+        if s.established_peak != 0 && s.established_peak != f.established_peak {
+            notices.push(Notice::new(
+                "mismatch",
+                format!(
+                    "run.json says established_peak {} but events.jsonl peaks at {}; the table shows events.jsonl",
+                    s.established_peak, f.established_peak
+                ),
+            ));
+        }
+    }
+
+    // Time to target: the clients time it exactly; 1 s samples only bound it.
+    let time_to_target_s = s.and_then(|s| s.time_to_target_s).or_else(|| {
+        let target = target?;
+        events.iter().find(|e| e.established >= target).map(|e| e.t)
+    });
+    let target_reached = match (target, established_peak) {
+        (Some(t), Some(p)) => p >= t || time_to_target_s.is_some(),
+        _ => time_to_target_s.is_some(),
+    };
+    let connect_rate_mean = match (time_to_target_s, target, &series) {
+        (Some(tt), Some(target), _) if tt > 0.0 => Some(target as f64 / tt),
+        (_, _, Some(f)) => {
+            let t = events[f.peak_index].t;
+            (t > 0.0).then(|| f.established_peak as f64 / t)
+        }
+        _ => s.map(|s| s.connect_rate_mean),
+    };
+
+    let (connect_latency_us, connect_latency_source) = connect_latency(data, &mut notices);
+    let rtt_us = s.and_then(|s| s.rtt_us.clone()).or_else(|| {
+        let hists: Vec<_> = data
+            .hosts
+            .values()
+            .filter_map(|h| histogram::decode(h.client_summary()?.rtt_hist.as_deref()?).ok())
+            .collect();
+        histogram::merge(hists.iter()).map(|h| histogram::percentiles(&h))
+    });
+
+    let hosts = host_reports(data, events);
+    let errors = total_errors(data, &hosts);
+    let errors_total = errors.values().sum();
+    let memory = memory(data, events, series.as_ref());
+    let samples = Samples {
+        count: events.len(),
+        last_t: events.last().map(|e| e.t),
+        last_established: events.last().map(|e| e.established),
+    };
+
+    let mut report = RunReport {
+        name: data.name.clone(),
+        path: path.to_string(),
+        complete: false,
+        notices: Vec::new(),
+        outcome: s
+            .map(|s| s.outcome.clone())
+            .filter(|o| !o.is_empty())
+            .unwrap_or_else(|| "unknown".into()),
+        reason: s.and_then(|s| s.reason.clone()),
+        started_at: s.map(|s| s.started_at.clone()).filter(|x| !x.is_empty()),
+        finished_at: s.and_then(|s| s.finished_at.clone()),
+        inventory: s.map(|s| s.inventory.clone()).filter(|x| !x.is_empty()),
+        settings: s.map(|s| s.settings.clone()),
+        target,
+        established_peak,
+        server_open_peak,
+        target_reached,
+        time_to_target_s,
+        not_reached_reason: None,
+        connect_rate_peak,
+        connect_rate_mean,
+        connect_latency_us,
+        connect_latency_source,
+        rtt_us,
+        memory,
+        errors,
+        errors_total,
+        limit: Default::default(),
+        hosts,
+        samples,
+        charts: Vec::new(),
+    };
+    report.limit = limit::limiting_factor(data, &report);
+    if !report.target_reached {
+        report.not_reached_reason = Some(
+            report
+                .reason
+                .clone()
+                .filter(|r| !r.is_empty())
+                .unwrap_or_else(|| report.limit.sentence.clone()),
+        );
+    }
+    report.complete = notices.iter().all(|n| n.kind == "mismatch");
+    report.notices = notices;
+    report
+}
+
+/// run.json's percentiles when it has them, else the clients' histograms merged.
+fn connect_latency(
+    data: &RunData,
+    notices: &mut Vec<Notice>,
+) -> (Option<c1m_proto::stats::Percentiles>, Option<String>) {
+    if let Some(p) = data
+        .summary
+        .as_ref()
+        .and_then(|s| s.connect_latency_us.clone())
+    {
+        return (Some(p), Some("run.json".into()));
+    }
+    let mut hists = Vec::new();
+    for (name, files) in &data.hosts {
+        let Some(b64) = files
+            .client_summary()
+            .and_then(|c| c.connect_hist.as_deref())
+        else {
+            continue;
+        };
+        match histogram::decode(b64) {
+            Ok(h) => hists.push(h),
+            Err(e) => notices.push(Notice::new(
+                "damaged",
+                format!("hosts/{name}/client.jsonl: connect_hist {e}; left out of the percentiles"),
+            )),
+        }
+    }
+    match histogram::merge(hists.iter()) {
+        Some(h) => (Some(histogram::percentiles(&h)), Some("hosts".into())),
+        None => (None, None),
+    }
+}
+
+fn host_reports(data: &RunData, events: &[Event]) -> Vec<HostReport> {
+    let mut hosts: BTreeMap<String, HostReport> = BTreeMap::new();
+    if let Some(s) = &data.summary {
+        for h in &s.hosts {
+            hosts.insert(
+                h.name.clone(),
+                HostReport {
+                    name: h.name.clone(),
+                    role: h.role.clone(),
+                    address: Some(h.address.clone()).filter(|a| !a.is_empty()),
+                    share: Some(h.share).filter(|&x| x > 0),
+                    established_peak: Some(h.established_peak),
+                    errors: h.errors.clone(),
+                    rss_bytes: Some(h.rss_bytes).filter(|&x| x > 0),
+                    layout: Some(h.layout.clone()).filter(|x| !x.is_empty()),
+                    tuning: h.tuning.clone(),
+                    failure: h.failure.clone(),
+                    ..HostReport::default()
+                },
+            );
+        }
+    }
+    // The time series per host overrides run.json's peaks, like the totals do.
+    let mut peaks: BTreeMap<&str, (u64, f64, String)> = BTreeMap::new();
+    for e in events {
+        for (name, h) in &e.hosts {
+            let p = peaks.entry(name).or_insert((0, 0.0, h.role.clone()));
+            p.0 = p.0.max(h.established);
+            p.1 = p.1.max(h.connect_rate);
+        }
+    }
+    for (name, (est, rate, role)) in peaks {
+        let h = hosts.entry(name.to_string()).or_insert_with(|| HostReport {
+            name: name.to_string(),
+            role: role.clone(),
+            ..HostReport::default()
+        });
+        if h.role.is_empty() {
+            h.role = role;
+        }
+        h.established_peak = Some(est);
+        h.connect_rate_peak = Some(rate);
+    }
+    for (name, files) in &data.hosts {
+        let h = hosts.entry(name.clone()).or_insert_with(|| HostReport {
+            name: name.clone(),
+            ..HostReport::default()
+        });
+        if h.role.is_empty() {
+            h.role = match (files.client.is_some(), files.server.is_some()) {
+                (true, true) => "server+client".into(),
+                (true, false) => "client".into(),
+                (false, true) => "server".into(),
+                _ => String::new(),
+            };
+        }
+        if let Some(c) = files.client_last() {
+            h.time_to_target_s = c.time_to_target_s;
+            h.connect_latency_us = c
+                .connect_hist
+                .as_deref()
+                .and_then(|b| histogram::decode(b).ok())
+                .map(|hist| histogram::percentiles(&hist))
+                .or_else(|| c.connect_latency_us.clone());
+            if h.established_peak.is_none() {
+                h.established_peak = files
+                    .client
+                    .as_ref()
+                    .and_then(|l| l.iter().map(|c| c.open).max());
+            }
+        }
+        // Raw lines carry errors even when run.json is gone.
+        if h.errors.is_empty() {
+            let mut errs = BTreeMap::new();
+            for (k, v) in files
+                .client_last()
+                .map(|c| &c.errors)
+                .into_iter()
+                .chain(files.server_last().map(|s| &s.errors))
+                .flatten()
+            {
+                *errs.entry(k.clone()).or_insert(0) += v;
+            }
+            h.errors = errs;
+        }
+        if h.rss_bytes.is_none() {
+            let rss = files.client_last().map_or(0, |c| c.rss_bytes)
+                + files.server_last().map_or(0, |s| s.rss_bytes);
+            h.rss_bytes = Some(rss).filter(|&r| r > 0);
+        }
+        if h.established_peak.is_none() {
+            h.established_peak = files
+                .server
+                .as_ref()
+                .and_then(|l| l.iter().map(|s| s.open).max());
+        }
+    }
+    hosts.into_values().collect()
+}
+
+fn total_errors(data: &RunData, hosts: &[HostReport]) -> BTreeMap<String, u64> {
+    if let Some(s) = &data.summary {
+        if !s.errors.is_empty() {
+            return s.errors.clone();
+        }
+    }
+    let mut out = BTreeMap::new();
+    for h in hosts {
+        for (k, v) in &h.errors {
+            *out.entry(k.clone()).or_insert(0) += v;
+        }
+    }
+    out
+}
+
+fn memory(data: &RunData, events: &[Event], series: Option<&SeriesFigures>) -> Memory {
+    let s = data.summary.as_ref();
+    let both_ends = s.is_some_and(|s| s.kernel_memory.both_ends);
+    let (slab, tcp) = match s {
+        Some(s) => (
+            Some(s.kernel_memory.slab_delta_bytes),
+            Some(s.kernel_memory.tcp_mem_delta_bytes),
+        ),
+        None => (None, None),
+    };
+    if let Some(f) = series.filter(|f| f.established_peak > 0) {
+        let e = &events[f.peak_index];
+        let conns = f.established_peak as f64;
+        return Memory {
+            server_rss_bytes: Some(e.server_rss_bytes),
+            client_rss_bytes: Some(e.client_rss_bytes),
+            user_bytes_per_conn: Some(e.server_rss_bytes as f64 / conns),
+            kernel_bytes: Some(e.kernel_bytes),
+            kernel_bytes_per_conn: Some(e.kernel_bytes as f64 / conns),
+            slab_delta_bytes: slab,
+            tcp_mem_delta_bytes: tcp,
+            both_ends,
+            source: Some("events.jsonl".into()),
+        };
+    }
+    match s {
+        Some(s) if s.established_peak > 0 => Memory {
+            server_rss_bytes: Some(s.server_rss_bytes),
+            client_rss_bytes: Some(s.client_rss_bytes),
+            user_bytes_per_conn: Some(s.user_bytes_per_conn),
+            kernel_bytes: None,
+            kernel_bytes_per_conn: Some(s.kernel_bytes_per_conn),
+            slab_delta_bytes: slab,
+            tcp_mem_delta_bytes: tcp,
+            both_ends,
+            source: Some("run.json".into()),
+        },
+        _ => Memory {
+            both_ends,
+            ..Memory::default()
+        },
+    }
+}
