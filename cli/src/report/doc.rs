@@ -92,7 +92,7 @@ pub fn run_blocks(r: &RunReport) -> Vec<Block> {
     });
     let kernel = opt(m.kernel_bytes_per_conn, |v| {
         format!(
-            "{} ({} slab + TCP pages + page tables / {} conns{})",
+            "{} (kernel +{} slab, TCP pages, page tables / {} conns{})",
             bytes(v),
             opt(m.kernel_bytes, |b| bytes(b as f64)),
             int(conns),

@@ -1,0 +1,613 @@
+//! `c1m report` on real local runs (when `c1m run` works here) and on synthetic multi-host run
+//! directories written through the run-dir types: every format renders, the numbers equal those
+//! computed from events.jsonl, `--compare` shows deltas, damaged runs give partial reports, SVG
+//! and HTML are well-formed and self-contained.
+
+mod report_common;
+
+use report_common::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// One real local run per test process, shared by the tests (each copies it before damaging it).
+fn real(which: usize) -> Option<PathBuf> {
+    static REAL: [OnceLock<Option<PathBuf>>; 2] = [OnceLock::new(), OnceLock::new()];
+    REAL[which]
+        .get_or_init(|| {
+            let base = Path::new(env!("CARGO_TARGET_TMPDIR"))
+                .join(format!("report-real-{}-{which}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&base);
+            std::fs::create_dir_all(&base).unwrap();
+            // Two sizes, so a comparison has something to show.
+            real_run(&base, [3000, 1500][which], &[])
+        })
+        .clone()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+/// The run directories a test works on: a synthetic two-client run, and a copy of the real
+/// local run when there is one.
+fn runs(tmp: &TempDir) -> Vec<PathBuf> {
+    let synth = tmp.path().join("synthetic");
+    synthetic_run(&synth, &Spec::default());
+    let mut out = vec![synth];
+    if let Some(real) = real(0) {
+        let copy = tmp.path().join("real");
+        copy_dir(&real, &copy);
+        out.push(copy);
+    }
+    out
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The HTML page parsed strictly as XML (its `<!DOCTYPE html>` is the only DTD allowed).
+fn parse_html(html: &str) -> roxmltree::Document<'_> {
+    let opt = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        ..Default::default()
+    };
+    roxmltree::Document::parse_with_options(html, opt).expect("HTML is well-formed XHTML")
+}
+
+fn json_report(dir: &Path) -> Value {
+    serde_json::from_str(&report(&[s(dir), "--format", "json", "--no-charts"])).unwrap()
+}
+
+#[test]
+fn every_format_renders() {
+    let tmp = TempDir::new("formats");
+    for dir in runs(&tmp) {
+        let table = report(&[s(&dir), "--no-charts"]);
+        assert!(table.contains("Limiting factor"), "{table}");
+        assert!(table.contains("peak established"), "{table}");
+
+        let json = json_report(&dir);
+        assert_eq!(json["schema"], 1);
+        assert_eq!(json["runs"].as_array().unwrap().len(), 1);
+        assert!(json["runs"][0]["limit"]["sentence"].as_str().unwrap().len() > 10);
+        assert!(json["runs"][0]["connect_latency_us"]["p99"]
+            .as_u64()
+            .is_some());
+
+        let csv = report(&[s(&dir), "--format", "csv", "--no-charts"]);
+        let mut lines = csv.lines();
+        let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+        assert_eq!(header[0], "run");
+        let rows: Vec<&str> = lines.collect();
+        let hosts = json["runs"][0]["hosts"].as_array().unwrap().len();
+        assert_eq!(rows.len(), 1 + hosts, "{csv}");
+        for r in &rows {
+            // No field here contains a quoted comma except the sentence, which is quoted.
+            let fields = split_csv(r);
+            assert_eq!(fields.len(), header.len(), "{r}");
+        }
+        let total = split_csv(rows[0]);
+        let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+        assert_eq!(total[col("scope")], "total");
+        assert_eq!(
+            total[col("established_peak")],
+            json["runs"][0]["established_peak"].to_string()
+        );
+
+        let md = report(&[s(&dir), "--format", "markdown", "--no-charts"]);
+        assert!(md.starts_with("## Run "), "{md}");
+        assert!(md.contains("| peak established |"), "{md}");
+        assert!(md.contains("### Limiting factor"), "{md}");
+
+        let html = report(&[s(&dir), "--format", "html"]);
+        parse_html(&html);
+        assert!(html.contains("data:image/svg+xml;base64,"));
+    }
+}
+
+/// A CSV line split per RFC 4180 (quotes, doubled quotes).
+fn split_csv(line: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                chars.next();
+                out.last_mut().unwrap().push('"');
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => out.push(String::new()),
+            (c, _) => out.last_mut().unwrap().push(c),
+        }
+    }
+    out
+}
+
+#[test]
+fn table_numbers_equal_those_computed_from_events_jsonl() {
+    let tmp = TempDir::new("numbers");
+    for dir in runs(&tmp) {
+        let events = events_of(&dir);
+        assert!(!events.is_empty());
+        let max_u = |key: &str| {
+            events
+                .iter()
+                .map(|e| e[key].as_u64().unwrap())
+                .max()
+                .unwrap()
+        };
+        let max_f = |key: &str| {
+            events
+                .iter()
+                .map(|e| e[key].as_f64().unwrap())
+                .fold(0.0, f64::max)
+        };
+        let peak = max_u("established");
+        let server_peak = max_u("server_open");
+        let rate_peak = max_f("connect_rate");
+        let at_peak = events
+            .iter()
+            .find(|e| e["established"].as_u64() == Some(peak))
+            .unwrap();
+        let user_per_conn = at_peak["server_rss_bytes"].as_f64().unwrap() / peak as f64;
+        let kernel_per_conn = at_peak["kernel_bytes"].as_f64().unwrap() / peak as f64;
+
+        let table = report(&[s(&dir), "--no-charts"]);
+        assert_eq!(
+            parse_num(&table_value(&table, "peak established")),
+            peak as f64
+        );
+        assert_eq!(
+            parse_num(&table_value(&table, "server open peak")),
+            server_peak as f64
+        );
+        assert_eq!(
+            table_value(&table, "connect rate peak"),
+            format!("{}/s", group(&format!("{rate_peak:.1}")))
+        );
+        let samples = table_value(&table, "samples");
+        assert!(
+            samples.starts_with(&format!("{} ", group(&events.len().to_string()))),
+            "{samples}"
+        );
+
+        // The JSON export carries the same figures unrounded.
+        let json = json_report(&dir);
+        let run = &json["runs"][0];
+        assert_eq!(run["established_peak"].as_u64(), Some(peak));
+        assert_eq!(run["server_open_peak"].as_u64(), Some(server_peak));
+        assert_eq!(run["connect_rate_peak"].as_f64(), Some(rate_peak));
+        assert_eq!(run["samples"]["count"].as_u64(), Some(events.len() as u64));
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
+        assert!(close(
+            run["memory"]["user_bytes_per_conn"].as_f64().unwrap(),
+            user_per_conn
+        ));
+        assert!(close(
+            run["memory"]["kernel_bytes_per_conn"].as_f64().unwrap(),
+            kernel_per_conn
+        ));
+
+        // Per host: the peak of each host's series.
+        for h in run["hosts"].as_array().unwrap() {
+            let name = h["name"].as_str().unwrap();
+            let host_peak = events
+                .iter()
+                .filter_map(|e| e["hosts"][name]["established"].as_u64())
+                .max();
+            if let Some(p) = host_peak {
+                assert_eq!(h["established_peak"].as_u64(), Some(p), "host {name}");
+                let row = table
+                    .lines()
+                    .skip_while(|l| *l != "Hosts")
+                    .find(|l| l.trim_start().starts_with(&format!("{name} ")))
+                    .unwrap_or_else(|| panic!("no row for {name} in\n{table}"));
+                let cells: Vec<&str> = row.split_whitespace().collect();
+                assert_eq!(parse_num(cells[4]), p as f64, "{row}");
+            }
+        }
+    }
+}
+
+/// `1234567.5` → `1,234,567.5` (the test's own grouping).
+fn group(s: &str) -> String {
+    let (whole, frac) = s.split_once('.').map_or((s, None), |(w, f)| (w, Some(f)));
+    let mut out = String::new();
+    for (i, c) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    match frac {
+        Some(f) => format!("{out}.{f}"),
+        None => out,
+    }
+}
+
+#[test]
+fn compare_of_two_runs_shows_deltas() {
+    let tmp = TempDir::new("compare");
+    let a = tmp.path().join("a");
+    let b = tmp.path().join("b");
+    synthetic_run(&a, &Spec::default());
+    synthetic_run(
+        &b,
+        &Spec {
+            per_client: 4000,
+            cap: 4000,
+            rate: 1500,
+            ..Spec::default()
+        },
+    );
+    let mut pairs = vec![(a, b)];
+    if let (Some(r0), Some(r1)) = (real(0), real(1)) {
+        pairs.push((r0, r1));
+    }
+    for (a, b) in pairs {
+        let ja = json_report(&a)["runs"][0].clone();
+        let jb = json_report(&b)["runs"][0].clone();
+        let json: Value = serde_json::from_str(&report(&[
+            s(&a),
+            s(&b),
+            "--compare",
+            "--format",
+            "json",
+            "--no-charts",
+        ]))
+        .unwrap();
+        let rows = json["compare"].as_array().unwrap();
+        let row = |m: &str| rows.iter().find(|r| r["metric"] == m).unwrap().clone();
+        for metric in ["established_peak", "connect_rate_peak", "target"] {
+            let r = row(metric);
+            let (va, vb) = (ja[metric].as_f64().unwrap(), jb[metric].as_f64().unwrap());
+            assert_eq!(r["values"][0].as_f64(), Some(va), "{metric}");
+            assert_eq!(r["values"][1].as_f64(), Some(vb), "{metric}");
+            assert!(r["deltas"][0].is_null());
+            assert_eq!(r["deltas"][1].as_f64(), Some(vb - va), "{metric}");
+        }
+        let table = report(&[s(&a), s(&b), "--compare", "--no-charts"]);
+        assert!(table.contains("Comparison of 2 runs"), "{table}");
+        let peak_row = table
+            .lines()
+            .find(|l| l.trim_start().starts_with("established_peak "))
+            .unwrap();
+        let delta = jb["established_peak"].as_u64().unwrap() as i64
+            - ja["established_peak"].as_u64().unwrap() as i64;
+        let sign = if delta > 0 { "+" } else { "" };
+        assert!(
+            peak_row.contains(&format!("{sign}{}", group(&delta.to_string()))),
+            "delta {delta} not in `{peak_row}`"
+        );
+        let md = report(&[
+            s(&a),
+            s(&b),
+            "--compare",
+            "--format",
+            "markdown",
+            "--no-charts",
+        ]);
+        assert!(md.contains("| Δ "), "{md}");
+    }
+    // --compare of one run is a usage error, not a panic.
+    let one = c1m(&["report", "--compare", s(&tmp.path().join("a"))]);
+    assert_eq!(one.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&one.stderr).contains("at least two"));
+}
+
+#[test]
+fn truncated_events_and_missing_host_file_give_partial_report() {
+    let tmp = TempDir::new("partial");
+    for dir in runs(&tmp) {
+        // Cut the last line of events.jsonl in half, as a killed writer leaves it.
+        let path = dir.join("events.jsonl");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let body = text.trim_end_matches('\n');
+        let last_start = body.rfind('\n').map_or(0, |i| i + 1);
+        let cut = last_start + (body.len() - last_start) / 2;
+        std::fs::write(&path, &text[..cut]).unwrap();
+        let kept = events_of(&dir);
+        // Remove one host's raw client lines.
+        let client = std::fs::read_dir(dir.join("hosts"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.join("client.jsonl").is_file())
+            .unwrap();
+        std::fs::remove_file(client.join("client.jsonl")).unwrap();
+        let host = client.file_name().unwrap().to_str().unwrap().to_string();
+
+        let table = report(&[s(&dir), "--no-charts"]);
+        assert!(table.contains("NOTICE"), "{table}");
+        assert!(table.contains("events.jsonl: last line"), "{table}");
+        assert!(table.contains("truncated"), "{table}");
+        assert!(
+            table.contains(&format!("hosts/{host}/client.jsonl is missing")),
+            "{table}"
+        );
+        let peak = kept
+            .iter()
+            .map(|e| e["established"].as_u64().unwrap())
+            .max()
+            .unwrap();
+        assert_eq!(
+            parse_num(&table_value(&table, "peak established")),
+            peak as f64
+        );
+
+        let run = json_report(&dir)["runs"][0].clone();
+        assert_eq!(run["complete"], false);
+        let kinds: Vec<&str> = run["notices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["kind"].as_str().unwrap())
+            .collect();
+        assert!(
+            kinds.contains(&"damaged") && kinds.contains(&"missing"),
+            "{kinds:?}"
+        );
+        for format in ["csv", "markdown", "html"] {
+            report(&[s(&dir), "--format", format, "--no-charts"]);
+        }
+    }
+}
+
+#[test]
+fn missing_run_json_and_a_run_in_progress_are_reported_not_fatal() {
+    let tmp = TempDir::new("inprogress");
+    for dir in runs(&tmp) {
+        // A run still going: outcome running, no finished_at.
+        let path = dir.join("run.json");
+        let mut summary: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        summary["outcome"] = "running".into();
+        summary["finished_at"] = Value::Null;
+        summary["limit"] = Value::Null;
+        std::fs::write(&path, summary.to_string()).unwrap();
+        let table = report(&[s(&dir), "--no-charts"]);
+        assert!(
+            table.contains("in_progress: the run has not finished"),
+            "{table}"
+        );
+
+        // run.json gone: figures from events.jsonl and the host files.
+        std::fs::remove_file(&path).unwrap();
+        let run = json_report(&dir)["runs"][0].clone();
+        assert_eq!(run["outcome"], "unknown");
+        assert_eq!(run["complete"], false);
+        let peak = events_of(&dir)
+            .iter()
+            .map(|e| e["established"].as_u64().unwrap())
+            .max()
+            .unwrap();
+        assert_eq!(run["established_peak"].as_u64(), Some(peak));
+        assert_eq!(run["limit"]["source"], "derived");
+        // Latency recomputed from the clients' merged histograms.
+        assert_eq!(run["connect_latency_source"], "hosts");
+        assert!(run["connect_latency_us"]["count"].as_u64().unwrap() > 0);
+        let table = report(&[s(&dir), "--no-charts"]);
+        assert!(table.contains("run.json is missing"), "{table}");
+
+        // Only a truncated events.jsonl left.
+        std::fs::remove_dir_all(dir.join("hosts")).unwrap();
+        let text = std::fs::read_to_string(dir.join("events.jsonl")).unwrap();
+        std::fs::write(dir.join("events.jsonl"), &text[..text.len() / 3]).unwrap();
+        for format in ["table", "json", "csv", "markdown", "html"] {
+            report(&[s(&dir), "--format", format, "--no-charts"]);
+        }
+        // Garbage run.json is a notice too.
+        std::fs::write(&path, "{\"target\": \"many\"").unwrap();
+        let table = report(&[s(&dir), "--no-charts"]);
+        assert!(table.contains("run.json:1:"), "{table}");
+    }
+}
+
+#[test]
+fn merged_latency_equals_run_json_free_recomputation_from_host_histograms() {
+    // With run.json's percentiles absent (synthetic), the report merges the clients'
+    // connect_hist; the merge must equal one histogram of all samples.
+    let tmp = TempDir::new("latency");
+    let dir = tmp.path().join("run");
+    synthetic_run(&dir, &Spec::default());
+    let mut all = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+    for host in ["client-a", "client-b"] {
+        let text =
+            std::fs::read_to_string(dir.join("hosts").join(host).join("client.jsonl")).unwrap();
+        let summary: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        let b64 = summary["connect_hist"].as_str().unwrap();
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
+        let h: hdrhistogram::Histogram<u64> = hdrhistogram::serialization::Deserializer::new()
+            .deserialize(&mut bytes.as_slice())
+            .unwrap();
+        all.add(&h).unwrap();
+    }
+    let run = json_report(&dir)["runs"][0].clone();
+    let lat = &run["connect_latency_us"];
+    assert_eq!(lat["count"].as_u64(), Some(all.len()));
+    assert_eq!(lat["p50"].as_u64(), Some(all.value_at_quantile(0.5)));
+    assert_eq!(lat["p99"].as_u64(), Some(all.value_at_quantile(0.99)));
+    assert_eq!(lat["p999"].as_u64(), Some(all.value_at_quantile(0.999)));
+    assert_eq!(lat["max"].as_u64(), Some(all.max()));
+}
+
+#[test]
+fn limiting_factor_is_derived_from_errors_by_errno() {
+    let tmp = TempDir::new("limit");
+    for (errno, kind, words) in [
+        ("EADDRNOTAVAIL", "ports_x_ips", "ports ran out"),
+        ("EMFILE", "fd_cap", "file-descriptor cap"),
+        ("ENOMEM", "memory", "Memory ran out"),
+    ] {
+        let dir = tmp.path().join(errno);
+        synthetic_run(
+            &dir,
+            &Spec {
+                cap: 2200,
+                cap_errno: Some(errno),
+                limit_in_run_json: false,
+                ..Spec::default()
+            },
+        );
+        let run = json_report(&dir)["runs"][0].clone();
+        assert_eq!(run["limit"]["kind"], kind, "{}", run["limit"]);
+        assert_eq!(run["limit"]["source"], "derived");
+        assert_eq!(run["target_reached"], false);
+        let sentence = run["limit"]["sentence"].as_str().unwrap();
+        assert!(sentence.contains(words), "{sentence}");
+        assert!(sentence.contains("4,400 of 6,000"), "{sentence}");
+        let evidence = run["limit"]["evidence"].as_str().unwrap();
+        // client-b (faster) hits the cap first, at t=2 s.
+        assert!(
+            evidence.starts_with(&format!("client-b: {errno} ×")),
+            "{evidence}"
+        );
+        assert!(evidence.contains("from t=2.0 s"), "{evidence}");
+        let table = report(&[s(&dir), "--no-charts"]);
+        assert!(
+            table.contains(&format!("not reached: {sentence}"))
+                || table.contains("not reached: clients stopped"),
+            "{table}"
+        );
+        assert!(table.contains(evidence), "{table}");
+    }
+    // A run that reached its target without errors: no limit.
+    let dir = tmp.path().join("clean");
+    synthetic_run(
+        &dir,
+        &Spec {
+            limit_in_run_json: false,
+            ..Spec::default()
+        },
+    );
+    let run = json_report(&dir)["runs"][0].clone();
+    assert_eq!(run["limit"]["kind"], "none");
+    // run.json's own limit wins when present.
+    let dir = tmp.path().join("recorded");
+    synthetic_run(&dir, &Spec::default());
+    let run = json_report(&dir)["runs"][0].clone();
+    assert_eq!(run["limit"]["source"], "run.json");
+}
+
+#[test]
+fn svg_and_html_are_well_formed_and_self_contained() {
+    let tmp = TempDir::new("svg");
+    for dir in runs(&tmp) {
+        let html = report(&[s(&dir), "--format", "html"]);
+        let run = json_report(&dir)["runs"][0].clone();
+        let client_hosts = run["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| h["role"].as_str().unwrap().contains("client"))
+            .count();
+        for (file, title) in [
+            ("connections.svg", "Connections over time"),
+            ("connect-rate.svg", "Connect rate over time"),
+        ] {
+            let svg = std::fs::read_to_string(dir.join(file)).unwrap();
+            let doc = roxmltree::Document::parse(&svg).expect("SVG is well-formed");
+            assert_eq!(doc.root_element().tag_name().name(), "svg");
+            assert!(svg.contains(title));
+            let lines = doc
+                .descendants()
+                .filter(|n| n.has_tag_name("polyline"))
+                .count();
+            // total (+ server on the connections chart) + per-host lines when several clients.
+            let per_host = if client_hosts > 1 { client_hosts } else { 0 };
+            let expected = per_host + if file == "connections.svg" { 2 } else { 1 };
+            assert!(
+                lines >= expected,
+                "{file}: {lines} polylines, want ≥ {expected}"
+            );
+            assert!(
+                doc.descendants()
+                    .all(|n| n.attributes().all(|a| a.name() != "href")),
+                "{file} links to something"
+            );
+        }
+        let doc = parse_html(&html);
+        assert_eq!(doc.root_element().tag_name().name(), "html");
+        let lower = html.to_ascii_lowercase();
+        assert!(
+            !lower.contains("http:") && !lower.contains("https:"),
+            "network reference"
+        );
+        assert!(
+            !lower.contains("<script") && !lower.contains("<link") && !lower.contains("@import")
+        );
+        let mut images = 0;
+        for n in doc.descendants() {
+            for a in n.attributes() {
+                if ["src", "href", "srcset", "data", "poster"].contains(&a.name()) {
+                    assert!(
+                        a.value().starts_with("data:"),
+                        "external {}={}",
+                        a.name(),
+                        a.value()
+                    );
+                }
+            }
+            if n.has_tag_name("img") {
+                images += 1;
+                let src = n.attribute("src").unwrap();
+                let b64 = src.strip_prefix("data:image/svg+xml;base64,").unwrap();
+                use base64::Engine as _;
+                let svg = base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .unwrap();
+                roxmltree::Document::parse(std::str::from_utf8(&svg).unwrap())
+                    .expect("embedded SVG is well-formed");
+            }
+        }
+        assert_eq!(images, 2);
+        // The tables are there too.
+        assert!(html.contains("peak established") && html.contains("Limiting factor"));
+    }
+}
+
+#[test]
+fn not_a_run_directory_is_an_error_not_a_panic() {
+    let tmp = TempDir::new("notrun");
+    let out = c1m(&["report", s(&tmp.path().join("nope"))]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no such run directory"), "{err}");
+    let out = c1m(&["report", s(tmp.path())]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a run directory"));
+    // --out writes the file instead of stdout.
+    let dir = tmp.path().join("run");
+    synthetic_run(&dir, &Spec::default());
+    let file = tmp.path().join("report.md");
+    let stdout = report(&[
+        s(&dir),
+        "--format",
+        "markdown",
+        "--out",
+        s(&file),
+        "--no-charts",
+    ]);
+    assert!(stdout.is_empty());
+    assert!(std::fs::read_to_string(&file)
+        .unwrap()
+        .contains("### Limiting factor"));
+    assert!(
+        !dir.join("connections.svg").exists(),
+        "--no-charts wrote a chart"
+    );
+}
