@@ -19,6 +19,18 @@ pub struct Chart {
     pub height: u32,
 }
 
+/// Distinct on white and in print; the total comes first and is drawn thickest.
+const COLORS: &[RGBColor] = &[
+    RGBColor(0x1f, 0x4e, 0x9c),
+    RGBColor(0xd6, 0x27, 0x28),
+    RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0xff, 0x7f, 0x0e),
+    RGBColor(0x94, 0x67, 0xbd),
+    RGBColor(0x8c, 0x56, 0x4b),
+    RGBColor(0xe3, 0x77, 0xc2),
+    RGBColor(0x17, 0xbe, 0xcf),
+];
+
 type Points = Vec<(f64, f64)>;
 
 /// A named line.
@@ -27,6 +39,8 @@ struct Line {
     points: Points,
     /// Totals are drawn thicker than the per-host lines.
     bold: bool,
+    /// Index into [`COLORS`]; a host keeps its colour across both charts.
+    color: usize,
 }
 
 /// Both charts of a run; empty when the series has no lines.
@@ -51,29 +65,34 @@ pub fn draw(events: &[Event]) -> anyhow::Result<Vec<Chart>> {
             label: "established (all clients)".into(),
             points: events.iter().map(|e| (e.t, e.established as f64)).collect(),
             bold: true,
+            color: 0,
         },
         Line {
             label: "open on server(s)".into(),
             points: events.iter().map(|e| (e.t, e.server_open as f64)).collect(),
             bold: false,
+            color: 1,
         },
     ];
     let mut rates = vec![Line {
         label: "connect rate (all clients)".into(),
         points: events.iter().map(|e| (e.t, e.connect_rate)).collect(),
         bold: true,
+        color: 0,
     }];
     if per_host {
-        for (name, (c, r)) in clients {
+        for (i, (name, (c, r))) in clients.into_iter().enumerate() {
             conns.push(Line {
                 label: name.to_string(),
                 points: c,
                 bold: false,
+                color: 2 + i,
             });
             rates.push(Line {
                 label: name.to_string(),
                 points: r,
                 bold: false,
+                color: 2 + i,
             });
         }
     }
@@ -151,9 +170,9 @@ fn line_chart(
             .light_line_style(WHITE.mix(0.0))
             .draw()
             .map_err(err)?;
-        for (i, line) in lines.iter().enumerate() {
-            let color = Palette99::pick(i).to_rgba();
-            let style = color.stroke_width(if line.bold { 3 } else { 1 });
+        for line in lines {
+            let color = COLORS[line.color % COLORS.len()].to_rgba();
+            let style = color.stroke_width(if line.bold { 3 } else { 2 });
             chart
                 .draw_series(LineSeries::new(line.points.iter().copied(), style))
                 .map_err(err)?

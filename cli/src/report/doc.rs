@@ -169,6 +169,7 @@ pub fn run_blocks(r: &RunReport) -> Vec<Block> {
             r.limit.evidence, r.limit.kind, r.limit.source
         ),
     });
+    out.push(Block::Charts(r.name.clone()));
     let lat_head: Vec<String> = ["", "count", "p50", "p90", "p99", "p99.9", "max", "mean"]
         .iter()
         .map(|x| s(x))
@@ -277,7 +278,6 @@ pub fn run_blocks(r: &RunReport) -> Vec<Block> {
             rows: tuning_rows,
         }
     });
-    out.push(Block::Charts(r.name.clone()));
     out
 }
 
