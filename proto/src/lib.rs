@@ -2,8 +2,12 @@
 //! the JSON stats lines the binaries print every second, and the fd-table layout arithmetic.
 //! Kept free of SSH and async code: it is linked into the binaries shipped to test hosts.
 
+pub mod duration;
 pub mod errors;
+pub mod fanout;
 pub mod greeting;
 pub mod layout;
 pub mod procfs;
+pub mod signals;
 pub mod stats;
+pub mod sys;

@@ -42,7 +42,10 @@ pub struct ServerStats {
     pub greeted: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
-    /// By kind: `garbage`, `overflow` (peer writes faster than it reads), `reset`, accept errnos…
+    /// Connections the peer reset (RST). Not an error: clients close with linger 0 at teardown.
+    #[serde(default)]
+    pub resets: u64,
+    /// By kind: `garbage`, `overflow` (peer writes faster than it reads), `incomplete`, accept errnos…
     pub errors: BTreeMap<String, u64>,
     pub rss_bytes: u64,
     pub procs: usize,
@@ -91,4 +94,55 @@ pub struct ClientStats {
     pub connect_hist: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rtt_hist: Option<String>,
+}
+
+fn absorb_errors(into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {
+    for (k, v) in from {
+        *into.entry(k.clone()).or_default() += v;
+    }
+}
+
+impl ServerStats {
+    /// Adds another process's figures into this one (multi-process servers).
+    pub fn absorb(&mut self, o: &ServerStats) {
+        self.open += o.open;
+        self.accepted += o.accepted;
+        self.closed += o.closed;
+        self.greeted += o.greeted;
+        self.bytes_in += o.bytes_in;
+        self.bytes_out += o.bytes_out;
+        self.resets += o.resets;
+        self.rss_bytes += o.rss_bytes;
+        self.procs += o.procs;
+        absorb_errors(&mut self.errors, &o.errors);
+    }
+}
+
+impl ClientStats {
+    /// Adds another process's counters into this one. Percentiles are not additive: the caller
+    /// merges the histograms and sets them.
+    pub fn absorb(&mut self, o: &ClientStats) {
+        self.target += o.target;
+        self.attempted += o.attempted;
+        self.connecting += o.connecting;
+        self.verified += o.verified;
+        self.open += o.open;
+        self.dropped += o.dropped;
+        self.rss_bytes += o.rss_bytes;
+        self.procs += o.procs;
+        absorb_errors(&mut self.errors, &o.errors);
+    }
+
+    pub fn errors_total(&self) -> u64 {
+        self.errors.values().sum()
+    }
+}
+
+/// Prints one JSON line on stdout and flushes it, so a reader on a pipe sees it at once.
+pub fn emit<T: Serialize>(v: &T) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = serde_json::to_writer(&mut out, v);
+    let _ = out.write_all(b"\n");
+    let _ = out.flush();
 }

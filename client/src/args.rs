@@ -1,0 +1,76 @@
+//! Command-line arguments of `c1m-client`.
+
+use c1m_proto::duration::Span;
+use clap::Parser;
+use std::net::Ipv4Addr;
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "c1m-client",
+    version,
+    about = "Load client for the million-connection test"
+)]
+pub struct Args {
+    /// Server address.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub target: Ipv4Addr,
+    /// First server port.
+    #[arg(long, default_value_t = 20000)]
+    pub port: u16,
+    /// Number of consecutive server ports.
+    #[arg(long, default_value_t = 20)]
+    pub ports: u16,
+    /// Source addresses (`A`, or an inclusive range `A-B`), comma-separated or repeated.
+    /// Default: the kernel's choice (the host's own address).
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    pub source_ips: Vec<String>,
+    /// Connections to establish and hold.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub connections: u64,
+    /// Connects in flight at most, over all threads.
+    #[arg(long, default_value_t = 4096)]
+    pub window: u64,
+    /// New connections per second at most, over all threads (default: as fast as possible).
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// How long to hold the connections once all are up (`30s`, `forever`).
+    #[arg(long, default_value = "0s")]
+    pub hold: Span,
+    /// Send the greeting again on every connection at this interval and time the round trips.
+    #[arg(long)]
+    pub message_interval: Option<Span>,
+    /// Give up on a connect or an echo after this long (counted as ETIMEDOUT).
+    #[arg(long, default_value = "10s")]
+    pub connect_timeout: Span,
+    /// Stop after this many errors (default: 1% of --connections, at least 1000).
+    #[arg(long)]
+    pub max_errors: Option<u64>,
+    /// JSON stats lines (for the orchestrator) instead of human progress.
+    #[arg(long)]
+    pub json: bool,
+    /// Worker processes (default: one, with a thread per fd table).
+    #[arg(long)]
+    pub procs: Option<usize>,
+    /// Worker threads per process (default: from the layout plan).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Keep one fd table per process (no unshare(CLONE_FILES)).
+    #[arg(long)]
+    pub no_unshare: bool,
+    /// Number of the first greeting (so clients on several hosts send distinct greetings).
+    #[arg(long, default_value_t = 0)]
+    pub index_base: u64,
+    /// Stats interval in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub interval_ms: u64,
+    /// Internal: run as worker process of the given supervisor pid.
+    #[arg(long, hide = true)]
+    pub child_of: Option<u32>,
+}
+
+impl Args {
+    pub fn max_errors(&self) -> u64 {
+        self.max_errors
+            .unwrap_or_else(|| (self.connections / 100).max(1000))
+    }
+}

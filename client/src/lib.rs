@@ -1,0 +1,12 @@
+//! `c1m-client`: the load client of the million-connection test.
+//!
+//! Worker threads, each with an fd table of its own (`unshare(CLONE_FILES)`), open non-blocking
+//! connections from the source IPs to the server ports, keep a bounded window in flight, send
+//! the greeting, check the echo byte for byte, and then hold the connection idle (or send a
+//! message every interval and time the round trip).
+
+pub mod args;
+pub mod counters;
+pub mod hist;
+pub mod targets;
+pub mod worker;

@@ -1,0 +1,297 @@
+//! The thin layer over libc that both binaries' event loops use: an edge-triggered epoll
+//! instance and the socket calls of the test. Raw fds on purpose: a connection is an fd and an
+//! index into a per-thread state array, nothing more, so that userspace state stays at a few
+//! bytes per connection (an `OwnedFd` per connection would tie closing to Rust values).
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::RawFd;
+
+/// The errno of the last failed call.
+pub fn errno() -> i32 {
+    io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// An epoll instance owned by one thread.
+pub struct Epoll {
+    fd: RawFd,
+    events: Vec<libc::epoll_event>,
+}
+
+pub const IN: u32 = libc::EPOLLIN as u32;
+pub const OUT: u32 = libc::EPOLLOUT as u32;
+pub const RDHUP: u32 = libc::EPOLLRDHUP as u32;
+pub const HUP: u32 = libc::EPOLLHUP as u32;
+pub const ERR: u32 = libc::EPOLLERR as u32;
+pub const ET: u32 = libc::EPOLLET as u32;
+
+impl Epoll {
+    pub fn new(max_events: usize) -> io::Result<Epoll> {
+        // SAFETY: epoll_create1 takes flags only.
+        let fd = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+        Ok(Epoll {
+            fd,
+            events: vec![libc::epoll_event { events: 0, u64: 0 }; max_events.max(1)],
+        })
+    }
+
+    pub fn add(&self, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd, events, token)
+    }
+
+    pub fn modify(&self, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_MOD, fd, events, token)
+    }
+
+    fn ctl(&self, op: libc::c_int, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events, u64: token };
+        // SAFETY: ev lives across the call; the kernel copies it.
+        check(unsafe { libc::epoll_ctl(self.fd, op, fd, &mut ev) }).map(|_| ())
+    }
+
+    /// Waits up to `timeout_ms` and returns the ready (events, token) pairs.
+    pub fn wait(&mut self, timeout_ms: i32) -> io::Result<impl Iterator<Item = (u32, u64)> + '_> {
+        // SAFETY: the buffer is ours and its length is passed.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.fd,
+                self.events.as_mut_ptr(),
+                self.events.len() as libc::c_int,
+                timeout_ms,
+            )
+        };
+        let n = if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+            0
+        } else {
+            n as usize
+        };
+        Ok(self.events[..n].iter().map(|e| (e.events, e.u64)))
+    }
+}
+
+impl Drop for Epoll {
+    fn drop(&mut self) {
+        close(self.fd);
+    }
+}
+
+pub fn close(fd: RawFd) {
+    // SAFETY: closing an fd this thread owns; errors from close are not actionable here.
+    unsafe { libc::close(fd) };
+}
+
+fn sockaddr(addr: SocketAddrV4) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: addr.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*addr.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
+fn setsockopt_int(fd: RawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
+    // SAFETY: value outlives the call and its size is passed.
+    check(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            &value as *const i32 as *const libc::c_void,
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    })
+    .map(|_| ())
+}
+
+/// A non-blocking IPv4 TCP socket.
+pub fn tcp_socket() -> io::Result<RawFd> {
+    // SAFETY: plain socket(2).
+    check(unsafe {
+        libc::socket(
+            libc::AF_INET,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    })
+}
+
+/// `SO_LINGER {1, 0}`: close sends RST, so a million closes leave no TIME_WAIT behind.
+pub fn set_linger_zero(fd: RawFd) -> io::Result<()> {
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: l outlives the call and its size is passed.
+    check(unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &l as *const libc::linger as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    })
+    .map(|_| ())
+}
+
+/// A listening socket on `addr` in a SO_REUSEPORT group, with linger-zero for its children.
+pub fn listener(addr: SocketAddrV4, backlog: i32) -> io::Result<RawFd> {
+    let fd = tcp_socket()?;
+    let setup = || -> io::Result<()> {
+        setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+        setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+        set_linger_zero(fd)?;
+        let sa = sockaddr(addr);
+        // SAFETY: sa outlives the call and its size is passed.
+        check(unsafe {
+            libc::bind(
+                fd,
+                &sa as *const libc::sockaddr_in as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
+        })?;
+        // SAFETY: plain listen(2).
+        check(unsafe { libc::listen(fd, backlog) })?;
+        Ok(())
+    };
+    setup().map(|()| fd).inspect_err(|_| close(fd))
+}
+
+/// `accept4` a non-blocking socket; `Err(errno)` (EAGAIN when the queue is empty).
+pub fn accept(listener: RawFd) -> Result<RawFd, i32> {
+    // SAFETY: null address pointers are allowed by accept4.
+    let fd = unsafe {
+        libc::accept4(
+            listener,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        Err(errno())
+    } else {
+        Ok(fd)
+    }
+}
+
+/// Binds `fd` to `ip` with port 0 deferred to connect (`IP_BIND_ADDRESS_NO_PORT`), so the
+/// kernel picks a source port per 4-tuple rather than per source address.
+pub fn bind_source(fd: RawFd, ip: Ipv4Addr) -> Result<(), i32> {
+    setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, 1).map_err(|_| errno())?;
+    let sa = sockaddr(SocketAddrV4::new(ip, 0));
+    // SAFETY: sa outlives the call and its size is passed.
+    let r = unsafe {
+        libc::bind(
+            fd,
+            &sa as *const libc::sockaddr_in as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        Err(errno())
+    } else {
+        Ok(())
+    }
+}
+
+/// Starts a non-blocking connect; `Ok(())` also for EINPROGRESS.
+pub fn connect(fd: RawFd, addr: SocketAddrV4) -> Result<(), i32> {
+    let sa = sockaddr(addr);
+    // SAFETY: sa outlives the call and its size is passed.
+    let r = unsafe {
+        libc::connect(
+            fd,
+            &sa as *const libc::sockaddr_in as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        let e = errno();
+        if e != libc::EINPROGRESS {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// The pending error of a socket (`SO_ERROR`), 0 if none.
+pub fn socket_error(fd: RawFd) -> i32 {
+    let mut v: i32 = 0;
+    let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
+    // SAFETY: v and len outlive the call.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            &mut v as *mut i32 as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    if r < 0 {
+        errno()
+    } else {
+        v
+    }
+}
+
+/// `read(2)`: `Ok(n)` (0 = EOF) or `Err(errno)`.
+pub fn read(fd: RawFd, buf: &mut [u8]) -> Result<usize, i32> {
+    // SAFETY: buf is valid for its length.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
+    if n < 0 {
+        Err(errno())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// `send(2)` with MSG_NOSIGNAL (a peer that reset must not kill us with SIGPIPE).
+pub fn write(fd: RawFd, buf: &[u8]) -> Result<usize, i32> {
+    // SAFETY: buf is valid for its length.
+    let n = unsafe {
+        libc::send(
+            fd,
+            buf.as_ptr() as *const libc::c_void,
+            buf.len(),
+            libc::MSG_NOSIGNAL,
+        )
+    };
+    if n < 0 {
+        Err(errno())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// `net.core.somaxconn`, the largest backlog `listen` will honour.
+pub fn somaxconn() -> i32 {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(4096)
+}
+
+/// Asks the kernel to SIGKILL this process when its parent dies, so that a killed
+/// supervisor never leaves workers behind. Returns false if the parent is already gone.
+pub fn die_with_parent(expected_parent: u32) -> bool {
+    // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    // SAFETY: getppid has no preconditions.
+    (unsafe { libc::getppid() }) as u32 == expected_parent
+}
