@@ -611,3 +611,65 @@ fn not_a_run_directory_is_an_error_not_a_panic() {
         "--no-charts wrote a chart"
     );
 }
+
+#[test]
+fn every_json_field_is_documented() {
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/report-json.md"),
+    )
+    .unwrap();
+    let tmp = TempDir::new("doc");
+    let a = tmp.path().join("a");
+    let b = tmp.path().join("b");
+    synthetic_run(&a, &Spec::default());
+    synthetic_run(
+        &b,
+        &Spec {
+            cap: 2000,
+            cap_errno: Some("EMFILE"),
+            ..Spec::default()
+        },
+    );
+    let json: Value = serde_json::from_str(&report(&[
+        s(&a),
+        s(&b),
+        "--compare",
+        "--format",
+        "json",
+        "--no-charts",
+    ]))
+    .unwrap();
+    let mut missing = Vec::new();
+    let mut check = |obj: &Value, what: &str| {
+        for key in obj.as_object().unwrap().keys() {
+            if !doc.contains(&format!("`{key}`")) {
+                missing.push(format!("{what}.{key}"));
+            }
+        }
+    };
+    check(&json, "top");
+    let run = &json["runs"][1];
+    check(run, "run");
+    check(&run["memory"], "memory");
+    check(&run["limit"], "limit");
+    check(&run["samples"], "samples");
+    check(&run["hosts"][0], "host");
+    check(&run["connect_latency_us"], "percentiles");
+    check(&json["compare"][0], "compare");
+    for row in json["compare"].as_array().unwrap() {
+        let metric = row["metric"].as_str().unwrap();
+        if !doc.contains(&format!("`{metric}`")) {
+            missing.push(format!("metric {metric}"));
+        }
+    }
+    let header = report(&[s(&a), "--format", "csv", "--no-charts"]);
+    for col in header.lines().next().unwrap().split(',') {
+        if !doc.contains(col) {
+            missing.push(format!("csv column {col}"));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "not in docs/report-json.md: {missing:?}"
+    );
+}
