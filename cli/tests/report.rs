@@ -673,3 +673,109 @@ fn every_json_field_is_documented() {
         "not in docs/report-json.md: {missing:?}"
     );
 }
+
+/// Kills the process on drop, so a failing test leaves no server behind.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn raw_lines_of_the_real_server_and_client_alone_make_a_report() {
+    // What is left when the orchestrator dies before writing run.json and events.jsonl:
+    // only the binaries' own lines. Those come from the real binaries over loopback here.
+    let bins = bin_dir();
+    let have = bins.join("c1m-server").is_file() && bins.join("c1m-client").is_file();
+    if !require(
+        have,
+        &format!("c1m-server and c1m-client in {}", bins.display()),
+    ) {
+        return;
+    }
+    let tmp = TempDir::new("raw");
+    let host = tmp.path().join("run/hosts/local");
+    std::fs::create_dir_all(&host).unwrap();
+    let port = (40_000 + (std::process::id() % 500) * 40).to_string();
+    let conns = "2000";
+    let file = |name: &str| std::fs::File::create(host.join(name)).unwrap();
+    let mut server = Child(
+        std::process::Command::new(bins.join("c1m-server"))
+            .args([
+                "--port",
+                &port,
+                "--ports",
+                "4",
+                "--connections",
+                conns,
+                "--bind",
+                "127.0.0.1",
+            ])
+            .stdout(file("server.jsonl"))
+            .stderr(file("server.log"))
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let client = std::process::Command::new(bins.join("c1m-client"))
+        .args([
+            "--port",
+            &port,
+            "--ports",
+            "4",
+            "--connections",
+            conns,
+            "--hold",
+            "1s",
+            "--json",
+        ])
+        .stdout(file("client.jsonl"))
+        .stderr(file("client.log"))
+        .status()
+        .unwrap();
+    assert!(client.success(), "c1m-client failed: {client:?}");
+    // SIGTERM makes the server print its summary line.
+    // SAFETY: kill() on our own child's pid.
+    unsafe { libc::kill(server.0.id() as i32, libc::SIGTERM) };
+    let _ = server.0.wait();
+
+    let dir = tmp.path().join("run");
+    let run = json_report(&dir)["runs"][0].clone();
+    assert_eq!(run["complete"], false);
+    assert_eq!(run["established_peak"].as_u64(), Some(2000), "{run}");
+    assert_eq!(run["server_open_peak"].as_u64(), Some(2000), "{run}");
+    assert_eq!(run["target_reached"], true);
+    assert_eq!(run["limit"]["kind"], "none");
+    assert_eq!(run["connect_latency_source"], "hosts");
+    // The percentiles are those of the client's own histogram, decoded here independently.
+    let text = std::fs::read_to_string(host.join("client.jsonl")).unwrap();
+    let summary: Value = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["event"] == "summary")
+        .unwrap();
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(summary["connect_hist"].as_str().unwrap())
+        .unwrap();
+    let h: hdrhistogram::Histogram<u64> = hdrhistogram::serialization::Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .unwrap();
+    assert_eq!(run["connect_latency_us"]["count"].as_u64(), Some(2000));
+    assert_eq!(
+        run["connect_latency_us"]["p99"].as_u64(),
+        Some(h.value_at_quantile(0.99))
+    );
+    assert_eq!(run["connect_latency_us"]["max"].as_u64(), Some(h.max()));
+    assert_eq!(run["connect_latency_us"], summary["connect_latency_us"]);
+    let table = report(&[s(&dir), "--no-charts"]);
+    assert!(table.contains("run.json is missing"), "{table}");
+    assert!(table.contains("events.jsonl is missing"), "{table}");
+    assert!(
+        !table.contains("not valid"),
+        "layout lines misread: {table}"
+    );
+}

@@ -2,7 +2,7 @@
 //! that is missing, unreadable or cut short becomes a [`Notice`] and the rest is still read.
 
 use crate::rundir::{Event, RunSummary};
-use c1m_proto::stats::{ClientStats, ServerStats};
+use c1m_proto::stats::{ClientStats, LayoutLine, ServerStats};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -31,6 +31,8 @@ pub struct HostFiles {
     /// `None` when the file is absent.
     pub client: Option<Vec<ClientStats>>,
     pub server: Option<Vec<ServerStats>>,
+    /// The binaries' `layout` lines (procs × threads, nofile limits).
+    pub layouts: Vec<LayoutLine>,
     /// Lines of `*.log` files that name a kernel limit (`table full`, `out of memory`…), with
     /// the file name, so the limit analysis can quote them.
     pub log_hits: Vec<String>,
@@ -177,12 +179,21 @@ fn load_jsonl<T: DeserializeOwned>(
     label: &str,
     notices: &mut Vec<Notice>,
 ) -> Option<Vec<T>> {
+    load_jsonl_with_layout(path, label, notices).map(|(lines, _)| lines)
+}
+
+/// [`load_jsonl`], also returning the `"event": "layout"` lines a binary prints at start.
+fn load_jsonl_with_layout<T: DeserializeOwned>(
+    path: &Path,
+    label: &str,
+    notices: &mut Vec<Notice>,
+) -> Option<(Vec<T>, Vec<LayoutLine>)> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
         Err(e) => {
             notices.push(Notice::new("damaged", format!("{label} unreadable: {e}")));
-            return Some(Vec::new());
+            return Some((Vec::new(), Vec::new()));
         }
     };
     let text = String::from_utf8_lossy(&bytes);
@@ -190,12 +201,18 @@ fn load_jsonl<T: DeserializeOwned>(
     let lines: Vec<&str> = text.lines().collect();
     let mut out = Vec::with_capacity(lines.len());
     let mut bad: Vec<String> = Vec::new();
+    let mut layouts = Vec::new();
     for (i, line) in lines.iter().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        match serde_json::from_str::<T>(line) {
-            Ok(v) => out.push(v),
+        match serde_json::from_str::<serde_json::Value>(line) {
+            // The binaries' one-off `layout` line is not a stats line.
+            Ok(v) if v.get("event").and_then(|e| e.as_str()) == Some("layout") => layouts.push(v),
+            Ok(v) => match serde_json::from_value::<T>(v) {
+                Ok(v) => out.push(v),
+                Err(e) => bad.push(format!("line {}: {e}", i + 1)),
+            },
             Err(_) if i + 1 == lines.len() && !ends_cleanly => notices.push(Notice::new(
                 "damaged",
                 format!(
@@ -216,7 +233,11 @@ fn load_jsonl<T: DeserializeOwned>(
             ),
         ));
     }
-    Some(out)
+    let layouts = layouts
+        .into_iter()
+        .filter_map(|v| serde_json::from_value(v).ok())
+        .collect();
+    Some((out, layouts))
 }
 
 fn load_hosts(dir: &Path, data: &mut RunData) {
@@ -238,20 +259,30 @@ fn load_hosts(dir: &Path, data: &mut RunData) {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let client = load_jsonl::<ClientStats>(
+        let mut layouts = Vec::new();
+        let client = load_jsonl_with_layout::<ClientStats>(
             &path.join("client.jsonl"),
             &format!("hosts/{name}/client.jsonl"),
             &mut data.notices,
-        );
-        let server = load_jsonl::<ServerStats>(
+        )
+        .map(|(lines, l)| {
+            layouts.extend(l);
+            lines
+        });
+        let server = load_jsonl_with_layout::<ServerStats>(
             &path.join("server.jsonl"),
             &format!("hosts/{name}/server.jsonl"),
             &mut data.notices,
-        );
+        )
+        .map(|(lines, l)| {
+            layouts.extend(l);
+            lines
+        });
         let log_hits = scan_logs(&path);
         let files = HostFiles {
             client,
             server,
+            layouts,
             log_hits,
         };
         if let Some(lines) = &files.client {

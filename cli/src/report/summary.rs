@@ -56,14 +56,22 @@ pub fn build(data: &RunData, path: &str) -> RunReport {
             (t > 0).then_some(t)
         });
 
+    // Without a series or run.json, the binaries' own lines still tell the peaks (summed over
+    // hosts: their peaks are close in time since all clients start at once).
+    let from_hosts = |get: fn(&super::load::HostFiles) -> Option<u64>| -> Option<u64> {
+        let peaks: Vec<u64> = data.hosts.values().filter_map(get).collect();
+        (!peaks.is_empty()).then(|| peaks.iter().sum())
+    };
     let established_peak = series
         .as_ref()
         .map(|f| f.established_peak)
-        .or_else(|| s.map(|s| s.established_peak));
+        .or_else(|| s.map(|s| s.established_peak))
+        .or_else(|| from_hosts(|h| h.client.as_ref()?.iter().map(|c| c.open).max()));
     let server_open_peak = series
         .as_ref()
         .map(|f| f.server_open_peak)
-        .or_else(|| s.map(|s| s.server_open_peak));
+        .or_else(|| s.map(|s| s.server_open_peak))
+        .or_else(|| from_hosts(|h| h.server.as_ref()?.iter().map(|c| c.open).max()));
     let connect_rate_peak = series
         .as_ref()
         .map(|f| f.connect_rate_peak)
@@ -85,7 +93,24 @@ pub fn build(data: &RunData, path: &str) -> RunReport {
     // Time to target: the clients time it exactly; 1 s samples only bound it.
     let time_to_target_s = s.and_then(|s| s.time_to_target_s).or_else(|| {
         let target = target?;
-        events.iter().find(|e| e.established >= target).map(|e| e.t)
+        events
+            .iter()
+            .find(|e| e.established >= target)
+            .map(|e| e.t)
+            .or_else(|| {
+                // The last client to reach its share sets the time, if every client did.
+                let clients: Vec<Option<f64>> = data
+                    .hosts
+                    .values()
+                    .filter_map(|h| h.client_last().map(|c| c.time_to_target_s))
+                    .collect();
+                if clients.is_empty() {
+                    return None;
+                }
+                clients
+                    .into_iter()
+                    .try_fold(0.0f64, |acc, t| Some(acc.max(t?)))
+            })
     });
     let target_reached = match (target, established_peak) {
         (Some(t), Some(p)) => p >= t || time_to_target_s.is_some(),
@@ -258,6 +283,14 @@ fn host_reports(data: &RunData, events: &[Event]) -> Vec<HostReport> {
                 _ => String::new(),
             };
         }
+        if h.layout.is_none() && !files.layouts.is_empty() {
+            let parts: Vec<String> = files
+                .layouts
+                .iter()
+                .map(|l| format!("{} {}×{}", l.role, l.procs, l.threads_per_proc))
+                .collect();
+            h.layout = Some(parts.join(", "));
+        }
         if let Some(c) = files.client_last() {
             h.time_to_target_s = c.time_to_target_s;
             h.connect_latency_us = c
@@ -354,9 +387,22 @@ fn memory(data: &RunData, events: &[Event], series: Option<&SeriesFigures>) -> M
             both_ends,
             source: Some("run.json".into()),
         },
-        _ => Memory {
-            both_ends,
-            ..Memory::default()
-        },
+        _ => {
+            // Only the binaries' lines: the server's RSS at its fullest.
+            let server = data
+                .hosts
+                .values()
+                .filter_map(|h| h.server.as_ref()?.iter().max_by_key(|l| l.open))
+                .fold((0u64, 0u64), |(rss, open), l| {
+                    (rss + l.rss_bytes, open + l.open)
+                });
+            Memory {
+                server_rss_bytes: (server.0 > 0).then_some(server.0),
+                user_bytes_per_conn: (server.1 > 0).then(|| server.0 as f64 / server.1 as f64),
+                both_ends,
+                source: (server.1 > 0).then(|| "hosts".to_string()),
+                ..Memory::default()
+            }
+        }
     }
 }
