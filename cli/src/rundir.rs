@@ -155,3 +155,34 @@ pub struct HostSample {
     pub errors_total: u64,
     pub rss_bytes: u64,
 }
+
+/// Creates `OUT/<YYYYmmdd-HHMMSS>` (suffixed if taken) and points `OUT/latest` at it.
+pub fn create(
+    out: &std::path::Path,
+    at: &chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<std::path::PathBuf> {
+    use anyhow::Context;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let stamp = at.format("%Y%m%d-%H%M%S").to_string();
+    let mut name = stamp.clone();
+    let mut i = 1;
+    while out.join(&name).exists() {
+        i += 1;
+        name = format!("{stamp}-{i}");
+    }
+    let dir = out.join(&name);
+    std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let latest = out.join("latest");
+    let _ = std::fs::remove_file(&latest);
+    std::os::unix::fs::symlink(&name, &latest)
+        .with_context(|| format!("pointing {} at {name}", latest.display()))?;
+    Ok(dir)
+}
+
+/// Writes `run.json` atomically, so a reader never sees half of it.
+pub fn write_summary(dir: &std::path::Path, s: &RunSummary) -> anyhow::Result<()> {
+    let tmp = dir.join("run.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(s)?)?;
+    std::fs::rename(&tmp, dir.join("run.json"))?;
+    Ok(())
+}

@@ -1,0 +1,56 @@
+//! Kernel memory readings taken once a second during a run, and their deltas from the baseline.
+
+use c1m_proto::procfs::{parse_meminfo, parse_sockstat, read_with};
+use std::collections::BTreeMap;
+
+/// One reading of /proc/meminfo and /proc/net/sockstat.
+#[derive(Debug, Clone, Default)]
+pub struct KernelSample {
+    pub meminfo: BTreeMap<String, u64>,
+    pub sockstat: BTreeMap<String, u64>,
+}
+
+impl KernelSample {
+    pub fn take() -> KernelSample {
+        KernelSample {
+            meminfo: read_with("/proc/meminfo", parse_meminfo),
+            sockstat: read_with("/proc/net/sockstat", parse_sockstat),
+        }
+    }
+
+    fn mem(&self, key: &str) -> i64 {
+        self.meminfo.get(key).copied().unwrap_or(0) as i64
+    }
+
+    pub fn slab(&self) -> u64 {
+        self.meminfo.get("Slab").copied().unwrap_or(0)
+    }
+
+    pub fn tcp_mem_pages(&self) -> u64 {
+        self.sockstat.get("TCP.mem").copied().unwrap_or(0)
+    }
+
+    pub fn tcp_inuse(&self) -> u64 {
+        self.sockstat.get("TCP.inuse").copied().unwrap_or(0)
+    }
+
+    /// Kernel memory above `base`, by component.
+    pub fn delta(&self, base: &KernelSample) -> crate::rundir::KernelMemory {
+        let page = c1m_proto::procfs::page_size() as i64;
+        crate::rundir::KernelMemory {
+            slab_delta_bytes: self.mem("Slab") - base.mem("Slab"),
+            tcp_mem_delta_bytes: (self.tcp_mem_pages() as i64 - base.tcp_mem_pages() as i64) * page,
+            pagetables_delta_bytes: self.mem("PageTables") - base.mem("PageTables"),
+            kernel_stack_delta_bytes: self.mem("KernelStack") - base.mem("KernelStack"),
+            both_ends: true,
+        }
+    }
+}
+
+/// The sum of a delta's components.
+pub fn kernel_total(k: &crate::rundir::KernelMemory) -> i64 {
+    k.slab_delta_bytes
+        + k.tcp_mem_delta_bytes
+        + k.pagetables_delta_bytes
+        + k.kernel_stack_delta_bytes
+}

@@ -1,0 +1,277 @@
+//! `c1m run` on this machine over loopback, with the real binaries.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn c1m() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_c1m"));
+    if std::env::var_os("C1M_BIN_DIR").is_none() {
+        // c1m finds c1m-server/c1m-client beside itself; under cargo test they are built there.
+        let dir = Path::new(env!("CARGO_BIN_EXE_c1m"))
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        c.env("C1M_BIN_DIR", dir);
+    }
+    c
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("c1m-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn read_json(p: &Path) -> Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
+    )
+    .unwrap()
+}
+
+fn lines(p: &Path) -> Vec<Value> {
+    std::fs::read_to_string(p)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// PIDs of the server and client that a run directory's raw lines name.
+fn pids(run: &Path) -> Vec<u64> {
+    let mut out = Vec::new();
+    for f in ["server.jsonl", "client.jsonl"] {
+        for v in lines(&run.join("hosts/localhost").join(f)) {
+            if v["event"] == "layout" {
+                out.push(v["pid"].as_u64().unwrap());
+            }
+        }
+    }
+    out
+}
+
+fn assert_gone(pids: &[u64]) {
+    for pid in pids {
+        let p = format!("/proc/{pid}");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Path::new(&p).exists() && Instant::now() < deadline {
+            // A zombie is gone for our purposes only once reaped; give the reaper a moment.
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            !Path::new(&p).exists(),
+            "process {pid} is still there after the run"
+        );
+    }
+}
+
+fn show(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn fifty_thousand_connections_all_echoed_and_nothing_left() {
+    let out_dir = tmp("50k");
+    let out = c1m()
+        .args([
+            "run",
+            "--connections",
+            "50000",
+            "--hold",
+            "1s",
+            "--port",
+            "32000",
+        ])
+        .arg("--out")
+        .arg(&out_dir)
+        .arg("--no-progress")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let run = std::fs::canonicalize(out_dir.join("latest")).unwrap();
+    let s = read_json(&run.join("run.json"));
+    assert_eq!(s["outcome"], "reached", "{s}");
+    assert_eq!(s["target"], 50000);
+    assert_eq!(s["established_peak"], 50000);
+    assert!(
+        s["errors"].as_object().unwrap().is_empty(),
+        "{}",
+        s["errors"]
+    );
+    assert!(s["time_to_target_s"].as_f64().unwrap() > 0.0);
+    assert!(s["connect_rate_peak"].as_f64().unwrap() > 0.0);
+    assert!(s["kernel_bytes_per_conn"].as_f64().unwrap() > 1000.0);
+    assert!(s["user_bytes_per_conn"].as_f64().unwrap() > 0.0);
+    // The server saw exactly what the client verified.
+    let server = lines(&run.join("hosts/localhost/server.jsonl"));
+    let client = lines(&run.join("hosts/localhost/client.jsonl"));
+    let ssum = server
+        .iter()
+        .find(|v| v["event"] == "summary")
+        .expect("server summary");
+    let csum = client
+        .iter()
+        .find(|v| v["event"] == "summary")
+        .expect("client summary");
+    assert_eq!(ssum["greeted"], 50000);
+    assert_eq!(csum["verified"], 50000);
+    assert!(
+        server.iter().any(|v| v["open"] == 50000),
+        "server never held all 50,000 at once"
+    );
+    let events = lines(&run.join("events.jsonl"));
+    assert!(events.iter().any(|e| e["established"] == 50000));
+    assert_gone(&pids(&run));
+}
+
+#[test]
+fn a_low_fd_limit_is_met_with_more_fd_tables() {
+    let out_dir = tmp("lowfd");
+    let out = Command::new("prlimit")
+        .arg("--nofile=1000:1000")
+        .arg(env!("CARGO_BIN_EXE_c1m"))
+        .args([
+            "run",
+            "--connections",
+            "20000",
+            "--hold",
+            "0s",
+            "--port",
+            "33000",
+        ])
+        .arg("--out")
+        .arg(&out_dir)
+        .arg("--no-progress")
+        .env(
+            "C1M_BIN_DIR",
+            std::env::var_os("C1M_BIN_DIR").unwrap_or_else(|| {
+                Path::new(env!("CARGO_BIN_EXE_c1m"))
+                    .parent()
+                    .unwrap()
+                    .into()
+            }),
+        )
+        .output()
+        .expect("prlimit (util-linux) runs");
+    assert!(out.status.success(), "{}", show(&out));
+    let run = std::fs::canonicalize(out_dir.join("latest")).unwrap();
+    let layouts: Vec<Value> = ["server.jsonl", "client.jsonl"]
+        .iter()
+        .flat_map(|f| lines(&run.join("hosts/localhost").join(f)))
+        .filter(|v| v["event"] == "layout")
+        .collect();
+    assert_eq!(layouts.len(), 2);
+    for l in &layouts {
+        assert_eq!(l["nofile_hard"], 1000);
+        let tables = l["procs"].as_u64().unwrap() * l["threads_per_proc"].as_u64().unwrap();
+        assert!(
+            tables >= 21,
+            "20,000 sockets under a 1,000 fd cap need ≥ 21 tables: {l}"
+        );
+    }
+    assert_eq!(read_json(&run.join("run.json"))["established_peak"], 20000);
+    assert_gone(&pids(&run));
+}
+
+#[test]
+fn worker_processes_when_asked() {
+    let out_dir = tmp("procs");
+    let out = c1m()
+        .args([
+            "run",
+            "--connections",
+            "12000",
+            "--hold",
+            "0s",
+            "--port",
+            "34000",
+            "--procs",
+            "3",
+        ])
+        .arg("--out")
+        .arg(&out_dir)
+        .arg("--no-progress")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let run = std::fs::canonicalize(out_dir.join("latest")).unwrap();
+    let s = read_json(&run.join("run.json"));
+    assert_eq!(s["established_peak"], 12000);
+    let client = lines(&run.join("hosts/localhost/client.jsonl"));
+    let csum = client.iter().find(|v| v["event"] == "summary").unwrap();
+    assert_eq!(csum["procs"], 3);
+    assert_eq!(csum["verified"], 12000);
+}
+
+#[test]
+fn ctrl_c_stops_everything_within_seconds() {
+    let out_dir = tmp("sigint");
+    let mut child = c1m()
+        .args([
+            "run",
+            "--connections",
+            "40000",
+            "--hold",
+            "forever",
+            "--port",
+            "35000",
+            "--rate",
+            "5000",
+        ])
+        .arg("--out")
+        .arg(&out_dir)
+        .arg("--no-progress")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Let connections build up, then interrupt mid-run.
+    std::thread::sleep(Duration::from_secs(3));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "c1m run did not stop after SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success(), "an interrupted run is not a success");
+    let run = std::fs::canonicalize(out_dir.join("latest")).unwrap();
+    let s = read_json(&run.join("run.json"));
+    assert_eq!(s["outcome"], "interrupted");
+    assert_gone(&pids(&run));
+}
+
+#[test]
+fn a_run_that_cannot_fit_is_refused_with_the_fix() {
+    let out = c1m()
+        .args([
+            "run",
+            "--connections",
+            "1000000",
+            "--source-ips",
+            "127.0.0.2",
+            "--ports",
+            "1",
+        ])
+        .arg("--out")
+        .arg(tmp("refuse"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert!(stdout.contains("✗ 4-tuples"), "{stdout}");
+    assert!(stdout.contains("source IPs"), "{stdout}");
+}
