@@ -20,7 +20,9 @@ fn real(which: usize) -> Option<PathBuf> {
             let _ = std::fs::remove_dir_all(&base);
             std::fs::create_dir_all(&base).unwrap();
             // Two sizes, so a comparison has something to show.
-            real_run(&base, [3000, 1500][which], &[])
+            // Below the ephemeral range (32768+), where client source ports could take them.
+            let port = 21_000 + (std::process::id() % 200) as u16 * 20 + which as u16 * 10;
+            real_run(&base, [3000, 1500][which], port, &[])
         })
         .clone()
 }
@@ -157,8 +159,10 @@ fn table_numbers_equal_those_computed_from_events_jsonl() {
         let peak = max_u("established");
         let server_peak = max_u("server_open");
         let rate_peak = max_f("connect_rate");
+        // Memory is read at the last sample at the peak (where run.json reads it too).
         let at_peak = events
             .iter()
+            .rev()
             .find(|e| e["established"].as_u64() == Some(peak))
             .unwrap();
         let user_per_conn = at_peak["server_rss_bytes"].as_f64().unwrap() / peak as f64;
@@ -699,7 +703,7 @@ fn raw_lines_of_the_real_server_and_client_alone_make_a_report() {
     let tmp = TempDir::new("raw");
     let host = tmp.path().join("run/hosts/local");
     std::fs::create_dir_all(&host).unwrap();
-    let port = (40_000 + (std::process::id() % 500) * 40).to_string();
+    let port = (26_000 + (std::process::id() % 300) * 20).to_string();
     let conns = "2000";
     let file = |name: &str| std::fs::File::create(host.join(name)).unwrap();
     let mut server = Child(
@@ -778,4 +782,85 @@ fn raw_lines_of_the_real_server_and_client_alone_make_a_report() {
         !table.contains("not valid"),
         "layout lines misread: {table}"
     );
+}
+
+#[test]
+fn a_real_run_in_progress_is_reported_as_such_then_in_full() {
+    let bins = bin_dir();
+    if !require(
+        bins.join("c1m").is_file(),
+        &format!("{}/c1m", bins.display()),
+    ) {
+        return;
+    }
+    let tmp = TempDir::new("live");
+    let port = (23_000 + (std::process::id() % 200) * 20).to_string();
+    // Rate-limited so the run is still ramping while the report reads it.
+    let mut run = Child(
+        std::process::Command::new(bins.join("c1m"))
+            .args([
+                "run",
+                "--connections",
+                "4000",
+                "--rate",
+                "1000",
+                "--port",
+                &port,
+            ])
+            .args(["--ports", "4", "--hold", "1s", "--no-progress", "--out"])
+            .arg(tmp.path())
+            .env("C1M_BIN_DIR", &bins)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let latest = tmp.path().join("latest");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while events_len(&latest) < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "c1m run wrote no events"
+        );
+        if let Ok(Some(status)) = run.0.try_wait() {
+            if !require(
+                false,
+                &format!("a working local `c1m run` (exited {status})"),
+            ) {
+                return;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let seen = events_len(&latest);
+    let live = json_report(&latest)["runs"][0].clone();
+    let kinds: Vec<&str> = live["notices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"in_progress"), "{}", live["notices"]);
+    assert_eq!(live["complete"], false);
+    assert!(live["samples"]["count"].as_u64().unwrap() >= seen as u64);
+    assert!(live["established_peak"].as_u64().unwrap() < 4000, "{live}");
+    let table = report(&[s(&latest), "--no-charts"]);
+    assert!(table.contains("probably still going"), "{table}");
+
+    let status = run.0.wait().unwrap();
+    assert!(status.success(), "c1m run: {status:?}");
+    let done = json_report(&latest)["runs"][0].clone();
+    assert_eq!(done["complete"], true, "{}", done["notices"]);
+    assert_eq!(done["outcome"], "reached");
+    assert_eq!(done["established_peak"].as_u64(), Some(4000));
+    assert_eq!(done["limit"]["source"], "run.json");
+    // --rate 1000 over 4000 connections: about 4 s, mean rate near the cap.
+    let mean = done["connect_rate_mean"].as_f64().unwrap();
+    assert!((700.0..=1300.0).contains(&mean), "mean rate {mean}");
+}
+
+fn events_len(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("events.jsonl"))
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
 }

@@ -58,25 +58,36 @@ pub fn draw(events: &[Event]) -> anyhow::Result<Vec<Chart>> {
             }
         }
     }
+    // The clients start at t=0 with nothing open; the first sample comes a second later.
+    let origin = |mut pts: Points| {
+        if pts.first().is_some_and(|p| p.0 > 0.0) {
+            pts.insert(0, (0.0, 0.0));
+        }
+        pts
+    };
+    let clients: BTreeMap<&str, (Points, Points)> = clients
+        .into_iter()
+        .map(|(k, (c, r))| (k, (origin(c), origin(r))))
+        .collect();
     // One client host's line would only repeat the total.
     let per_host = clients.len() > 1;
     let mut conns = vec![
         Line {
             label: "established (all clients)".into(),
-            points: events.iter().map(|e| (e.t, e.established as f64)).collect(),
+            points: origin(events.iter().map(|e| (e.t, e.established as f64)).collect()),
             bold: true,
             color: 0,
         },
         Line {
             label: "open on server(s)".into(),
-            points: events.iter().map(|e| (e.t, e.server_open as f64)).collect(),
+            points: origin(events.iter().map(|e| (e.t, e.server_open as f64)).collect()),
             bold: false,
             color: 1,
         },
     ];
     let mut rates = vec![Line {
         label: "connect rate (all clients)".into(),
-        points: events.iter().map(|e| (e.t, e.connect_rate)).collect(),
+        points: origin(events.iter().map(|e| (e.t, e.connect_rate)).collect()),
         bold: true,
         color: 0,
     }];

@@ -18,11 +18,13 @@ struct Clue {
 
 /// Which limit each errno points at.
 fn errno_kind(errno: &str) -> Option<&'static str> {
-    match errno {
+    // The server prefixes where it saw the error: `server_accept_EMFILE`.
+    let bare = errno.rsplit('_').next().unwrap_or(errno);
+    match bare {
         "EMFILE" | "ENFILE" => Some("fd_cap"),
         "EADDRNOTAVAIL" => Some("ports_x_ips"),
         "ENOMEM" | "ENOBUFS" => Some("memory"),
-        e if e.to_ascii_lowercase().contains("conntrack") => Some("conntrack"),
+        _ if errno.to_ascii_lowercase().contains("conntrack") => Some("conntrack"),
         _ => None,
     }
 }

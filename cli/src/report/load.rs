@@ -118,6 +118,9 @@ pub fn load(dir: &Path) -> anyhow::Result<RunData> {
             "events.jsonl is missing: no time series, figures come from run.json and host files",
         ));
     }
+    if data.summary.is_none() {
+        note_if_still_writing(dir, &mut data.notices);
+    }
     load_hosts(dir, &mut data);
     check_expected_host_files(&mut data);
     if let Some(s) = &data.summary {
@@ -138,6 +141,23 @@ pub fn load(dir: &Path) -> anyhow::Result<RunData> {
         }
     }
     Ok(data)
+}
+
+/// `c1m run` writes run.json last; a fresh events.jsonl without it means the run is going on.
+fn note_if_still_writing(dir: &Path, notices: &mut Vec<Notice>) {
+    let age = std::fs::metadata(dir.join("events.jsonl"))
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok());
+    if let Some(age) = age.filter(|a| a.as_secs_f64() < 5.0) {
+        notices.push(Notice::new(
+            "in_progress",
+            format!(
+                "the run is probably still going: events.jsonl was written {:.1} s ago and run.json is not there yet; figures are as of now",
+                age.as_secs_f64()
+            ),
+        ));
+    }
 }
 
 fn load_summary(dir: &Path, notices: &mut Vec<Notice>) -> Option<RunSummary> {

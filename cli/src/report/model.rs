@@ -85,7 +85,7 @@ pub struct Memory {
 /// The limiting factor.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Limit {
-    /// `fd_cap` | `ports_x_ips` | `conntrack` | `tcp_mem` | `memory` | `rate` | `time` |
+    /// `fd_cap` | `ports_x_ips` | `conntrack` | `tcp_mem` | `memory` | `rate` | `cpu` | `time` |
     /// `interrupted` | `failed` | `none` | `unknown`.
     pub kind: String,
     pub sentence: String,

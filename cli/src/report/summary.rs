@@ -14,8 +14,11 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Default)]
 pub struct SeriesFigures {
     pub established_peak: u64,
-    /// The first sample at the peak.
+    /// The first sample at the peak (when the ramp got there).
     pub peak_index: usize,
+    /// The last sample at the peak: memory is read there, as `c1m run` does for run.json, so
+    /// the two agree (and the hold's settled RSS counts, not the ramp's).
+    pub peak_last_index: usize,
     pub server_open_peak: u64,
     pub connect_rate_peak: f64,
 }
@@ -27,9 +30,12 @@ pub fn series_figures(events: &[Event]) -> Option<SeriesFigures> {
     }
     let mut f = SeriesFigures::default();
     for (i, e) in events.iter().enumerate() {
-        if e.established > f.established_peak {
+        if e.established > f.established_peak || i == 0 {
             f.established_peak = e.established;
             f.peak_index = i;
+        }
+        if e.established == f.established_peak {
+            f.peak_last_index = i;
         }
         f.server_open_peak = f.server_open_peak.max(e.server_open);
         f.connect_rate_peak = f.connect_rate_peak.max(e.connect_rate);
@@ -361,7 +367,7 @@ fn memory(data: &RunData, events: &[Event], series: Option<&SeriesFigures>) -> M
         None => (None, None),
     };
     if let Some(f) = series.filter(|f| f.established_peak > 0) {
-        let e = &events[f.peak_index];
+        let e = &events[f.peak_last_index];
         let conns = f.established_peak as f64;
         return Memory {
             server_rss_bytes: Some(e.server_rss_bytes),

@@ -93,33 +93,49 @@ pub fn bin_dir() -> PathBuf {
         })
 }
 
-/// A real local run (`c1m run` over loopback) of `connections` into `out/run`, or `None`
-/// (skipped) when `c1m run` is not available here.
-pub fn real_run(out: &Path, connections: u64, extra: &[&str]) -> Option<PathBuf> {
-    let bin = bin_dir().join("c1m");
+/// A real local run (`c1m run` over loopback) of `connections` into `out/<stamp>`, or `None`
+/// (skipped) when `c1m run` is not available here. `port`: the first server port, distinct per
+/// concurrent run.
+pub fn real_run(out: &Path, connections: u64, port: u16, extra: &[&str]) -> Option<PathBuf> {
     for needed in ["c1m", "c1m-server", "c1m-client"] {
+        let path = bin_dir().join(needed);
         if !require(
-            bin_dir().join(needed).is_file(),
+            path.is_file(),
             &format!(
                 "{} (cargo build --release --workspace --bins)",
-                bin_dir().join(needed).display()
+                path.display()
             ),
         ) {
             return None;
         }
     }
-    let dir = out.join("run");
     let conns = connections.to_string();
-    let mut args = vec!["run", "--connections", &conns, "--hold", "2s", "--out"];
-    let dir_s = dir.display().to_string();
-    args.push(&dir_s);
+    let port = port.to_string();
+    let out_s = out.display().to_string();
+    let mut args = vec![
+        "run",
+        "--connections",
+        &conns,
+        "--port",
+        &port,
+        "--ports",
+        "4",
+        "--hold",
+        "2s",
+        "--no-progress",
+        "--out",
+        &out_s,
+    ];
     args.extend_from_slice(extra);
-    let res = Command::new(&bin)
+    let res = Command::new(bin_dir().join("c1m"))
         .args(&args)
         .env("C1M_BIN_DIR", bin_dir())
         .output()
         .expect("start c1m run");
-    let ok = dir.join("run.json").is_file() && dir.join("events.jsonl").is_file();
+    let dir = std::fs::canonicalize(out.join("latest")).ok();
+    let ok = dir
+        .as_ref()
+        .is_some_and(|d| d.join("run.json").is_file() && d.join("events.jsonl").is_file());
     if !require(
         ok,
         &format!(
@@ -133,7 +149,7 @@ pub fn real_run(out: &Path, connections: u64, extra: &[&str]) -> Option<PathBuf>
     ) {
         return None;
     }
-    Some(dir)
+    dir
 }
 
 pub fn encode_hist(h: &Histogram<u64>) -> String {
