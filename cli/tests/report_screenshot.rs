@@ -31,8 +31,14 @@ fn html_report_renders_in_headless_chromium() {
         return;
     }
     let tmp = TempDir::new("shot");
-    let run = tmp.path().join("run");
-    synthetic_run(&run, &Spec::default());
+    // A real local run when `c1m run` works here (rate-capped so the charts show a ramp),
+    // else a synthetic two-client run.
+    let port = 25_000 + (std::process::id() % 200) as u16 * 20;
+    let run = real_run(tmp.path(), 8000, port, &["--rate", "3000"]).unwrap_or_else(|| {
+        let run = tmp.path().join("run");
+        synthetic_run(&run, &Spec::default());
+        run
+    });
     let page = tmp.path().join("report.html");
     let png = tmp.path().join("report.png");
     report(&[

@@ -92,9 +92,11 @@ pub fn run_blocks(r: &RunReport) -> Vec<Block> {
     });
     let kernel = opt(m.kernel_bytes_per_conn, |v| {
         format!(
-            "{} (kernel +{} slab, TCP pages, page tables / {} conns{})",
+            "{} (kernel {} slab, TCP pages, page tables / {} conns{})",
             bytes(v),
-            opt(m.kernel_bytes, |b| bytes(b as f64)),
+            opt(m.kernel_bytes, |b| {
+                format!("{}{}", if b >= 0 { "+" } else { "" }, bytes(b as f64))
+            }),
             int(conns),
             if m.both_ends {
                 ", both ends on one kernel"
@@ -298,7 +300,9 @@ fn fmt_metric(metric: &str, v: f64) -> String {
 
 fn fmt_delta(metric: &str, d: f64, pct: Option<f64>) -> String {
     let sign = if d > 0.0 { "+" } else { "" };
-    let abs = if metric.ends_with("per_conn") {
+    let abs = if metric.ends_with("_us") {
+        format!("{sign}{} µs", num(d, 0))
+    } else if metric.ends_with("per_conn") {
         format!("{sign}{}", bytes(d))
     } else if metric.ends_with("_s") {
         format!("{sign}{} s", num(d, 2))

@@ -63,7 +63,7 @@ pub fn render(title: &str, blocks: &[Block], charts: &BTreeMap<String, Vec<Chart
         match b {
             Block::Title(t) => out.push_str(&format!("<h2>{}</h2>\n", escape(t))),
             Block::Notices(ns) => {
-                out.push_str("<div class=\"notice\"><strong>Notice: this report is partial or the data disagree.</strong>\n<ul>\n");
+                out.push_str("<div class=\"notice\"><strong>Notice: missing, damaged or doubtful data.</strong>\n<ul>\n");
                 for n in ns {
                     out.push_str(&format!("<li>{}</li>\n", escape(n)));
                 }

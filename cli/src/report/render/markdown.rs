@@ -32,7 +32,7 @@ pub fn render(blocks: &[Block]) -> String {
         match b {
             Block::Title(t) => out.push_str(&format!("## {}\n\n", cell(t))),
             Block::Notices(ns) => {
-                out.push_str("> **Notice: this report is partial or the data disagree.**\n");
+                out.push_str("> **Notice: missing, damaged or doubtful data.**\n");
                 for n in ns {
                     out.push_str(&format!("> - {}\n", cell(n)));
                 }

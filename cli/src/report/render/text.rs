@@ -47,7 +47,7 @@ pub fn render(blocks: &[Block]) -> String {
                 out.push_str(&format!("{t}\n{}\n", "=".repeat(width(t))));
             }
             Block::Notices(ns) => {
-                out.push_str("\nNOTICE: this report is partial or the data disagree:\n");
+                out.push_str("\nNOTICE: missing, damaged or doubtful data:\n");
                 for n in ns {
                     out.push_str(&format!("  ! {n}\n"));
                 }
