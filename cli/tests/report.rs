@@ -489,6 +489,47 @@ fn limiting_factor_is_derived_from_errors_by_errno() {
         );
         assert!(table.contains(evidence), "{table}");
     }
+    // Not errno-based: a conntrack line in a host log, time running out, the rate cap.
+    let cases: [(&str, Spec, &str, &str); 3] = [
+        (
+            "conntrack",
+            Spec {
+                cap: 2200,
+                server_log: Some(
+                    "[ 812.1] nf_conntrack: nf_conntrack: table full, dropping packet",
+                ),
+                ..Spec::default()
+            },
+            "conntrack",
+            "server/kernel.log: [ 812.1] nf_conntrack: nf_conntrack: table full, dropping packet",
+        ),
+        (
+            "time",
+            Spec {
+                rate: 300,
+                ..Spec::default()
+            },
+            "time",
+            "last sample t=6.0 s: 4,200 established, 0 errors",
+        ),
+        (
+            "rate",
+            Spec {
+                rate_setting: Some(2100),
+                ..Spec::default()
+            },
+            "rate",
+            "connect rate mean 2,182/s, peak 2,100/s, cap 2,100/s",
+        ),
+    ];
+    for (name, mut spec, kind, evidence) in cases {
+        spec.limit_in_run_json = false;
+        let dir = tmp.path().join(name);
+        synthetic_run(&dir, &spec);
+        let run = json_report(&dir)["runs"][0].clone();
+        assert_eq!(run["limit"]["kind"], kind, "{}", run["limit"]);
+        assert_eq!(run["limit"]["evidence"], evidence, "{}", run["limit"]);
+    }
     // A run that reached its target without errors: no limit.
     let dir = tmp.path().join("clean");
     synthetic_run(

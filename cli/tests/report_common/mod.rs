@@ -172,6 +172,10 @@ pub struct Spec {
     pub limit_in_run_json: bool,
     pub seconds: u64,
     pub latency_base_us: u64,
+    /// `--rate` in run.json's settings.
+    pub rate_setting: Option<u64>,
+    /// A line for `hosts/server/kernel.log` (e.g. a conntrack "table full" message).
+    pub server_log: Option<&'static str>,
 }
 
 impl Default for Spec {
@@ -185,6 +189,8 @@ impl Default for Spec {
             limit_in_run_json: true,
             seconds: 6,
             latency_base_us: 80,
+            rate_setting: None,
+            server_log: None,
         }
     }
 }
@@ -361,6 +367,9 @@ pub fn synthetic_run(dir: &Path, spec: &Spec) {
     ssum.event = "summary".into();
     server_lines.push(ssum);
     write_jsonl(&dir.join("hosts/server/server.jsonl"), &server_lines);
+    if let Some(line) = spec.server_log {
+        std::fs::write(dir.join("hosts/server/kernel.log"), format!("{line}\n")).unwrap();
+    }
     let limit = if spec.limit_in_run_json {
         Some(if reached {
             LimitHit {
@@ -411,7 +420,7 @@ pub fn synthetic_run(dir: &Path, spec: &Spec) {
         settings: RunSettings {
             connections: target,
             ports: 20,
-            rate: None,
+            rate: spec.rate_setting,
             hold_s: 2.0,
             message_interval_s: None,
             source_ips: vec![],
