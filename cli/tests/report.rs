@@ -905,3 +905,30 @@ fn events_len(dir: &Path) -> usize {
         .map(|t| t.lines().count())
         .unwrap_or(0)
 }
+
+#[test]
+fn round_trips_are_shown_when_messages_were_exchanged() {
+    let tmp = TempDir::new("rtt");
+    let port = 24_000 + (std::process::id() % 200) as u16 * 20;
+    let args = ["--message-interval", "1s"];
+    let Some(dir) = real_run(tmp.path(), 1000, port, &args) else {
+        return;
+    };
+    let run = json_report(&dir)["runs"][0].clone();
+    let rtt = &run["rtt_us"];
+    assert!(rtt["count"].as_u64().unwrap() >= 1000, "{run}");
+    assert!(rtt["p50"].as_u64().unwrap() <= rtt["p99"].as_u64().unwrap());
+    let table = report(&[s(&dir), "--no-charts"]);
+    let row = table
+        .lines()
+        .find(|l| l.trim_start().starts_with("round trip "))
+        .unwrap_or_else(|| panic!("no round trip row in\n{table}"));
+    assert!(
+        row.contains(&format!("{} µs", group(&rtt["p99"].to_string()))),
+        "{row}"
+    );
+    // Without messages there is no round-trip row.
+    let plain = tmp.path().join("plain");
+    synthetic_run(&plain, &Spec::default());
+    assert!(!report(&[s(&plain), "--no-charts"]).contains("round trip"));
+}
