@@ -932,3 +932,46 @@ fn round_trips_are_shown_when_messages_were_exchanged() {
     synthetic_run(&plain, &Spec::default());
     assert!(!report(&[s(&plain), "--no-charts"]).contains("round trip"));
 }
+
+#[test]
+fn hostile_content_in_every_file_gives_notices_not_panics() {
+    let tmp = TempDir::new("hostile");
+    let dir = tmp.path().join("run");
+    std::fs::create_dir_all(dir.join("hosts/h1")).unwrap();
+    std::fs::create_dir_all(dir.join("hosts/h2")).unwrap();
+    std::fs::write(dir.join("run.json"), b"\xff\xfe{\"schema\":").unwrap();
+    std::fs::write(
+        dir.join("events.jsonl"),
+        "{\"t\":\"soon\"}\n[1,2]\nnull\n{\"t\":1.0,\"established\":-5}\n\
+         {\"t\":1e308,\"established\":18446744073709551615,\"connect_rate\":1e308}\n\
+         {\"t\":-3,\"established\":7,\"kernel_bytes\":-9223372036854775808}\n\x00\x01binary\n",
+    )
+    .unwrap();
+    // A well-formed client summary whose histogram is garbage, and one that is not JSON.
+    let mut c = c1m_proto::stats::ClientStats {
+        event: "summary".into(),
+        connect_hist: Some("bm90IGEgaGlzdG9ncmFt".into()),
+        ..Default::default()
+    };
+    c.errors.insert("EMFILE".into(), u64::MAX);
+    write_jsonl(&dir.join("hosts/h1/client.jsonl"), &[c]);
+    std::fs::write(dir.join("hosts/h2/client.jsonl"), "{{{{\n").unwrap();
+    std::fs::write(dir.join("hosts/h2/server.jsonl"), "").unwrap();
+    for format in ["table", "json", "csv", "markdown", "html"] {
+        let out = report(&[s(&dir), "--format", format]);
+        assert!(!out.is_empty());
+    }
+    let run = json_report(&dir)["runs"][0].clone();
+    assert_eq!(run["complete"], false);
+    let notices = run["notices"].to_string();
+    assert!(notices.contains("run.json"), "{notices}");
+    assert!(
+        notices.contains("events.jsonl: 5 line(s) not valid"),
+        "{notices}"
+    );
+    assert!(
+        notices.contains("connect_hist not an HdrHistogram"),
+        "{notices}"
+    );
+    assert_eq!(run["limit"]["kind"], "fd_cap");
+}

@@ -229,6 +229,8 @@ fn load_jsonl_with_layout<T: DeserializeOwned>(
         match serde_json::from_str::<serde_json::Value>(line) {
             // The binaries' one-off `layout` line is not a stats line.
             Ok(v) if v.get("event").and_then(|e| e.as_str()) == Some("layout") => layouts.push(v),
+            // serde would read `[1,2]` as a struct's fields in order; a line is an object.
+            Ok(v) if !v.is_object() => bad.push(format!("line {}: not a JSON object", i + 1)),
             Ok(v) => match serde_json::from_value::<T>(v) {
                 Ok(v) => out.push(v),
                 Err(e) => bad.push(format!("line {}: {e}", i + 1)),
