@@ -67,6 +67,15 @@ fn parse_html(html: &str) -> roxmltree::Document<'_> {
     roxmltree::Document::parse_with_options(html, opt).expect("HTML is well-formed XHTML")
 }
 
+/// The `src` of every `<img>` in an HTML report.
+fn chart_sources(html: &str) -> Vec<String> {
+    parse_html(html)
+        .descendants()
+        .filter(|n| n.has_tag_name("img"))
+        .map(|n| n.attribute("src").unwrap().to_string())
+        .collect()
+}
+
 fn json_report(dir: &Path) -> Value {
     serde_json::from_str(&report(&[s(dir), "--format", "json", "--no-charts"])).unwrap()
 }
@@ -304,7 +313,30 @@ fn compare_of_two_runs_shows_deltas() {
             "--no-charts",
         ]);
         assert!(md.contains("| Δ "), "{md}");
+        let html = report(&[s(&a), s(&b), "--compare", "--format", "html", "--no-charts"]);
+        // Both runs' charts, each pair different from the other.
+        let imgs = chart_sources(&html);
+        assert_eq!(imgs.len(), 4);
+        assert!(imgs[0] != imgs[2], "both runs show the same chart");
     }
+    // Two runs whose directories share a name are told apart by path, charts included.
+    let (x, y) = (tmp.path().join("x/same"), tmp.path().join("y/same"));
+    synthetic_run(&x, &Spec::default());
+    synthetic_run(
+        &y,
+        &Spec {
+            rate: 500,
+            ..Spec::default()
+        },
+    );
+    let args = [s(&x), s(&y), "--compare", "--format", "json", "--no-charts"];
+    let json: Value = serde_json::from_str(&report(&args)).unwrap();
+    assert_eq!(json["runs"][0]["name"], s(&x));
+    assert_eq!(json["runs"][1]["name"], s(&y));
+    let html = report(&[s(&x), s(&y), "--compare", "--format", "html", "--no-charts"]);
+    let imgs = chart_sources(&html);
+    assert_eq!(imgs.len(), 4);
+    assert!(imgs[0] != imgs[2], "both runs show the same chart");
     // --compare of one run is a usage error, not a panic.
     let one = c1m(&["report", "--compare", s(&tmp.path().join("a"))]);
     assert_eq!(one.status.code(), Some(2));

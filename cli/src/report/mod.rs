@@ -82,7 +82,7 @@ pub fn render(args: &ReportArgs) -> anyhow::Result<String> {
         anyhow::bail!("--compare needs at least two run directories");
     }
     let mut reports = Vec::new();
-    let mut charts: BTreeMap<String, Vec<charts::Chart>> = BTreeMap::new();
+    let mut drawn_per_run: Vec<Vec<charts::Chart>> = Vec::new();
     for dir in &args.runs {
         let data = load::load(dir)?;
         let mut report = summary::build(&data, &dir.display().to_string());
@@ -110,10 +110,15 @@ pub fn render(args: &ReportArgs) -> anyhow::Result<String> {
                 }
             }
         }
-        charts.insert(report.name.clone(), drawn);
+        drawn_per_run.push(drawn);
         reports.push(report);
     }
-    disambiguate_names(&mut reports, &mut charts);
+    disambiguate_names(&mut reports);
+    let charts: BTreeMap<String, Vec<charts::Chart>> = reports
+        .iter()
+        .map(|r| r.name.clone())
+        .zip(drawn_per_run)
+        .collect();
     let compare_rows = args.compare.then(|| compare::rows(&reports));
     let blocks = || -> Vec<doc::Block> {
         match &compare_rows {
@@ -144,21 +149,15 @@ pub fn render(args: &ReportArgs) -> anyhow::Result<String> {
     })
 }
 
-/// Two runs with the same directory name (e.g. `a/latest`, `b/latest`) get their path as name,
-/// so columns and charts stay apart.
-fn disambiguate_names(
-    reports: &mut [RunReport],
-    charts: &mut BTreeMap<String, Vec<charts::Chart>>,
-) {
+/// Two runs with the same directory name (e.g. `a/latest`, `b/latest` made in the same second)
+/// are named by their paths instead, so columns and charts stay apart.
+fn disambiguate_names(reports: &mut [RunReport]) {
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for r in reports.iter() {
         *seen.entry(r.name.clone()).or_default() += 1;
     }
     for r in reports.iter_mut() {
         if seen.get(&r.name).copied().unwrap_or(0) > 1 {
-            if let Some(c) = charts.get(&r.name).cloned() {
-                charts.insert(r.path.clone(), c);
-            }
             r.name = r.path.clone();
         }
     }
