@@ -190,6 +190,17 @@ fn table_numbers_equal_those_computed_from_events_jsonl() {
             table_value(&table, "connect rate peak"),
             format!("{}/s", group(&format!("{rate_peak:.1}")))
         );
+        // The mean rate is the target over the clients' own time to it (run.json), when reached.
+        let summary: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
+        if let Some(tt) = summary["time_to_target_s"].as_f64() {
+            let mean = summary["target"].as_f64().unwrap() / tt;
+            assert_eq!(
+                table_value(&table, "connect rate mean"),
+                format!("{}/s", group(&format!("{mean:.1}")))
+            );
+            assert_eq!(table_value(&table, "time to target"), format!("{tt:.2} s"));
+        }
         let samples = table_value(&table, "samples");
         assert!(
             samples.starts_with(&format!("{} ", group(&events.len().to_string()))),
@@ -522,7 +533,16 @@ fn limiting_factor_is_derived_from_errors_by_errno() {
         assert!(table.contains(evidence), "{table}");
     }
     // Not errno-based: a conntrack line in a host log, time running out, the rate cap.
-    let cases: [(&str, Spec, &str, &str); 3] = [
+    let cases: [(&str, Spec, &str, &str); 4] = [
+        (
+            "tcp_mem",
+            Spec {
+                tcp_mem_pressure: Some(300),
+                ..Spec::default()
+            },
+            "tcp_mem",
+            "t=2.0 s: TCP mem 420 pages ≥ tcp_mem pressure 300 pages",
+        ),
         (
             "conntrack",
             Spec {
@@ -667,6 +687,20 @@ fn not_a_run_directory_is_an_error_not_a_panic() {
     let out = c1m(&["report", s(tmp.path())]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a run directory"));
+    // No argument: runs/latest under the current directory.
+    synthetic_run(&tmp.path().join("runs/20261124-101010"), &Spec::default());
+    std::os::unix::fs::symlink("20261124-101010", tmp.path().join("runs/latest")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_c1m"))
+        .args(["report", "--no-charts"])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with("Run 20261124-101010 (runs/latest)"),
+        "{text}"
+    );
     // --out writes the file instead of stdout.
     let dir = tmp.path().join("run");
     synthetic_run(&dir, &Spec::default());

@@ -176,6 +176,8 @@ pub struct Spec {
     pub rate_setting: Option<u64>,
     /// A line for `hosts/server/kernel.log` (e.g. a conntrack "table full" message).
     pub server_log: Option<&'static str>,
+    /// The server's `net.ipv4.tcp_mem` pressure threshold (pages), instead of a roomy default.
+    pub tcp_mem_pressure: Option<u64>,
 }
 
 impl Default for Spec {
@@ -191,6 +193,7 @@ impl Default for Spec {
             latency_base_us: 80,
             rate_setting: None,
             server_log: None,
+            tcp_mem_pressure: None,
         }
     }
 }
@@ -314,14 +317,17 @@ pub fn synthetic_run(dir: &Path, spec: &Spec) {
         established_peak: last.server_open,
         rss_bytes: last.server_rss_bytes,
         layout: "1×2".into(),
-        tuning: [
-            ("fs.file-max", "2097152"),
-            ("nofile_hard", "1048576"),
-            ("net.ipv4.tcp_mem", "786432 1048576 1572864"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect(),
+        tuning: [("fs.file-max", "2097152"), ("nofile_hard", "1048576")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .chain([(
+                "net.ipv4.tcp_mem".to_string(),
+                match spec.tcp_mem_pressure {
+                    Some(p) => format!("{} {p} {}", p / 2, p * 2),
+                    None => "786432 1048576 1572864".to_string(),
+                },
+            )])
+            .collect(),
         ..HostSummary::default()
     }];
     for (i, c) in spec.clients.iter().enumerate() {
