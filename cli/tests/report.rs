@@ -15,6 +15,7 @@ fn real(which: usize) -> Option<PathBuf> {
     static REAL: [OnceLock<Option<PathBuf>>; 2] = [OnceLock::new(), OnceLock::new()];
     REAL[which]
         .get_or_init(|| {
+            remove_stale_real_runs();
             let base = Path::new(env!("CARGO_TARGET_TMPDIR"))
                 .join(format!("report-real-{}-{which}", std::process::id()));
             let _ = std::fs::remove_dir_all(&base);
@@ -25,6 +26,26 @@ fn real(which: usize) -> Option<PathBuf> {
             real_run(&base, [3000, 1500][which], port, &[])
         })
         .clone()
+}
+
+/// The shared real runs outlive their test process (statics are not dropped); the next
+/// process removes those whose process is gone.
+fn remove_stale_real_runs() {
+    let Ok(entries) = std::fs::read_dir(env!("CARGO_TARGET_TMPDIR")) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("report-real-")
+            .and_then(|rest| rest.split('-').next())
+        else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -462,7 +483,7 @@ fn missing_run_json_and_a_run_in_progress_are_reported_not_fatal() {
 }
 
 #[test]
-fn merged_latency_equals_run_json_free_recomputation_from_host_histograms() {
+fn connect_latency_is_the_merge_of_the_clients_histograms() {
     // With run.json's percentiles absent (synthetic), the report merges the clients'
     // connect_hist; the merge must equal one histogram of all samples.
     let tmp = TempDir::new("latency");
