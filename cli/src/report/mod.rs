@@ -5,6 +5,7 @@
 //! | `load` | reading a (possibly damaged) run directory, with notices for what is missing |
 //! | `histogram` | connect/RTT percentiles from the clients' merged HdrHistograms |
 //! | `summary` | figures of one run, recomputed from events.jsonl |
+//! | `hosts` | the per-host breakdown |
 //! | `limit` | the limiting factor, in one sentence with its evidence |
 //! | `compare` | `--compare`: metrics side by side with deltas |
 //! | `model` | the report structure = the JSON export schema |
@@ -17,6 +18,7 @@ pub mod compare;
 pub mod doc;
 pub mod fmt;
 pub mod histogram;
+pub mod hosts;
 pub mod limit;
 pub mod load;
 pub mod model;
