@@ -184,22 +184,26 @@ pub fn run_blocks(r: &RunReport) -> Vec<Block> {
         lat_rows.push(latency_row("round trip", p));
     }
     if lat_rows.is_empty() {
-        lat_rows.push(vec![
-            s("connect"),
-            s("unknown (no run.json percentiles, no client histograms)"),
-        ]);
+        out.push(Block::Pairs {
+            title: s("Latency"),
+            rows: vec![(
+                s("connect"),
+                s("unknown (no run.json percentiles, no client histograms)"),
+            )],
+        });
+    } else {
+        out.push(Block::Table {
+            title: format!(
+                "Latency{}",
+                r.connect_latency_source
+                    .as_deref()
+                    .map(|x| format!(" (connect: from {x})"))
+                    .unwrap_or_default()
+            ),
+            head: lat_head,
+            rows: lat_rows,
+        });
     }
-    out.push(Block::Table {
-        title: format!(
-            "Latency{}",
-            r.connect_latency_source
-                .as_deref()
-                .map(|x| format!(" (connect: from {x})"))
-                .unwrap_or_default()
-        ),
-        head: lat_head,
-        rows: lat_rows,
-    });
     out.push(Block::Table {
         title: s("Hosts"),
         head: [

@@ -112,6 +112,12 @@ pub fn load(dir: &Path) -> anyhow::Result<RunData> {
     };
     data.summary = load_summary(dir, &mut data.notices);
     data.events = load_jsonl::<Event>(&dir.join("events.jsonl"), "events.jsonl", &mut data.notices);
+    if data.events.as_ref().is_some_and(|e| e.is_empty()) {
+        data.notices.push(Notice::new(
+            "missing",
+            "events.jsonl has no valid lines: no time series (the run ended before its first sample, or the file is damaged)",
+        ));
+    }
     if data.events.is_none() {
         data.notices.push(Notice::new(
             "missing",
