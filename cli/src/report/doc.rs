@@ -160,6 +160,12 @@ pub fn run_blocks(r: &RunReport) -> Vec<Block> {
             ),
         ));
     }
+    if !r.charts.is_empty() {
+        rows.push((
+            s("charts"),
+            format!("{} in {}", r.charts.join(", "), r.path),
+        ));
+    }
     out.push(Block::Pairs {
         title: s("Summary"),
         rows,
