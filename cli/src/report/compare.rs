@@ -1,0 +1,63 @@
+//! `--compare`: the same metrics for several runs, with deltas against the first.
+
+use super::model::{CompareRow, RunReport};
+
+type Metric = (&'static str, fn(&RunReport) -> Option<f64>);
+
+/// The compared metrics, in display order. Names match the JSON export's field names.
+const METRICS: &[Metric] = &[
+    ("target", |r| r.target.map(|v| v as f64)),
+    ("established_peak", |r| r.established_peak.map(|v| v as f64)),
+    ("server_open_peak", |r| r.server_open_peak.map(|v| v as f64)),
+    ("time_to_target_s", |r| r.time_to_target_s),
+    ("connect_rate_peak", |r| r.connect_rate_peak),
+    ("connect_rate_mean", |r| r.connect_rate_mean),
+    ("connect_p50_us", |r| {
+        r.connect_latency_us.as_ref().map(|p| p.p50 as f64)
+    }),
+    ("connect_p90_us", |r| {
+        r.connect_latency_us.as_ref().map(|p| p.p90 as f64)
+    }),
+    ("connect_p99_us", |r| {
+        r.connect_latency_us.as_ref().map(|p| p.p99 as f64)
+    }),
+    ("connect_p999_us", |r| {
+        r.connect_latency_us.as_ref().map(|p| p.p999 as f64)
+    }),
+    ("connect_max_us", |r| {
+        r.connect_latency_us.as_ref().map(|p| p.max as f64)
+    }),
+    ("rtt_p50_us", |r| r.rtt_us.as_ref().map(|p| p.p50 as f64)),
+    ("rtt_p99_us", |r| r.rtt_us.as_ref().map(|p| p.p99 as f64)),
+    ("user_bytes_per_conn", |r| r.memory.user_bytes_per_conn),
+    ("kernel_bytes_per_conn", |r| r.memory.kernel_bytes_per_conn),
+    ("errors_total", |r| Some(r.errors_total as f64)),
+];
+
+pub fn rows(runs: &[RunReport]) -> Vec<CompareRow> {
+    METRICS
+        .iter()
+        .map(|(name, get)| {
+            let values: Vec<Option<f64>> = runs.iter().map(get).collect();
+            let base = values.first().copied().flatten();
+            let deltas: Vec<Option<f64>> = values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| if i == 0 { None } else { Some((*v)? - base?) })
+                .collect();
+            let delta_pct = deltas
+                .iter()
+                .map(|d| match (*d, base) {
+                    (Some(d), Some(b)) if b != 0.0 => Some(d / b * 100.0),
+                    _ => None,
+                })
+                .collect();
+            CompareRow {
+                metric: name.to_string(),
+                values,
+                deltas,
+                delta_pct,
+            }
+        })
+        .collect()
+}
