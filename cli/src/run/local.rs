@@ -22,6 +22,9 @@ use tokio::sync::mpsc;
 
 const HOST: &str = "localhost";
 
+/// How often the binaries report: four times per sample, so every sample is fresh.
+const STATS_MS: u64 = 250;
+
 /// First source address of a steered run; worker i's address is this + i.
 const STEER_BASE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 
@@ -213,6 +216,7 @@ pub async fn run(args: RunArgs) -> Result<u8> {
         format!("--port={}", args.port),
         format!("--ports={}", args.ports),
         format!("--connections={n}"),
+        format!("--interval-ms={STATS_MS}"),
     ];
     if let Some(p) = args.procs {
         server_args.push(format!("--procs={p}"));
@@ -283,6 +287,7 @@ pub async fn run(args: RunArgs) -> Result<u8> {
         format!("--connections={n}"),
         format!("--source-ips={}", source_ips.join(",")),
         "--hold=forever".into(),
+        format!("--interval-ms={STATS_MS}"),
     ];
     client_args.extend(client_extra);
     if let Some(w) = args.window {
@@ -381,9 +386,17 @@ pub async fn run(args: RunArgs) -> Result<u8> {
                 let k = KernelSample::take();
                 let kd = k.delta(&base);
                 let verified = track.client.verified;
-                let rate = (verified.saturating_sub(last_verified)) as f64 / (t - last_t).max(1e-3);
-                last_verified = verified;
-                last_t = t;
+                // On the client's own clock: its lines come every 250 ms, not in step with ours.
+                let ct = track.client.uptime_s;
+                let rate = if ct > last_t {
+                    (verified.saturating_sub(last_verified)) as f64 / (ct - last_t)
+                } else {
+                    0.0
+                };
+                if ct > last_t {
+                    last_verified = verified;
+                    last_t = ct;
+                }
                 let cpu_now = cpu_times();
                 let (dt, di) = (cpu_now.0.saturating_sub(cpu_prev.0), cpu_now.1.saturating_sub(cpu_prev.1));
                 cpu_prev = cpu_now;
