@@ -73,6 +73,16 @@ impl PrivateNetns {
     /// Creates `c1m-run-<pid>` with `buckets` ehash buckets and loopback up. The global
     /// sysctl is changed only for the moment of creation and always put back.
     pub fn create(buckets: u64) -> Result<PrivateNetns> {
+        // Concurrent runs must not interleave their save/set/restore of the global sysctl.
+        let lock =
+            std::fs::File::create("/run/c1m-netns.lock").context("creating /run/c1m-netns.lock")?;
+        // SAFETY: flock on a file we hold open; released when `lock` is dropped.
+        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) } != 0 {
+            bail!(
+                "locking /run/c1m-netns.lock: {}",
+                std::io::Error::last_os_error()
+            );
+        }
         remove_stale();
         let name = format!("{PREFIX}{}", std::process::id());
         let old = std::fs::read_to_string(SYSCTL).context("reading tcp_child_ehash_entries")?;
@@ -93,5 +103,46 @@ impl PrivateNetns {
 impl Drop for PrivateNetns {
     fn drop(&mut self) {
         let _ = ip(&["netns", "del", &self.name]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_counts() {
+        assert_eq!(buckets_for(2_000_000), 2_097_152);
+        assert_eq!(buckets_for(10), 1024);
+        assert_eq!(buckets_for(u64::MAX / 4), 1 << 24);
+    }
+
+    #[test]
+    fn a_namespace_gets_its_size_and_the_sysctl_is_restored() {
+        if let Some(why) = unavailable() {
+            assert!(
+                std::env::var_os("C1M_REQUIRE_LAB").is_none(),
+                "cannot test netns: {why}"
+            );
+            eprintln!("skipped: {why}");
+            return;
+        }
+        let before = std::fs::read_to_string(SYSCTL).unwrap();
+        let a = PrivateNetns::create(1 << 16).unwrap();
+        let size = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &a.name,
+                "cat",
+                "/proc/sys/net/ipv4/tcp_ehash_entries",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&size.stdout).trim(), "65536");
+        assert_eq!(std::fs::read_to_string(SYSCTL).unwrap(), before);
+        let name = a.name.clone();
+        drop(a);
+        assert!(!std::path::Path::new(&format!("/run/netns/{name}")).exists());
     }
 }
