@@ -54,24 +54,11 @@ pub struct Args {
     /// JSON stats lines (for the orchestrator) instead of human progress.
     #[arg(long)]
     pub json: bool,
-    /// Worker processes (default: one, with a thread per fd table).
-    #[arg(long)]
-    pub procs: Option<usize>,
-    /// Worker threads per process (default: from the layout plan).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Keep one fd table per process (no unshare(CLONE_FILES)).
-    #[arg(long)]
-    pub no_unshare: bool,
     /// Number of the first greeting (so clients on several hosts send distinct greetings).
     #[arg(long, default_value_t = 0)]
     pub index_base: u64,
-    /// Stats interval in milliseconds.
-    #[arg(long, default_value_t = 1000)]
-    pub interval_ms: u64,
-    /// Internal: run as worker process of the given supervisor pid.
-    #[arg(long, hide = true)]
-    pub child_of: Option<u32>,
+    #[command(flatten)]
+    pub workers: c1m_proto::layout::WorkerArgs,
 }
 
 impl Args {

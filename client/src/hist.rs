@@ -21,11 +21,11 @@ pub fn encode(h: &Histogram<u64>) -> String {
 
 pub fn decode(s: &str) -> Result<Histogram<u64>, String> {
     let bytes = base64::engine::general_purpose::STANDARD
-        .decode(s)
-        .map_err(|e| format!("histogram is not base64: {e}"))?;
+        .decode(s.trim())
+        .map_err(|e| format!("not base64: {e}"))?;
     Deserializer::new()
         .deserialize(&mut &bytes[..])
-        .map_err(|e| format!("histogram does not decode: {e:?}"))
+        .map_err(|e| format!("not an HdrHistogram V2: {e:?}"))
 }
 
 pub fn percentiles(h: &Histogram<u64>) -> Percentiles {

@@ -11,7 +11,7 @@ use c1m_proto::duration::Span;
 use c1m_proto::errors;
 use c1m_proto::fanout::Children;
 use c1m_proto::layout::{self, Layout};
-use c1m_proto::stats::{emit, now_ms, ClientStats, LayoutLine};
+use c1m_proto::stats::{emit, now_ms, ClientStats};
 use c1m_proto::{procfs, signals, sys};
 use clap::Parser;
 use std::collections::BTreeMap;
@@ -33,7 +33,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<u8> {
-    if let Some(parent) = args.child_of {
+    if let Some(parent) = args.workers.child_of {
         if !sys::die_with_parent(parent) {
             return Ok(1);
         }
@@ -59,38 +59,11 @@ fn run(args: Args) -> Result<u8> {
             per_pair * targets.pairs() as u64
         );
     }
-    let budget = layout::raise_nofile().context("raising RLIMIT_NOFILE")?;
-    let reserved = layout::open_fds() + 1 + 16;
-    let mut plan = layout::plan(
-        args.connections,
-        budget.soft,
-        reserved,
-        args.procs,
-        !args.no_unshare,
-        1,
-    )
-    .map_err(anyhow::Error::msg)?;
-    if let Some(t) = args.threads {
-        plan.threads_per_proc = t.max(1);
-    }
-    if args.child_of.is_some() {
-        plan.procs = 1;
-    }
-    let line = LayoutLine {
-        event: "layout".into(),
-        role: "client".into(),
-        procs: plan.procs,
-        threads_per_proc: plan.threads_per_proc,
-        conns_per_table: plan.conns_per_table,
-        capacity: plan.capacity(),
-        unshare: plan.unshare,
-        nofile_soft_before: budget.soft_before,
-        nofile_hard: budget.hard,
-        pid: std::process::id(),
-    };
+    let (plan, line) =
+        layout::place("client", args.connections, 1, &args.workers).map_err(anyhow::Error::msg)?;
     if args.json {
         emit(&line);
-    } else if args.child_of.is_none() {
+    } else if args.workers.child_of.is_none() {
         println!(
             "layout: {} process(es) × {} thread(s), {} fd table(s) of {} connections \
              (hard nofile {}, {}% headroom{}), capacity {}",
@@ -98,7 +71,7 @@ fn run(args: Args) -> Result<u8> {
             plan.threads_per_proc,
             plan.tables(),
             plan.conns_per_table,
-            budget.hard,
+            line.nofile_hard,
             (layout::HEADROOM * 100.0) as u32,
             if plan.unshare {
                 ", unshare(CLONE_FILES) per thread"
@@ -111,7 +84,7 @@ fn run(args: Args) -> Result<u8> {
     if plan.procs > 1 {
         supervise(&args, &plan)
     } else {
-        connect_all(&args, &plan, targets, budget.soft as usize)
+        connect_all(&args, &plan, targets, line.nofile_hard as usize)
     }
 }
 
@@ -374,7 +347,7 @@ fn connect_all(args: &Args, plan: &Layout, targets: Targets, fd_limit: usize) ->
         t
     };
     let mut progress = Progress::new(args.json);
-    let interval = Duration::from_millis(args.interval_ms.max(10));
+    let interval = Duration::from_millis(args.workers.interval_ms.max(10));
     let mut next_tick = started + interval;
     let mut hold_until: Option<Option<Instant>> = None;
     let mut reason = None;
@@ -429,7 +402,7 @@ fn supervise(args: &Args, plan: &Layout) -> Result<u8> {
                 format!("--window={}", (args.window / k).max(1)),
                 format!("--threads={}", plan.threads_per_proc),
                 format!("--index-base={base}"),
-                format!("--interval-ms={}", args.interval_ms),
+                format!("--interval-ms={}", args.workers.interval_ms),
                 "--hold=forever".into(),
                 format!("--max-errors={}", (args.max_errors() / k).max(1)),
             ];
@@ -458,7 +431,7 @@ fn supervise(args: &Args, plan: &Layout) -> Result<u8> {
     let mut finals: Vec<Option<ClientStats>> = vec![None; count];
     let mut progress = Progress::new(args.json);
     let started = Instant::now();
-    let interval = Duration::from_millis(args.interval_ms.max(10));
+    let interval = Duration::from_millis(args.workers.interval_ms.max(10));
     let mut next_tick = started + interval;
     let mut hold_until: Option<Option<Instant>> = None;
     let mut reason: Option<String> = None;

@@ -139,6 +139,65 @@ pub fn open_fds() -> u64 {
         .unwrap_or(0)
 }
 
+/// The flags both binaries take for placing their workers.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct WorkerArgs {
+    /// Worker processes (default: one, with a thread per fd table; more only if asked).
+    #[arg(long)]
+    pub procs: Option<usize>,
+    /// Worker threads per process (default: from the layout plan).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Keep one fd table per process (no unshare(CLONE_FILES)); the layout uses processes.
+    #[arg(long)]
+    pub no_unshare: bool,
+    /// Stats interval in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub interval_ms: u64,
+    /// Internal: run as worker process of the given supervisor pid.
+    #[arg(long, hide = true)]
+    pub child_of: Option<u32>,
+}
+
+/// Raises the fd limit and plans where `connections` go: the layout, and the line that says so.
+/// `reserved`: fds each table needs besides connections and stdio (epoll, listeners).
+pub fn place(
+    role: &str,
+    connections: u64,
+    reserved: u64,
+    w: &WorkerArgs,
+) -> Result<(Layout, crate::stats::LayoutLine), String> {
+    let budget = raise_nofile().map_err(|e| format!("raising RLIMIT_NOFILE: {e}"))?;
+    let reserved = open_fds() + reserved + 16;
+    let mut plan = plan(
+        connections,
+        budget.soft,
+        reserved,
+        w.procs,
+        !w.no_unshare,
+        1,
+    )?;
+    if let Some(t) = w.threads {
+        plan.threads_per_proc = t.max(1);
+    }
+    if w.child_of.is_some() {
+        plan.procs = 1;
+    }
+    let line = crate::stats::LayoutLine {
+        event: "layout".into(),
+        role: role.into(),
+        procs: plan.procs,
+        threads_per_proc: plan.threads_per_proc,
+        conns_per_table: plan.conns_per_table,
+        capacity: plan.capacity(),
+        unshare: plan.unshare,
+        nofile_soft_before: budget.soft_before,
+        nofile_hard: budget.hard,
+        pid: std::process::id(),
+    };
+    Ok((plan, line))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,25 +22,13 @@ pub struct Args {
     /// Connections expected; sizes the number of fd tables (worker threads/processes).
     #[arg(long, default_value_t = 1_000_000)]
     pub connections: u64,
-    /// Worker processes (default: one, with a thread per fd table; more only if asked).
-    #[arg(long)]
-    pub procs: Option<usize>,
-    /// Worker threads per process (default: from the layout plan).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Keep one fd table per process (no unshare(CLONE_FILES)); the layout uses processes.
-    #[arg(long)]
-    pub no_unshare: bool,
     /// Steer each new connection to worker `(source address - BASE) mod workers` (one process
     /// only). For a client that gives each of its fd tables its own source address and fills them
     /// one after another (`c1m-client --staged`): then only a couple of workers are busy at a
     /// time and each wake-up serves a batch. Without it the kernel hashes the 4-tuple.
     #[arg(long, value_name = "BASE")]
     pub steer_source_base: Option<Ipv4Addr>,
-    /// Stats interval in milliseconds.
-    #[arg(long, default_value_t = 1000)]
-    pub interval_ms: u64,
-    /// Internal: run as worker process of the given supervisor pid.
-    #[arg(long, hide = true)]
-    pub child_of: Option<u32>,
+
+    #[command(flatten)]
+    pub workers: c1m_proto::layout::WorkerArgs,
 }

@@ -28,7 +28,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<u8> {
-    if let Some(parent) = args.child_of {
+    if let Some(parent) = args.workers.child_of {
         if !sys::die_with_parent(parent) {
             return Ok(0);
         }
@@ -40,42 +40,21 @@ fn run(args: Args) -> Result<u8> {
             args.ports
         );
     }
-    let budget = layout::raise_nofile().context("raising RLIMIT_NOFILE")?;
-    let reserved = layout::open_fds() + 1 + u64::from(args.ports) + 16;
-    let mut plan = layout::plan(
+    let (plan, line) = layout::place(
+        "server",
         args.connections,
-        budget.soft,
-        reserved,
-        args.procs,
-        !args.no_unshare,
-        1,
+        1 + u64::from(args.ports),
+        &args.workers,
     )
     .map_err(anyhow::Error::msg)?;
-    if let Some(t) = args.threads {
-        plan.threads_per_proc = t.max(1);
-    }
-    if args.child_of.is_some() {
-        plan.procs = 1;
-    }
-    let line = LayoutLine {
-        event: "layout".into(),
-        role: "server".into(),
-        procs: plan.procs,
-        threads_per_proc: plan.threads_per_proc,
-        conns_per_table: plan.conns_per_table,
-        capacity: plan.capacity(),
-        unshare: plan.unshare,
-        nofile_soft_before: budget.soft_before,
-        nofile_hard: budget.hard,
-        pid: std::process::id(),
-    };
+    let fd_limit = line.nofile_hard as usize;
     if plan.procs > 1 {
         if args.steer_source_base.is_some() {
             bail!("--steer-source-base works within one process; drop --procs or the steering");
         }
         supervise(&args, &plan, line)
     } else {
-        serve(&args, &plan, budget.soft as usize, line)
+        serve(&args, &plan, fd_limit, line)
     }
 }
 
@@ -135,7 +114,7 @@ fn serve(args: &Args, plan: &Layout, fd_limit: usize, line: LayoutLine) -> Resul
         s.procs = 1;
         emit(&s);
     };
-    wait_ticks(args.interval_ms, || tick("tick"));
+    wait_ticks(args.workers.interval_ms, || tick("tick"));
     tick("summary");
     // Exit without unwinding the workers: the kernel closes every socket (RST, via linger 0).
     std::process::exit(0)
@@ -172,7 +151,7 @@ fn supervise(args: &Args, plan: &Layout, mut line: LayoutLine) -> Result<u8> {
                 format!("--ports={}", args.ports),
                 format!("--connections={per_proc}"),
                 format!("--threads={}", plan.threads_per_proc),
-                format!("--interval-ms={}", args.interval_ms),
+                format!("--interval-ms={}", args.workers.interval_ms),
             ];
             if !plan.unshare {
                 a.push("--no-unshare".into());
@@ -187,7 +166,7 @@ fn supervise(args: &Args, plan: &Layout, mut line: LayoutLine) -> Result<u8> {
     let mut ready = 0;
     let mut open = n;
     let started = Instant::now();
-    let interval = Duration::from_millis(args.interval_ms.max(10));
+    let interval = Duration::from_millis(args.workers.interval_ms.max(10));
     let mut next = Instant::now() + interval;
     let mut stopping = false;
     let sum = |latest: &[Option<ServerStats>], event: &str| {

@@ -1,20 +1,9 @@
 //! Connect-latency and round-trip percentiles recomputed from the clients' serialized
 //! HdrHistograms. Merging histograms is exact; averaging per-host percentiles would not be.
 
-use base64::Engine as _;
-use c1m_proto::stats::Percentiles;
-use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::Histogram;
 
-/// Decodes one base64 HdrHistogram V2 (plain or deflated).
-pub fn decode(b64: &str) -> Result<Histogram<u64>, String> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(b64.trim())
-        .map_err(|e| format!("not base64: {e}"))?;
-    Deserializer::new()
-        .deserialize(&mut bytes.as_slice())
-        .map_err(|e| format!("not an HdrHistogram V2: {e:?}"))
-}
+pub use c1m_client::hist::{decode, percentiles};
 
 /// Merges histograms; `None` when there is none.
 pub fn merge<'a>(hists: impl IntoIterator<Item = &'a Histogram<u64>>) -> Option<Histogram<u64>> {
@@ -37,29 +26,11 @@ pub fn merge<'a>(hists: impl IntoIterator<Item = &'a Histogram<u64>>) -> Option<
     out
 }
 
-/// The percentiles a report prints.
-pub fn percentiles(h: &Histogram<u64>) -> Percentiles {
-    Percentiles {
-        count: h.len(),
-        p50: h.value_at_quantile(0.50),
-        p90: h.value_at_quantile(0.90),
-        p99: h.value_at_quantile(0.99),
-        p999: h.value_at_quantile(0.999),
-        max: h.max(),
-        mean: h.mean(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hdrhistogram::serialization::{Serializer, V2Serializer};
 
-    fn encode(h: &Histogram<u64>) -> String {
-        let mut buf = Vec::new();
-        V2Serializer::new().serialize(h, &mut buf).unwrap();
-        base64::engine::general_purpose::STANDARD.encode(buf)
-    }
+    use c1m_client::hist::encode;
 
     #[test]
     fn merged_percentiles_equal_those_of_all_samples_together() {

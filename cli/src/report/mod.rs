@@ -16,7 +16,7 @@
 pub mod charts;
 pub mod compare;
 pub mod doc;
-pub mod fmt;
+pub use crate::fmt;
 pub mod histogram;
 pub mod hosts;
 pub mod limit;

@@ -6,7 +6,8 @@ use super::netns::{self, PrivateNetns};
 use super::preflight::{self, Demand};
 use super::sampler::{kernel_total, KernelSample};
 use super::view::{Frame, View};
-use super::{binaries, fmt_bytes, fmt_count, RunArgs};
+use super::{binaries, RunArgs};
+use crate::fmt;
 use crate::rundir::{self, Event, HostSample, HostSummary, LimitHit, RunSettings, RunSummary};
 use anyhow::{bail, Context, Result};
 use c1m_client::targets;
@@ -176,7 +177,7 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     );
     println!(
         "preflight for {} connections on this machine (both ends local):",
-        fmt_count(n)
+        fmt::int(n)
     );
     for f in &findings {
         println!("  {f}");
@@ -199,7 +200,7 @@ pub async fn run(args: RunArgs) -> Result<u8> {
         println!(
             "network namespace: {} (loopback only, {} established-hash buckets)",
             ns.name,
-            fmt_count(ns.ehash_entries)
+            fmt::int(ns.ehash_entries)
         );
         Some(ns)
     };
@@ -264,8 +265,8 @@ pub async fn run(args: RunArgs) -> Result<u8> {
         layout.threads_per_proc,
         args.port,
         u32::from(args.port) + u32::from(args.ports) - 1,
-        fmt_count(layout.conns_per_table),
-        fmt_count(layout.capacity)
+        fmt::int(layout.conns_per_table),
+        fmt::int(layout.capacity)
     );
 
     let mut client_extra = Vec::new();
@@ -344,7 +345,7 @@ pub async fn run(args: RunArgs) -> Result<u8> {
                     } else if let Ok(layout) = serde_json::from_str::<LayoutLine>(&l) {
                         view.note(&format!(
                             "client: {} process(es) × {} thread(s) from {} source IP(s), {} per fd table",
-                            layout.procs, layout.threads_per_proc, targets::expand_ips(&source_ips).map_or(0, |v| v.len()), fmt_count(layout.conns_per_table)
+                            layout.procs, layout.threads_per_proc, targets::expand_ips(&source_ips).map_or(0, |v| v.len()), fmt::int(layout.conns_per_table)
                         ));
                         if steer {
                             view.note("steering: client fd table i ↔ server worker i by source address, filled one per core at a time");
@@ -449,7 +450,7 @@ pub async fn run(args: RunArgs) -> Result<u8> {
                     hold_until = Some(args.hold.0.map(|h| Instant::now() + h));
                     view.note(&format!(
                         "target reached: {} verified connections in {:.2} s; holding {}",
-                        fmt_count(verified),
+                        fmt::int(verified),
                         track.client.time_to_target_s.unwrap_or(t),
                         args.hold.0.map(|h| format!("{:.1} s", h.as_secs_f64())).unwrap_or_else(|| "until Ctrl-C".into())
                     ));
@@ -678,30 +679,30 @@ fn print_summary(s: &RunSummary) {
     match s.time_to_target_s {
         Some(t) => println!(
             "reached {} connections in {:.2} s: mean {} conn/s, peak {} conn/s",
-            fmt_count(s.target),
+            fmt::int(s.target),
             t,
-            fmt_count(s.connect_rate_mean as u64),
-            fmt_count(s.connect_rate_peak as u64)
+            fmt::int(s.connect_rate_mean as u64),
+            fmt::int(s.connect_rate_peak as u64)
         ),
         None => println!(
             "NOT reached: {} of {} connections ({})",
-            fmt_count(s.established_peak),
-            fmt_count(s.target),
+            fmt::int(s.established_peak),
+            fmt::int(s.target),
             s.reason.as_deref().unwrap_or(&s.outcome)
         ),
     }
     if let Some(p) = &s.connect_latency_us {
         println!(
             "connect latency: p50 {} µs, p99 {} µs, max {} µs",
-            fmt_count(p.p50),
-            fmt_count(p.p99),
-            fmt_count(p.max)
+            fmt::int(p.p50),
+            fmt::int(p.p99),
+            fmt::int(p.max)
         );
     }
     println!(
         "memory per connection: user {:.1} B (server RSS {}), kernel {:.0} B (both ends)",
         s.user_bytes_per_conn,
-        fmt_bytes(s.server_rss_bytes),
+        fmt::bytes(s.server_rss_bytes as f64),
         s.kernel_bytes_per_conn
     );
     if !s.errors.is_empty() {

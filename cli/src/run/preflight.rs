@@ -125,7 +125,7 @@ pub fn check(d: &Demand, tuning: &BTreeMap<String, String>, both_ends: bool) -> 
     let mut out = Vec::new();
     let n = d.connections;
     let sockets = if both_ends { 2 * n } else { n };
-    let fmtn = crate::run::fmt_count;
+    let fmtn = crate::fmt::int;
 
     let hard = num(tuning, "nofile_hard", 0).unwrap_or(1024);
     let tables = c1m_proto::layout::plan(n, hard, 64, None, true, 1);
@@ -213,10 +213,10 @@ pub fn check(d: &Demand, tuning: &BTreeMap<String, String>, both_ends: bool) -> 
         let usable = free / 10 * 9;
         out.push(Finding {
             setting: "kernel memory (MemFree)".into(),
-            found: crate::run::fmt_bytes(free),
+            found: crate::fmt::bytes(free as f64),
             needed: format!(
                 "≈ {} ({} connections × {} B{})",
-                crate::run::fmt_bytes(need),
+                crate::fmt::bytes(need as f64),
                 fmtn(n),
                 per,
                 if both_ends { ", both ends local" } else { "" }

@@ -4,7 +4,7 @@
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 
-use crate::run::{fmt_bytes, fmt_count};
+use crate::fmt;
 
 /// One second of a run, as the view shows it.
 pub struct Frame {
@@ -39,10 +39,10 @@ impl View {
     pub fn show(&self, f: &Frame) {
         let msg = format!(
             "{}/s · errors {} · server RSS {} · kernel {}",
-            fmt_count(f.rate as u64),
-            fmt_count(f.errors),
-            fmt_bytes(f.server_rss),
-            fmt_bytes(f.kernel_bytes.max(0) as u64)
+            fmt::int(f.rate as u64),
+            fmt::int(f.errors),
+            fmt::bytes(f.server_rss as f64),
+            fmt::bytes(f.kernel_bytes.max(0) as u64 as f64)
         );
         match self {
             View::Bar(b) => {
@@ -52,8 +52,8 @@ impl View {
             View::Plain => println!(
                 "t={:>5.1}s connections: {}/{} {}",
                 f.t,
-                fmt_count(f.established),
-                fmt_count(f.target),
+                fmt::int(f.established),
+                fmt::int(f.target),
                 msg
             ),
         }
