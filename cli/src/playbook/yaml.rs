@@ -305,7 +305,16 @@ impl MarkedEventReceiver for Builder {
                 anchor,
             )),
             Event::SequenceEnd | Event::MappingEnd => {
-                if let Some((node, anchor)) = self.stack.pop() {
+                if let Some((mut node, anchor)) = self.stack.pop() {
+                    // yaml-rust2 marks a block mapping where its first `:` is; the first key is
+                    // where a reader looks.
+                    if let Value::Map(pairs) = &node.value {
+                        if let Some((k, _)) = pairs.first() {
+                            if (k.pos.line, k.pos.col) < (node.pos.line, node.pos.col) {
+                                node.pos = k.pos;
+                            }
+                        }
+                    }
                     if anchor > 0 {
                         self.anchors.insert(anchor, node.clone());
                     }

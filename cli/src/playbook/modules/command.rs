@@ -109,9 +109,13 @@ fn execute(args: &Args, ctx: &mut ModuleCtx, script: &str) -> Result<Outcome, Ta
         }
     }
     if ctx.check {
+        // As Ansible: with creates/removes the task would run, so it counts as changed;
+        // without them nothing can be known, so it is skipped.
+        let guarded = args.has("creates") || args.has("removes");
         return Ok(Outcome {
-            skipped: true,
-            msg: Some("would run (not in check mode)".into()),
+            changed: guarded,
+            skipped: !guarded,
+            msg: Some("Command would have run if not in check mode".into()),
             ..Outcome::default()
         });
     }

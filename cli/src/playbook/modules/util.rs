@@ -129,6 +129,22 @@ pub fn ensure_content(
     if before.as_deref() == Some(content) {
         return Ok(None);
     }
+    if before.is_none() {
+        // A missing directory is the task's problem, not a broken connection.
+        let parent = std::path::Path::new(path)
+            .parent()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        if !parent.is_empty()
+            && !t
+                .exec(&format!("[ -d {} ]", shell_quote(&parent)), None)?
+                .success()
+        {
+            return Err(TaskError::Failed(format!(
+                "destination directory {parent} does not exist"
+            )));
+        }
+    }
     if !check {
         // Like Ansible, a replaced file keeps its permissions; a new one gets 0644.
         let mode = match mode {
