@@ -116,6 +116,11 @@ fn run(args: &Args, ctx: &mut ModuleCtx) -> Result<Outcome, TaskError> {
     }
     if sysctl_set && present {
         match &proc_value {
+            // Under --check a key may not exist yet because an earlier task (modprobe) was
+            // only simulated; report the change instead of failing.
+            None if ctx.check => {
+                changed = true;
+            }
             None => {
                 return Err(TaskError::Failed(format!(
                     "sysctl {name}: no such key ({} does not exist)",
