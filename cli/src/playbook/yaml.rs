@@ -360,6 +360,16 @@ fn plain_scalar(text: &str) -> Value {
         .trim_start_matches(['-', '+'])
         .starts_with(|c: char| c.is_ascii_digit());
     if looks_numeric {
+        // YAML 1.1: a leading 0 means octal (`mode: 0644` is 420).
+        let unsigned = digits.trim_start_matches(['-', '+']);
+        if unsigned.len() > 1
+            && unsigned.starts_with('0')
+            && unsigned.bytes().all(|b| (b'0'..=b'7').contains(&b))
+        {
+            if let Ok(i) = i64::from_str_radix(unsigned, 8) {
+                return Value::Int(if digits.starts_with('-') { -i } else { i });
+            }
+        }
         if let Ok(i) = digits.parse::<i64>() {
             return Value::Int(i);
         }
@@ -389,6 +399,13 @@ mod tests {
 
     #[test]
     fn positions_and_types() {
+        let octal = load("f.yml", "m: 0644\nq: '0644'\nd: 1_000\n").unwrap();
+        let Value::Map(pairs) = &octal.value else {
+            panic!()
+        };
+        assert_eq!(pairs[0].1.value, Value::Int(0o644));
+        assert_eq!(pairs[1].1.value, Value::Str("0644".into()));
+        assert_eq!(pairs[2].1.value, Value::Int(1000));
         let n = load("f.yml", "a: 1\nb:\n  - yes\n  - \"x\"\n").unwrap();
         let ctx = Ctx { file: "f.yml" };
         let m = ctx.map(&n, "top").unwrap();
