@@ -475,3 +475,16 @@ fn modprobe_reports_builtin_and_fails_on_missing() {
         eprintln!("nf_conntrack is not built in here: only the missing-module case was checked");
     }
 }
+
+#[test]
+fn variable_precedence_inventory_play_extra() {
+    let s = scratch("precedence");
+    let d = s.0.display();
+    let inv = "all:\n  vars:\n    x: all\n    y: all\n    z: all\n  children:\n    g:\n      vars:\n        x: group\n      hosts:\n        localhost:\n          ansible_connection: local\n          w: host\n";
+    let book = format!(
+        "- hosts: g\n  gather_facts: false\n  vars:\n    y: play\n    z: play\n    derived: \"{{{{ x }}}}-{{{{ y }}}}\"\n  tasks:\n    - copy: {{dest: \"{d}/out\", content: \"{{{{ w }}}} {{{{ x }}}} {{{{ y }}}} {{{{ z }}}} {{{{ derived }}}} {{{{ group_names | join(',') }}}}\"}}\n"
+    );
+    let r = provision(&s.0, inv, &book, &["-e", "z=extra"]);
+    assert_eq!(r.code, 0, "{}", r.out);
+    assert_eq!(read(&s.0.join("out")), "host group play extra group-play g");
+}
