@@ -330,6 +330,11 @@ fn command_shell_creates_register_when_and_facts() {
       register: out
       changed_when: false
       failed_when: out.stdout != 'made'
+    - name: exit 3 is fine here
+      ansible.builtin.shell: exit 3
+      register: three
+      failed_when: three.rc != 3
+      changed_when: false
 "#
     );
     let r = provision(&s.0, LOCAL_INV, &book, &[]);
@@ -342,8 +347,8 @@ fn command_shell_creates_register_when_and_facts() {
         format!("{} {} True\n", nproc.trim(), kernel.trim())
     );
     assert!(!s.0.join("never").exists());
-    // gather, shell, stat, copy, read back: ok; `never` skipped.
-    assert_eq!(r.recap("localhost"), (5, 2, 0, 0, 1), "{}", r.out);
+    // gather, shell, stat, copy, read back, exit 3: ok; `never` skipped.
+    assert_eq!(r.recap("localhost"), (6, 2, 0, 0, 1), "{}", r.out);
     let r = provision(&s.0, LOCAL_INV, &book, &[]);
     assert_eq!((r.code, r.changed()), (0, 0), "{}", r.out);
     assert!(r.out.contains("skipped, since"), "{}", r.out);

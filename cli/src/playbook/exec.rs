@@ -459,10 +459,10 @@ fn run_once(
         }
         Err(e) => return fail(e.to_string()),
     };
-    let mut failed_msg: Option<String> = None;
+    let mut failed_msg: Option<String> = outcome.failed.clone();
     if task.changed_when.is_some() || task.failed_when.is_some() {
         let mut v = vars.clone();
-        let reg = registered_value(&outcome, None);
+        let reg = registered_value(&outcome, failed_msg.as_deref());
         if let Some(name) = &task.register {
             v.insert(name.clone(), reg.clone());
         }
@@ -489,7 +489,7 @@ fn run_once(
         if let Some(conds) = &task.failed_when {
             match all(conds) {
                 Ok(true) => failed_msg = Some("failed_when condition is true".into()),
-                Ok(false) => {}
+                Ok(false) => failed_msg = None,
                 Err(e) => return fail(e),
             }
         }

@@ -213,7 +213,14 @@ impl Runner {
         let mut stopped: Vec<String> = Vec::new();
         for book in books {
             for play in &book.plays {
-                print!("{}", output::play_banner(&play.name));
+                print!(
+                    "{}",
+                    output::play_banner(if play.name.is_empty() {
+                        &play.hosts
+                    } else {
+                        &play.name
+                    })
+                );
                 let selected = match inventory::select(&self.inv, &play.hosts) {
                     Ok(s) => s,
                     Err(e) => {

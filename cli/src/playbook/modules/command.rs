@@ -125,7 +125,7 @@ fn execute(args: &Args, ctx: &mut ModuleCtx, script: &str) -> Result<Outcome, Ta
     };
     let stdin = args.str("stdin")?.map(|s| s + "\n");
     let res = ctx.t.exec(&full, stdin.as_deref().map(str::as_bytes))?;
-    let out = Outcome {
+    let mut out = Outcome {
         changed: true,
         rc: Some(res.status),
         stdout: res.stdout_str().trim_end_matches('\n').to_string(),
@@ -134,7 +134,8 @@ fn execute(args: &Args, ctx: &mut ModuleCtx, script: &str) -> Result<Outcome, Ta
         ..Outcome::default()
     };
     if !res.success() {
-        return Err(TaskError::Failed(format!(
+        // A result, not an error: `failed_when` may still accept it, and `register` keeps rc.
+        out.failed = Some(format!(
             "non-zero return code {}{}",
             res.status,
             if out.stderr.is_empty() {
@@ -142,7 +143,7 @@ fn execute(args: &Args, ctx: &mut ModuleCtx, script: &str) -> Result<Outcome, Ta
             } else {
                 format!(": {}", out.stderr)
             }
-        )));
+        ));
     }
     Ok(out)
 }

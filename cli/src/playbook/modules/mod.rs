@@ -235,6 +235,9 @@ pub struct Outcome {
     pub rc: Option<i32>,
     pub stdout: String,
     pub stderr: String,
+    /// The module ran but its result counts as a failure (a command's non-zero exit), unless
+    /// `failed_when` says otherwise.
+    pub failed: Option<String>,
     /// Extra result fields for `register` (e.g. `stat`).
     pub extra: serde_json::Map<String, Json>,
 }
