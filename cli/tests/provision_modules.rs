@@ -493,3 +493,24 @@ fn variable_precedence_inventory_play_extra() {
     assert_eq!(r.code, 0, "{}", r.out);
     assert_eq!(read(&s.0.join("out")), "host group play extra group-play g");
 }
+
+#[test]
+fn hosts_run_in_parallel_and_forks_limits_them() {
+    let s = scratch("forks");
+    let inv = "all:\n  vars:\n    ansible_connection: local\n  hosts:\n    h1:\n    h2:\n    h3:\n";
+    let book = "- hosts: all\n  gather_facts: false\n  tasks:\n    - command: sleep 1\n    - command: sleep 1\n";
+    let t0 = std::time::Instant::now();
+    let r = provision(&s.0, inv, book, &[]);
+    let parallel = t0.elapsed().as_secs_f64();
+    assert_eq!(r.code, 0, "{}", r.out);
+    for h in ["h1", "h2", "h3"] {
+        assert_eq!(r.recap(h), (2, 2, 0, 0, 0), "{}", r.out);
+    }
+    let t0 = std::time::Instant::now();
+    let r = provision(&s.0, inv, book, &["--forks", "1"]);
+    let serial = t0.elapsed().as_secs_f64();
+    assert_eq!(r.code, 0, "{}", r.out);
+    // Three hosts x two 1 s tasks: ~2 s all at once, ~6 s one host at a time.
+    assert!(parallel < 4.0, "parallel run took {parallel:.1}s");
+    assert!(serial >= 6.0, "--forks 1 took only {serial:.1}s");
+}
