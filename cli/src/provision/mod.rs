@@ -200,7 +200,8 @@ impl ConnectSettings {
         match host.connection() {
             Connection::Local => Ok(Box::new(LocalTransport::new(&host.name, &become_))),
             Connection::Ssh => {
-                ssh::connect(&host.ssh_config(&self.known_hosts, self.accept_new, become_))
+                let cfg = host.ssh_config(&self.known_hosts, self.accept_new, become_);
+                ssh::connect(&without_needless_become(cfg))
             }
         }
     }
@@ -330,6 +331,16 @@ impl Runner {
         let _ = multi.clear();
         reports
     }
+}
+
+/// Logged in as root and asked to become root: nothing to escalate, so no `sudo` is needed on
+/// the host (minimal VMs often have none).
+fn without_needless_become(mut cfg: ssh::SshConfig) -> ssh::SshConfig {
+    let target_root = cfg.become_.user.as_deref().is_none_or(|u| u == "root");
+    if cfg.user == "root" && target_root {
+        cfg.become_.enabled = false;
+    }
+    cfg
 }
 
 fn unreachable_report(host: &str, msg: String) -> HostReport {
