@@ -266,3 +266,49 @@ fn shipped_playbooks_parse() {
         assert!(!book.plays.is_empty());
     }
 }
+
+#[test]
+fn garbage_never_panics() {
+    let inputs = [
+        "[",
+        "{",
+        "- - -",
+        "all: !!binary x",
+        "a: &x [*x]",
+        "a: *nope",
+        "\t- x",
+        "---\n...\n---\n",
+        "all:\n  hosts:\n    ? [a, b]\n    : 1\n",
+        "- hosts: all\n  tasks: {}\n",
+        "- hosts: [1, {a: b}]\n",
+        "- hosts: all\n  tasks:\n    - name: x\n      command:\n",
+        "- hosts: all\n  tasks:\n    - 'just a string'\n",
+        "- hosts: all\n  tasks:\n    - command: \"{{ unclosed\"\n",
+        "\u{feff}all: {}\n",
+        "- hosts: all\n  vars: [1]\n",
+    ];
+    for text in inputs {
+        let inv = inventory::parse("g.yml", text);
+        let book = playbook::parse("g.yml", text, Path::new("."));
+        if let Err(e) = &inv {
+            assert!(e.to_string().starts_with("g.yml:"), "{e}");
+        }
+        if let Err(e) = &book {
+            assert!(e.to_string().starts_with("g.yml:"), "{e}");
+        }
+    }
+}
+
+#[test]
+fn yaml_merge_keys_work_as_in_ansible() {
+    let book = playbook::parse(
+        "m.yml",
+        "- hosts: all\n  vars:\n    base: &base {a: 1, b: 2}\n    merged:\n      <<: *base\n      b: 3\n",
+        Path::new("."),
+    )
+    .unwrap();
+    assert_eq!(
+        book.plays[0].vars["merged"],
+        serde_json::json!({"a": 1, "b": 3})
+    );
+}

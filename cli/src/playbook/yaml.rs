@@ -306,6 +306,7 @@ impl MarkedEventReceiver for Builder {
             )),
             Event::SequenceEnd | Event::MappingEnd => {
                 if let Some((mut node, anchor)) = self.stack.pop() {
+                    merge_keys(&mut node);
                     // yaml-rust2 marks a block mapping where its first `:` is; the first key is
                     // where a reader looks.
                     if let Value::Map(pairs) = &node.value {
@@ -341,6 +342,39 @@ impl MarkedEventReceiver for Builder {
             | Event::DocumentEnd => {}
         }
     }
+}
+
+/// YAML 1.1 merge keys (`<<: *base`), which PyYAML and so Ansible honour: the merged mapping's
+/// pairs are added unless the mapping has its own.
+fn merge_keys(node: &mut Node) {
+    let Value::Map(pairs) = &mut node.value else {
+        return;
+    };
+    if !pairs.iter().any(|(k, _)| k.as_str() == Some("<<")) {
+        return;
+    }
+    let (merges, mut own): (Vec<_>, Vec<_>) = std::mem::take(pairs)
+        .into_iter()
+        .partition(|(k, _)| k.as_str() == Some("<<"));
+    for (_, source) in merges {
+        let maps: Vec<Node> = match source.value {
+            Value::Seq(items) => items,
+            other => vec![Node {
+                value: other,
+                pos: source.pos,
+            }],
+        };
+        for m in maps {
+            if let Value::Map(extra) = m.value {
+                for (k, v) in extra {
+                    if !own.iter().any(|(ok, _)| ok.value == k.value) {
+                        own.push((k, v));
+                    }
+                }
+            }
+        }
+    }
+    *pairs = own;
 }
 
 /// Types an unquoted scalar as YAML 1.1 (PyYAML) does for the cases playbooks meet.
