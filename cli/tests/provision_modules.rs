@@ -514,3 +514,45 @@ fn hosts_run_in_parallel_and_forks_limits_them() {
     assert!(parallel < 4.0, "parallel run took {parallel:.1}s");
     assert!(serial >= 6.0, "--forks 1 took only {serial:.1}s");
 }
+
+#[test]
+fn become_without_root_goes_through_sudo_n_and_fails_cleanly() {
+    if !require("root (to drop to nobody with runuser)", is_root())
+        || !require(
+            "runuser",
+            Path::new("/usr/sbin/runuser").exists() || Path::new("/sbin/runuser").exists(),
+        )
+    {
+        return;
+    }
+    let s = scratch("become");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&s.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(s.0.join("inv.yml"), LOCAL_INV).unwrap();
+    std::fs::write(
+        s.0.join("book.yml"),
+        format!(
+            "- hosts: all\n  become: true\n  tasks:\n    - shell: touch {}/made\n",
+            s.0.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new("runuser")
+        .args(["-u", "nobody", "--"])
+        .arg(env!("CARGO_BIN_EXE_c1m"))
+        .arg("provision")
+        .arg("-i")
+        .arg(s.0.join("inv.yml"))
+        .arg(s.0.join("book.yml"))
+        .output()
+        .unwrap();
+    let r = Run {
+        code: out.status.code().unwrap_or(-1),
+        out: String::from_utf8_lossy(&out.stdout).into_owned(),
+    };
+    // No password-less sudo for nobody here: the host fails (not unreachable), nothing ran.
+    assert_eq!(r.code, 2, "{}", r.out);
+    assert_eq!(r.recap("localhost").3, 1, "{}", r.out);
+    assert!(r.out.contains("sudo"), "{}", r.out);
+    assert!(!s.0.join("made").exists());
+}

@@ -59,7 +59,13 @@ impl Transport for LocalTransport {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(io)?;
+            .map_err(|e| {
+                if self.direct() {
+                    io(e)
+                } else {
+                    TransportError::Become(format!("{}: cannot run sudo -n: {e}", self.name))
+                }
+            })?;
         if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
             // A command that does not read its stdin closes the pipe; that is not our error.
             let _ = pipe.write_all(data);
