@@ -312,3 +312,25 @@ fn yaml_merge_keys_work_as_in_ansible() {
         serde_json::json!({"a": 1, "b": 3})
     );
 }
+
+#[test]
+fn lab_style_inventory_maps_to_ssh_settings() {
+    let inv = inventory::parse(
+        "lab.yml",
+        "all:\n  vars:\n    ansible_user: root\n    ansible_ssh_private_key_file: /var/lib/c1m/lab/id_ed25519\n    c1m_known_hosts: /var/lib/c1m/lab/known_hosts\n  children:\n    server:\n      hosts:\n        srv:\n          ansible_host: 10.199.0.10\n    clients:\n      hosts:\n        cli1:\n          ansible_host: 10.199.0.11\n",
+    )
+    .unwrap();
+    let srv = inv.host("srv").unwrap();
+    assert_eq!(srv.connection(), inventory::Connection::Ssh);
+    assert_eq!(srv.known_hosts(), Path::new("/var/lib/c1m/lab/known_hosts"));
+    let cfg = srv.ssh_config(&srv.known_hosts(), false, Default::default());
+    assert_eq!(cfg.address, "10.199.0.10");
+    assert_eq!(cfg.port, 22);
+    assert_eq!(cfg.user, "root");
+    assert_eq!(
+        cfg.key_file.as_deref(),
+        Some(Path::new("/var/lib/c1m/lab/id_ed25519"))
+    );
+    assert_eq!(cfg.known_hosts, Path::new("/var/lib/c1m/lab/known_hosts"));
+    assert_eq!(inventory::select(&inv, "clients").unwrap(), vec!["cli1"]);
+}

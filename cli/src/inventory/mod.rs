@@ -82,6 +82,17 @@ impl Host {
         }
     }
 
+    /// `c1m_known_hosts` (inventory/lab.yml pins the lab's host keys there), else
+    /// ~/.ssh/known_hosts.
+    pub fn known_hosts(&self) -> PathBuf {
+        self.var_str("c1m_known_hosts")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+                    .join(".ssh/known_hosts")
+            })
+    }
+
     /// The SSH settings for this host from its `ansible_*` vars.
     pub fn ssh_config(
         &self,

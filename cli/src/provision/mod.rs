@@ -49,7 +49,8 @@ pub struct ProvisionArgs {
     /// Extra variables KEY=VALUE (highest precedence), e.g. `-e c1m_connections=200000`.
     #[arg(short = 'e', long = "extra-vars")]
     pub extra_vars: Vec<String>,
-    /// known_hosts file for SSH hosts; default ~/.ssh/known_hosts.
+    /// known_hosts file for SSH hosts; default: the host's `c1m_known_hosts` var (set by
+    /// inventory/lab.yml), else ~/.ssh/known_hosts.
     #[arg(long)]
     pub known_hosts: Option<PathBuf>,
     /// Add unknown SSH host keys to known_hosts (a changed key is still refused).
@@ -127,16 +128,12 @@ pub fn cmd(args: ProvisionArgs) -> anyhow::Result<u8> {
             args.limit
         );
     }
-    let known_hosts = args.known_hosts.clone().unwrap_or_else(|| {
-        PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
-            .join(".ssh/known_hosts")
-    });
     let runner = Runner {
         inv: Arc::new(inv),
         opts: Arc::new(opts),
         forks: args.forks.unwrap_or(usize::MAX).max(1),
         conn: Arc::new(ConnectSettings {
-            known_hosts,
+            known_hosts: args.known_hosts.clone(),
             accept_new: args.accept_new_host_keys,
             any_become: books
                 .iter()
@@ -180,7 +177,8 @@ struct Runner {
 
 /// How to open a host's connection.
 struct ConnectSettings {
-    known_hosts: PathBuf,
+    /// `--known-hosts`, which wins over the inventory's `c1m_known_hosts`.
+    known_hosts: Option<PathBuf>,
     accept_new: bool,
     /// Some play asks for `become`: the connection escalates (it is shared by all plays).
     any_become: bool,
@@ -200,7 +198,11 @@ impl ConnectSettings {
         match host.connection() {
             Connection::Local => Ok(Box::new(LocalTransport::new(&host.name, &become_))),
             Connection::Ssh => {
-                let cfg = host.ssh_config(&self.known_hosts, self.accept_new, become_);
+                let known_hosts = self
+                    .known_hosts
+                    .clone()
+                    .unwrap_or_else(|| host.known_hosts());
+                let cfg = host.ssh_config(&known_hosts, self.accept_new, become_);
                 ssh::connect(&without_needless_become(cfg))
             }
         }
