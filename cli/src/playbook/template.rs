@@ -78,6 +78,8 @@ impl Templar {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_keep_trailing_newline(true);
+        // Playbooks are Jinja2 on Python: `'a,b'.split(',')`, `d.items()`, `s.startswith(...)`.
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_filter("bool", ansible_bool);
         env.add_filter("int", ansible_int);
         env.add_filter("to_json", |v: Value| {
@@ -289,6 +291,11 @@ mod tests {
             .unwrap());
         assert!(!t.eval_condition("'no' | bool", &c).unwrap());
         assert_eq!(t.render(&json!("{{ 'x' | int }}"), &c).unwrap(), json!(0));
+        assert_eq!(
+            t.render(&json!("{{ 'a b'.split() | join(',') }}"), &c)
+                .unwrap(),
+            json!("a,b")
+        );
     }
 
     #[test]

@@ -47,6 +47,7 @@ fn run_debug(args: &Args, _ctx: &mut ModuleCtx) -> Result<Outcome, TaskError> {
     let msg = match (args.map.get("msg"), args.map.get("var")) {
         (Some(serde_json::Value::String(s)), _) => s.clone(),
         (Some(v), _) => v.to_string(),
+        (None, Some(serde_json::Value::String(s))) => s.clone(),
         (None, Some(v)) => v.to_string(),
         (None, None) => "Hello world!".into(),
     };
