@@ -556,3 +556,19 @@ fn become_without_root_goes_through_sudo_n_and_fails_cleanly() {
     assert!(r.out.contains("sudo"), "{}", r.out);
     assert!(!s.0.join("made").exists());
 }
+
+#[test]
+fn check_mode_on_a_fresh_host_simulates_dependent_tasks() {
+    let s = scratch("fresh-check");
+    let d = s.0.display();
+    let book = format!("- hosts: all\n  gather_facts: false\n  tasks:\n    - file: {{path: \"{d}/new\", state: directory}}\n    - copy: {{dest: \"{d}/new/f.conf\", content: \"x\\n\"}}\n    - pam_limits: {{domain: '*', limit_type: soft, limit_item: nofile, value: 10, dest: \"{d}/new/l.conf\"}}\n    - copy: {{dest: \"{d}/missing/f.conf\", content: \"x\\n\"}}\n");
+    let r = provision(&s.0, LOCAL_INV, &book, &["--check"]);
+    assert_eq!((r.code, r.changed()), (0, 4), "{}", r.out);
+    assert!(!s.0.join("new").exists());
+    // For real, the copy into a directory nothing creates fails; the others succeed.
+    let r = provision(&s.0, LOCAL_INV, &book, &[]);
+    assert_eq!(r.code, 2, "{}", r.out);
+    assert_eq!(r.recap("localhost"), (3, 3, 0, 1, 0), "{}", r.out);
+    assert!(r.out.contains("destination directory"), "{}", r.out);
+    assert_eq!(read(&s.0.join("new/f.conf")), "x\n");
+}

@@ -216,6 +216,17 @@ fn tune_yml_for_real_then_reset_restores_everything() {
     let before = capture();
     let _restore = Restore(before.clone());
 
+    // --check on the untouched machine: every change reported, none made.
+    let check0 = c1m(&["-e", TARGET, "--check", "--diff"]);
+    assert_eq!(check0.code, 0, "{}", check0.out);
+    assert!(check0.changed() > 0, "{}", check0.out);
+    assert_eq!(
+        capture(),
+        before,
+        "--check changed the machine:\n{}",
+        check0.out
+    );
+
     let first = c1m(&["-e", TARGET]);
     assert_eq!(first.code, 0, "{}", first.out);
     assert!(first.changed() > 0, "{}", first.out);

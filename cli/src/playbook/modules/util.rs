@@ -129,8 +129,9 @@ pub fn ensure_content(
     if before.as_deref() == Some(content) {
         return Ok(None);
     }
-    if before.is_none() {
-        // A missing directory is the task's problem, not a broken connection.
+    if before.is_none() && !check {
+        // A missing directory is the task's problem, not a broken connection. (Under --check an
+        // earlier, simulated task may be what creates it, so it is a change, as in Ansible.)
         let parent = std::path::Path::new(path)
             .parent()
             .map(|p| p.display().to_string())
