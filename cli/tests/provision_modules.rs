@@ -572,3 +572,26 @@ fn check_mode_on_a_fresh_host_simulates_dependent_tasks() {
     assert!(r.out.contains("destination directory"), "{}", r.out);
     assert_eq!(read(&s.0.join("new/f.conf")), "x\n");
 }
+
+#[test]
+fn special_files_are_never_replaced() {
+    let s = scratch("special");
+    let fifo = s.0.join("fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let book = format!(
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - sysctl: {{name: vm.x, value: 1, sysctl_file: \"{}\", reload: false}}\n",
+        fifo.display()
+    );
+    let r = provision(&s.0, LOCAL_INV, &book, &[]);
+    assert_eq!(r.code, 2, "{}", r.out);
+    assert!(r.out.contains("not a regular file"), "{}", r.out);
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
+}

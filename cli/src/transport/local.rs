@@ -123,6 +123,13 @@ impl Transport for LocalTransport {
                 .file_name()
                 .map(|b| b.to_string_lossy().into_owned())
                 .unwrap_or_default();
+            if let Ok(meta) = std::fs::symlink_metadata(p) {
+                if !meta.file_type().is_file() {
+                    return Err(TransportError::Io(format!(
+                        "{path}: not a regular file; not replacing it"
+                    )));
+                }
+            }
             let tmp = dir.join(format!(".{base}.c1m-{}", std::process::id()));
             let write = || -> std::io::Result<()> {
                 std::fs::write(&tmp, data)?;

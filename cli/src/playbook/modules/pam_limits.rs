@@ -1,7 +1,7 @@
 //! `community.general.pam_limits`: one `domain type item value` line in a limits.conf file,
 //! written as community.general writes it (tab-separated), replacing the first matching line.
 
-use super::util::{ensure_content, read_text};
+use super::util::{ensure_content, read_regular};
 use super::{arg, Args, Kind, ModuleCtx, ModuleSpec, Outcome, TaskError};
 
 const ITEMS: &[&str] = &[
@@ -124,7 +124,7 @@ fn run(args: &Args, ctx: &mut ModuleCtx) -> Result<Outcome, TaskError> {
     let use_min = args.bool("use_min", false)?;
     let create = args.bool("create", true)?;
 
-    let before = read_text(ctx.t, &dest)?;
+    let before = read_regular(ctx.t, &dest)?;
     if before.is_none() && !create {
         return Err(TaskError::Failed(format!(
             "pam_limits: {dest} does not exist and create is false"

@@ -92,7 +92,7 @@ fn run(args: &Args, ctx: &mut ModuleCtx) -> Result<Outcome, TaskError> {
     let ignoreerrors = args.bool("ignoreerrors", false)?;
 
     let proc_value = read_text(ctx.t, &proc_path(&name))?.map(|s| s.trim().to_string());
-    let before_file = read_text(ctx.t, &file)?.unwrap_or_default();
+    let before_file = super::util::read_regular(ctx.t, &file)?.unwrap_or_default();
     let (after_file, file_value) = fix_lines(&before_file, &name, &value, present);
 
     let mut changed = false;

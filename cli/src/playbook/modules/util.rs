@@ -61,6 +61,18 @@ pub fn run_ok(t: &mut dyn Transport, cmd: &str, what: &str) -> Result<ExecOutput
     }
 }
 
+/// Reads a configuration file the module may replace: it must be a regular file (or absent).
+/// Reading a fifo would hang and replacing a device by rename would destroy it.
+pub fn read_regular(t: &mut dyn Transport, path: &str) -> Result<Option<String>, TaskError> {
+    match stat(t, path)? {
+        None => Ok(None),
+        Some(st) if st.is_file => read_text(t, path),
+        Some(_) => Err(TaskError::Failed(format!(
+            "{path} is not a regular file; not touching it"
+        ))),
+    }
+}
+
 pub fn read_text(t: &mut dyn Transport, path: &str) -> Result<Option<String>, TaskError> {
     Ok(t.read_file(path)?
         .map(|b| String::from_utf8_lossy(&b).into_owned()))
@@ -125,7 +137,7 @@ pub fn ensure_content(
     mode: Option<u32>,
     check: bool,
 ) -> Result<Option<Diff>, TaskError> {
-    let before = read_text(t, path)?;
+    let before = read_regular(t, path)?;
     if before.as_deref() == Some(content) {
         return Ok(None);
     }
