@@ -595,3 +595,16 @@ fn special_files_are_never_replaced() {
         .file_type()
         .is_fifo());
 }
+
+#[test]
+fn with_items_flattens_and_loop_does_not() {
+    let s = scratch("loops");
+    let d = s.0.display();
+    let book = format!(
+        "- hosts: all\n  gather_facts: false\n  vars:\n    more: [c, d]\n  tasks:\n    - shell: echo {{{{ item }}}} >> {d}/flat\n      with_items: [a, [b], \"{{{{ more }}}}\"]\n    - shell: echo {{{{ item | length }}}} >> {d}/nested\n      loop: [[1, 2], [3]]\n"
+    );
+    let r = provision(&s.0, LOCAL_INV, &book, &[]);
+    assert_eq!(r.code, 0, "{}", r.out);
+    assert_eq!(read(&s.0.join("flat")), "a\nb\nc\nd\n");
+    assert_eq!(read(&s.0.join("nested")), "2\n1\n");
+}

@@ -310,6 +310,15 @@ fn run_task(
     let items: Option<Vec<Json>> = match &task.loop_ {
         None => None,
         Some(l) => match templar.render(l, &JValue::from_serialize(&vars)) {
+            Ok(Json::Array(items)) if task.loop_flatten => Some(
+                items
+                    .into_iter()
+                    .flat_map(|i| match i {
+                        Json::Array(inner) => inner,
+                        other => vec![other],
+                    })
+                    .collect(),
+            ),
             Ok(Json::Array(items)) => Some(items),
             Ok(other) => {
                 let msg = format!("loop: expected a list, got {other}");

@@ -45,6 +45,8 @@ pub struct Task {
     pub args: Vec<(String, Json)>,
     pub when: Vec<String>,
     pub loop_: Option<Json>,
+    /// `with_items` flattens nested lists one level; `loop` does not.
+    pub loop_flatten: bool,
     pub register: Option<String>,
     pub notify: Vec<String>,
     pub listen: Vec<String>,
@@ -323,6 +325,7 @@ impl Parser<'_> {
             args: Vec::new(),
             when: Vec::new(),
             loop_: None,
+            loop_flatten: false,
             register: None,
             notify: Vec::new(),
             listen: Vec::new(),
@@ -359,6 +362,7 @@ impl Parser<'_> {
                     }
                     self.check_templates(value)?;
                     task.loop_ = Some(value.to_json());
+                    task.loop_flatten = *key == "with_items";
                 }
                 "register" => {
                     let name = self.ctx.string(value, "register")?;
