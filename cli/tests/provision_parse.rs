@@ -334,3 +334,55 @@ fn lab_style_inventory_maps_to_ssh_settings() {
     assert_eq!(cfg.known_hosts, Path::new("/var/lib/c1m/lab/known_hosts"));
     assert_eq!(inventory::select(&inv, "clients").unwrap(), vec!["cli1"]);
 }
+
+#[test]
+fn tune_yml_orders_snapshot_modprobe_nr_open_before_the_rest() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../playbooks/tune.yml");
+    let book = playbook::load(&path).unwrap();
+    let tasks = &book.plays[0].tasks;
+    let first = |module: &str| {
+        tasks
+            .iter()
+            .position(|t| t.module.fqcn == module)
+            .unwrap_or_else(|| panic!("no {module} task"))
+    };
+    let snapshot = tasks
+        .iter()
+        .position(|t| t.args.iter().any(|(k, _)| k == "creates"))
+        .expect("snapshot task");
+    let modprobe = first("community.general.modprobe");
+    let sysctl = first("ansible.posix.sysctl");
+    let limits = first("community.general.pam_limits");
+    assert_eq!(snapshot, 0, "the snapshot comes before any change");
+    assert!(
+        modprobe < sysctl,
+        "nf_conntrack must be loaded before any conntrack sysctl"
+    );
+    assert!(
+        sysctl < limits,
+        "fs.nr_open is raised before nofile limits ask for that many files"
+    );
+    let items = tasks[sysctl]
+        .loop_
+        .as_ref()
+        .and_then(|l| l.as_array())
+        .expect("sysctl loop");
+    assert_eq!(items[0]["name"], "fs.nr_open", "fs.nr_open first");
+    // Every sysctl written goes to the one drop-in and is applied key by key.
+    for t in tasks
+        .iter()
+        .filter(|t| t.module.fqcn == "ansible.posix.sysctl")
+    {
+        let arg = |k: &str| t.args.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        assert_eq!(
+            arg("sysctl_file"),
+            Some(serde_json::json!("{{ c1m_sysctl_file }}"))
+        );
+        assert_eq!(arg("sysctl_set"), Some(serde_json::json!(true)));
+        assert_eq!(arg("reload"), Some(serde_json::json!(false)));
+    }
+    assert_eq!(
+        book.plays[0].vars["c1m_sysctl_file"],
+        "/etc/sysctl.d/60-c1m.conf"
+    );
+}
