@@ -386,3 +386,19 @@ fn tune_yml_orders_snapshot_modprobe_nr_open_before_the_rest() {
         "/etc/sysctl.d/60-c1m.conf"
     );
 }
+
+#[test]
+fn listen_is_for_handlers_only() {
+    assert_at(
+        &book_err("- hosts: all\n  tasks:\n    - command: 'true'\n      listen: x\n"),
+        "book.yml:4:7:",
+        "unknown module or task keyword `listen`",
+    );
+    let book = playbook::parse(
+        "b.yml",
+        "- hosts: all\n  tasks:\n    - command: 'true'\n      notify: restart all\n  handlers:\n    - name: h\n      command: 'true'\n      listen: restart all\n",
+        Path::new("."),
+    )
+    .unwrap();
+    assert_eq!(book.plays[0].handlers[0].listen, vec!["restart all"]);
+}

@@ -280,7 +280,7 @@ impl Parser<'_> {
             match *key {
                 "name" => task.name = Some(self.ctx.string(value, "task name")?),
                 "notify" => task.notify = self.string_list(value, "notify")?,
-                "listen" => task.listen = self.string_list(value, "listen")?,
+                "listen" if handler => task.listen = self.string_list(value, "listen")?,
                 "when" => task.when = self.conditions(value, "when")?,
                 "changed_when" => task.changed_when = Some(self.conditions(value, "changed_when")?),
                 "failed_when" => task.failed_when = Some(self.conditions(value, "failed_when")?),
