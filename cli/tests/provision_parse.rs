@@ -402,3 +402,17 @@ fn listen_is_for_handlers_only() {
     .unwrap();
     assert_eq!(book.plays[0].handlers[0].listen, vec!["restart all"]);
 }
+
+#[test]
+fn key_value_arguments_point_at_the_bad_word() {
+    assert_at(
+        &book_err("- hosts: all\n  tasks:\n    - sysctl: name=a valeu=1\n"),
+        "book.yml:3:22:",
+        "unknown argument `valeu`",
+    );
+    assert_at(
+        &book_err("- hosts: all\n  tasks:\n    - file: \"path=/x stat=directory\"\n"),
+        "book.yml:3:22:",
+        "did you mean `state`",
+    );
+}

@@ -287,7 +287,7 @@ fn node_of_key<'n>(map: &'n Node, key: &str) -> Option<&'n Node> {
 /// Parses an inventory; `source` names it in errors.
 pub fn parse(source: &str, text: &str) -> Result<Inventory, SourceError> {
     let root = yaml::load(source, text)?;
-    let ctx = Ctx { file: source };
+    let ctx = Ctx { file: source, text };
     let mut loader = Loader {
         ctx: ctx.clone(),
         groups: BTreeMap::new(),

@@ -45,7 +45,7 @@ pub fn load(path: &Path) -> anyhow::Result<Playbook> {
 
 pub fn parse(file: &str, text: &str, dir: &Path) -> Result<Playbook, SourceError> {
     let root = yaml::load(file, text)?;
-    let ctx = Ctx { file };
+    let ctx = Ctx { file, text };
     let templar = Templar::new();
     let p = Parser {
         ctx,
@@ -434,8 +434,12 @@ impl Parser<'_> {
                         ));
                     };
                     let Some(a) = spec.canonical_arg(k) else {
-                        return Err(self.ctx.err(
-                            value,
+                        let at = s
+                            .find(&word)
+                            .map_or(value.pos, |o| self.ctx.pos_within(value, o));
+                        return Err(SourceError::new(
+                            self.ctx.file,
+                            at,
                             format!(
                                 "{}: unknown argument `{k}`{}; expected one of: {}",
                                 spec.fqcn,

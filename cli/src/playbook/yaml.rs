@@ -109,9 +109,33 @@ impl Node {
 #[derive(Debug, Clone)]
 pub struct Ctx<'a> {
     pub file: &'a str,
+    /// The file's text, to point inside a scalar (`key=value` arguments).
+    pub text: &'a str,
 }
 
 impl Ctx<'_> {
+    /// Where byte `offset` of string `node`'s value is, when the scalar sits on one line (a
+    /// quoted scalar starts one column later); else the node itself.
+    pub fn pos_within(&self, node: &Node, offset: usize) -> Pos {
+        let Some(s) = node.as_str() else {
+            return node.pos;
+        };
+        if s.contains('\n') || offset > s.len() || !s.is_char_boundary(offset) {
+            return node.pos;
+        }
+        let line = self
+            .text
+            .lines()
+            .nth(node.pos.line.saturating_sub(1))
+            .unwrap_or("");
+        let first = line.chars().nth(node.pos.col.saturating_sub(1));
+        let quote = usize::from(matches!(first, Some('"' | '\'')));
+        Pos {
+            line: node.pos.line,
+            col: node.pos.col + quote + s[..offset].chars().count(),
+        }
+    }
+
     pub fn err(&self, node: &Node, msg: impl Into<String>) -> SourceError {
         SourceError::new(self.file, node.pos, msg)
     }
@@ -441,7 +465,10 @@ mod tests {
         assert_eq!(pairs[1].1.value, Value::Str("0644".into()));
         assert_eq!(pairs[2].1.value, Value::Int(1000));
         let n = load("f.yml", "a: 1\nb:\n  - yes\n  - \"x\"\n").unwrap();
-        let ctx = Ctx { file: "f.yml" };
+        let ctx = Ctx {
+            file: "f.yml",
+            text: "",
+        };
         let m = ctx.map(&n, "top").unwrap();
         assert_eq!(m[0].0, "a");
         assert_eq!(m[0].1.value, Value::Int(1));
