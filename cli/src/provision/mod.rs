@@ -288,7 +288,7 @@ impl Runner {
             let play_hosts = hosts.to_vec();
             let dir = book.dir.clone();
             let settings = self.conn.clone();
-            handles.push(tokio::spawn(async move {
+            let handle = tokio::spawn(async move {
                 let _permit = permits.acquire_owned().await;
                 let bar2 = bar.clone();
                 let joined = tokio::task::spawn_blocking(move || {
@@ -316,17 +316,18 @@ impl Runner {
                 .await;
                 bar.finish_and_clear();
                 joined
-            }));
+            });
+            handles.push((name.clone(), handle));
         }
         let mut reports = Vec::new();
-        for (name, h) in hosts.iter().zip(handles) {
+        for (name, h) in handles {
             match h.await {
                 Ok(Ok((conn, report))) => {
                     conns.insert(name.clone(), conn);
                     reports.push(report);
                 }
                 Ok(Err(e)) | Err(e) => {
-                    reports.push(unreachable_report(name, format!("internal error: {e}")))
+                    reports.push(unreachable_report(&name, format!("internal error: {e}")))
                 }
             }
         }
