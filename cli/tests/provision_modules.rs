@@ -608,3 +608,25 @@ fn with_items_flattens_and_loop_does_not() {
     assert_eq!(read(&s.0.join("flat")), "a\nb\nc\nd\n");
     assert_eq!(read(&s.0.join("nested")), "2\n1\n");
 }
+
+#[test]
+fn several_plays_and_playbooks_target_their_own_hosts() {
+    let s = scratch("plays");
+    let d = s.0.display();
+    let inv = "all:\n  vars:\n    ansible_connection: local\n  children:\n    server:\n      hosts:\n        s1:\n    clients:\n      hosts:\n        c1:\n        c2:\n";
+    let book = format!(
+        "- name: everyone\n  hosts: all\n  gather_facts: false\n  tasks:\n    - shell: echo all >> {d}/{{{{ inventory_hostname }}}}\n- name: clients only\n  hosts: clients\n  gather_facts: false\n  tasks:\n    - shell: echo client >> {d}/{{{{ inventory_hostname }}}}\n- hosts: nosuchgroup\n  tasks: []\n"
+    );
+    let r = provision(&s.0, inv, &book, &["--limit", "s1,c1"]);
+    assert_eq!(r.code, 0, "{}", r.out);
+    assert_eq!(read(&s.0.join("s1")), "all\n");
+    assert_eq!(read(&s.0.join("c1")), "all\nclient\n");
+    assert!(!s.0.join("c2").exists(), "--limit left c2 out");
+    assert_eq!(r.recap("c1"), (2, 2, 0, 0, 0), "{}", r.out);
+    assert_eq!(r.recap("s1"), (1, 1, 0, 0, 0), "{}", r.out);
+    assert!(
+        r.out.contains("PLAY [clients only]") && r.out.contains("[WARNING]"),
+        "{}",
+        r.out
+    );
+}
