@@ -1,6 +1,6 @@
 //! `ansible.builtin.copy`: a file's content from `content` or a local `src`, plus mode/owner.
 
-use super::util::{ensure_content, fix_attributes, stat};
+use super::util::{fix_attributes, read_regular, stat, write_if_changed, Stat};
 use super::{arg, Args, Kind, ModuleCtx, ModuleSpec, Outcome, TaskError};
 
 pub static SPEC: ModuleSpec = ModuleSpec {
@@ -63,25 +63,32 @@ fn run(args: &Args, ctx: &mut ModuleCtx) -> Result<Outcome, TaskError> {
         }
     };
     let mut out = Outcome::ok(dest.clone());
-    let existing = stat(ctx.t, &dest)?;
-    if existing.as_ref().is_some_and(|s| s.is_dir) {
-        return Err(TaskError::Failed(format!(
-            "copy: dest {dest} is a directory"
-        )));
-    }
+    let existing = read_regular(ctx.t, &dest)?;
+    let mut written = false;
     if existing.is_none() || force {
-        if let Some(d) = ensure_content(
-            ctx.t,
-            &dest,
-            &content,
-            mode.or(Some(0o644)).filter(|_| existing.is_none()).or(mode),
-            ctx.check,
-        )? {
+        if let Some(d) =
+            write_if_changed(ctx.t, &dest, existing.as_ref(), &content, mode, ctx.check)?
+        {
             out.changed = true;
             out.diffs.push(d);
+            written = true;
         }
     }
-    if let Some(current) = existing.or(if ctx.check { None } else { stat(ctx.t, &dest)? }) {
+    // What the file has now, without another round trip where we already know it: a write
+    // set `mode`; only owner/group of a new file need a fresh look.
+    let current = match existing {
+        Some(e) => Some(Stat {
+            mode: if written {
+                mode.unwrap_or(e.stat.mode)
+            } else {
+                e.stat.mode
+            },
+            ..e.stat
+        }),
+        None if !ctx.check && (owner.is_some() || group.is_some()) => stat(ctx.t, &dest)?,
+        None => None,
+    };
+    if let Some(current) = current {
         if let Some(d) = fix_attributes(
             ctx.t,
             &dest,

@@ -1,7 +1,7 @@
 //! `community.general.pam_limits`: one `domain type item value` line in a limits.conf file,
 //! written as community.general writes it (tab-separated), replacing the first matching line.
 
-use super::util::{ensure_content, read_regular};
+use super::util::{read_regular, write_if_changed};
 use super::{arg, Args, Kind, ModuleCtx, ModuleSpec, Outcome, TaskError};
 
 const ITEMS: &[&str] = &[
@@ -131,7 +131,7 @@ fn run(args: &Args, ctx: &mut ModuleCtx) -> Result<Outcome, TaskError> {
         )));
     }
     let (after, changed) = apply(
-        before.as_deref().unwrap_or(""),
+        before.as_ref().map_or("", |b| b.text.as_str()),
         &domain,
         &ltype,
         &item,
@@ -142,7 +142,7 @@ fn run(args: &Args, ctx: &mut ModuleCtx) -> Result<Outcome, TaskError> {
     );
     let mut out = Outcome::ok(format!("{domain} {ltype} {item} {value} in {dest}"));
     if changed || before.is_none() {
-        if let Some(d) = ensure_content(ctx.t, &dest, &after, None, ctx.check)? {
+        if let Some(d) = write_if_changed(ctx.t, &dest, before.as_ref(), &after, None, ctx.check)? {
             out.diffs.push(d);
         }
         out.changed = true;

@@ -92,7 +92,11 @@ fn run(args: &Args, ctx: &mut ModuleCtx) -> Result<Outcome, TaskError> {
     let ignoreerrors = args.bool("ignoreerrors", false)?;
 
     let proc_value = read_text(ctx.t, &proc_path(&name))?.map(|s| s.trim().to_string());
-    let before_file = super::util::read_regular(ctx.t, &file)?.unwrap_or_default();
+    let existing = super::util::read_regular(ctx.t, &file)?;
+    let before_file = existing
+        .as_ref()
+        .map(|e| e.text.clone())
+        .unwrap_or_default();
     let (after_file, file_value) = fix_lines(&before_file, &name, &value, present);
 
     let mut changed = false;
@@ -159,7 +163,14 @@ fn run(args: &Args, ctx: &mut ModuleCtx) -> Result<Outcome, TaskError> {
             )?;
         }
         if write_file {
-            super::util::ensure_content(ctx.t, &file, &after_file, None, false)?;
+            super::util::write_if_changed(
+                ctx.t,
+                &file,
+                existing.as_ref(),
+                &after_file,
+                None,
+                false,
+            )?;
         }
         if changed && reload {
             let e = if ignoreerrors { "-e " } else { "" };

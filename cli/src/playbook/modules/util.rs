@@ -61,12 +61,22 @@ pub fn run_ok(t: &mut dyn Transport, cmd: &str, what: &str) -> Result<ExecOutput
     }
 }
 
+/// A configuration file as read before changing it: its text and its attributes.
+#[derive(Debug, Clone)]
+pub struct Existing {
+    pub text: String,
+    pub stat: Stat,
+}
+
 /// Reads a configuration file the module may replace: it must be a regular file (or absent).
 /// Reading a fifo would hang and replacing a device by rename would destroy it.
-pub fn read_regular(t: &mut dyn Transport, path: &str) -> Result<Option<String>, TaskError> {
+pub fn read_regular(t: &mut dyn Transport, path: &str) -> Result<Option<Existing>, TaskError> {
     match stat(t, path)? {
         None => Ok(None),
-        Some(st) if st.is_file => read_text(t, path),
+        Some(st) if st.is_file => Ok(Some(Existing {
+            text: read_text(t, path)?.unwrap_or_default(),
+            stat: st,
+        })),
         Some(_) => Err(TaskError::Failed(format!(
             "{path} is not a regular file; not touching it"
         ))),
@@ -138,37 +148,48 @@ pub fn ensure_content(
     check: bool,
 ) -> Result<Option<Diff>, TaskError> {
     let before = read_regular(t, path)?;
-    if before.as_deref() == Some(content) {
+    write_if_changed(t, path, before.as_ref(), content, mode, check)
+}
+
+/// Like [`ensure_content`] for a file the caller has already read with [`read_regular`], so
+/// nothing is read twice (each read is a round trip over SSH).
+pub fn write_if_changed(
+    t: &mut dyn Transport,
+    path: &str,
+    before: Option<&Existing>,
+    content: &str,
+    mode: Option<u32>,
+    check: bool,
+) -> Result<Option<Diff>, TaskError> {
+    if before.is_some_and(|b| b.text == content) {
         return Ok(None);
-    }
-    if before.is_none() && !check {
-        // A missing directory is the task's problem, not a broken connection. (Under --check an
-        // earlier, simulated task may be what creates it, so it is a change, as in Ansible.)
-        let parent = std::path::Path::new(path)
-            .parent()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
-        if !parent.is_empty()
-            && !t
-                .exec(&format!("[ -d {} ]", shell_quote(&parent)), None)?
-                .success()
-        {
-            return Err(TaskError::Failed(format!(
-                "destination directory {parent} does not exist"
-            )));
-        }
     }
     if !check {
         // Like Ansible, a replaced file keeps its permissions; a new one gets 0644.
-        let mode = match mode {
-            Some(m) => m,
-            None => stat(t, path)?.map_or(0o644, |s| s.mode),
-        };
-        t.write_file(path, content.as_bytes(), mode)?;
+        let mode = mode.unwrap_or(before.map_or(0o644, |b| b.stat.mode));
+        if let Err(e) = t.write_file(path, content.as_bytes(), mode) {
+            // A missing directory is the task's problem, not a broken connection. (Under
+            // --check an earlier, simulated task may create it: a change, as in Ansible.)
+            let parent = std::path::Path::new(path)
+                .parent()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            if before.is_none()
+                && !parent.is_empty()
+                && !t
+                    .exec(&format!("[ -d {} ]", shell_quote(&parent)), None)?
+                    .success()
+            {
+                return Err(TaskError::Failed(format!(
+                    "destination directory {parent} does not exist"
+                )));
+            }
+            return Err(e.into());
+        }
     }
     Ok(Some(Diff {
         label: path.to_string(),
-        before: before.unwrap_or_default(),
+        before: before.map(|b| b.text.clone()).unwrap_or_default(),
         after: content.to_string(),
     }))
 }
