@@ -1,5 +1,6 @@
 //! The facts a tuning playbook needs, gathered with one command (no Python on the host) and named
-//! as Ansible names them, both as `ansible_facts.NAME` and as `ansible_NAME`.
+//! as Ansible names them, both as `ansible_facts.NAME` and as `ansible_NAME`. Nothing here may
+//! touch the network (no `hostname -f`: a host without DNS would stall every run).
 
 use crate::transport::{Transport, TransportError};
 use serde_json::{json, Map, Value};
@@ -7,14 +8,12 @@ use serde_json::{json, Map, Value};
 const PROBE: &str = r#"echo "kernel=$(uname -r)"
 echo "arch=$(uname -m)"
 echo "hostname=$(hostname 2>/dev/null || cat /proc/sys/kernel/hostname)"
-echo "fqdn=$(hostname -f 2>/dev/null || hostname 2>/dev/null)"
 echo "vcpus=$(getconf _NPROCESSORS_ONLN 2>/dev/null || nproc)"
 echo "memtotal_kb=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)"
 echo "memfree_kb=$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo)"
 if [ -r /etc/os-release ]; then . /etc/os-release; echo "distribution=$NAME"; echo "os_id=$ID"; echo "distribution_version=$VERSION_ID"; fi
 if [ -d /run/systemd/system ]; then echo service_mgr=systemd; else echo "service_mgr=$(cat /proc/1/comm 2>/dev/null)"; fi
 echo "user_id=$(id -un)"
-echo "pagesize=$(getconf PAGESIZE)"
 "#;
 
 /// Gathers facts; a host that cannot run the probe at all is an error of the transport.
@@ -41,7 +40,6 @@ pub fn gather(t: &mut dyn Transport) -> Result<Map<String, Value>, TransportErro
         json!(get("hostname").split('.').next().unwrap_or_default()),
     );
     facts.insert("nodename".into(), json!(get("hostname")));
-    facts.insert("fqdn".into(), json!(get("fqdn")));
     facts.insert("processor_vcpus".into(), json!(num("vcpus")));
     facts.insert("processor_nproc".into(), json!(num("vcpus")));
     facts.insert("memtotal_mb".into(), json!(num("memtotal_kb") / 1024));
