@@ -4,6 +4,7 @@
 //! A [`Transport`] is one live connection to one host, reused for every task and transfer of a
 //! run. Implementations are blocking; async callers drive them under `spawn_blocking`.
 
+pub mod local;
 pub mod quote;
 pub mod ssh;
 

@@ -1,0 +1,106 @@
+//! `ansible.builtin.copy`: a file's content from `content` or a local `src`, plus mode/owner.
+
+use super::util::{fix_attributes, read_regular, stat, write_if_changed, Stat};
+use super::{arg, Args, Kind, ModuleCtx, ModuleSpec, Outcome, TaskError};
+
+pub static SPEC: ModuleSpec = ModuleSpec {
+    fqcn: "ansible.builtin.copy",
+    short: "copy",
+    args: &[
+        arg("src", Kind::Str),
+        arg("content", Kind::Str),
+        arg("dest", Kind::Str),
+        arg("mode", Kind::Mode),
+        arg("owner", Kind::Str),
+        arg("group", Kind::Str),
+        arg("force", Kind::Bool),
+    ],
+    required: &["dest"],
+    one_of: &["src", "content"],
+    free_form: false,
+    run,
+};
+
+fn run(args: &Args, ctx: &mut ModuleCtx) -> Result<Outcome, TaskError> {
+    let mut dest = args.req_str("dest")?;
+    let mode = args.mode("mode")?;
+    let owner = args.str("owner")?;
+    let group = args.str("group")?;
+    let force = args.bool("force", true)?;
+    let content = match (args.str("content")?, args.str("src")?) {
+        (Some(_), Some(_)) => {
+            return Err(TaskError::Failed(
+                "copy: src and content are mutually exclusive".into(),
+            ))
+        }
+        (Some(c), None) => c,
+        (None, Some(src)) => {
+            let candidates = [
+                ctx.playbook_dir.join("files").join(&src),
+                ctx.playbook_dir.join(&src),
+            ];
+            let found = candidates.iter().find(|p| p.is_file()).ok_or_else(|| {
+                TaskError::Failed(format!(
+                    "copy: src {src} not found (looked in {} and its files/)",
+                    ctx.playbook_dir.display()
+                ))
+            })?;
+            let text = std::fs::read(found)
+                .map_err(|e| TaskError::Failed(format!("copy: {}: {e}", found.display())))?;
+            if dest.ends_with('/') || stat(ctx.t, &dest)?.is_some_and(|s| s.is_dir) {
+                let base = std::path::Path::new(&src)
+                    .file_name()
+                    .map(|b| b.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                dest = format!("{}/{base}", dest.trim_end_matches('/'));
+            }
+            String::from_utf8_lossy(&text).into_owned()
+        }
+        (None, None) => {
+            return Err(TaskError::Failed(
+                "copy: one of src, content is required".into(),
+            ))
+        }
+    };
+    let mut out = Outcome::ok(dest.clone());
+    let existing = read_regular(ctx.t, &dest)?;
+    let mut written = false;
+    if existing.is_none() || force {
+        if let Some(d) =
+            write_if_changed(ctx.t, &dest, existing.as_ref(), &content, mode, ctx.check)?
+        {
+            out.changed = true;
+            out.diffs.push(d);
+            written = true;
+        }
+    }
+    // What the file has now, without another round trip where we already know it: a write
+    // set `mode`; only owner/group of a new file need a fresh look.
+    let current = match existing {
+        Some(e) => Some(Stat {
+            mode: if written {
+                mode.unwrap_or(e.stat.mode)
+            } else {
+                e.stat.mode
+            },
+            ..e.stat
+        }),
+        None if !ctx.check && (owner.is_some() || group.is_some()) => stat(ctx.t, &dest)?,
+        None => None,
+    };
+    if let Some(current) = current {
+        if let Some(d) = fix_attributes(
+            ctx.t,
+            &dest,
+            &current,
+            mode,
+            owner.as_deref(),
+            group.as_deref(),
+            ctx.check,
+        )? {
+            out.changed = true;
+            out.diffs.push(d);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,195 @@
+//! File and command helpers shared by modules; every path and value is shell-quoted.
+
+use super::{Diff, TaskError};
+use crate::transport::{shell_quote, ExecOutput, Transport};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stat {
+    pub is_dir: bool,
+    pub is_file: bool,
+    pub mode: u32,
+    pub owner: String,
+    pub group: String,
+}
+
+/// `stat` of `path` on the host; `None` when it does not exist.
+pub fn stat(t: &mut dyn Transport, path: &str) -> Result<Option<Stat>, TaskError> {
+    let q = shell_quote(path);
+    let out = t.exec(
+        &format!(
+            "if [ -e {q} ] || [ -L {q} ]; then stat -c '%F|%a|%U|%G' -- {q}; else echo absent; fi"
+        ),
+        None,
+    )?;
+    if !out.success() {
+        return Err(TaskError::Failed(format!(
+            "stat {path}: {}",
+            out.stderr_str().trim()
+        )));
+    }
+    let text = out.stdout_str();
+    let line = text.trim();
+    if line == "absent" {
+        return Ok(None);
+    }
+    let parts: Vec<&str> = line.split('|').collect();
+    if parts.len() != 4 {
+        return Err(TaskError::Failed(format!(
+            "stat {path}: unexpected output {line:?}"
+        )));
+    }
+    Ok(Some(Stat {
+        is_dir: parts[0] == "directory",
+        is_file: parts[0].starts_with("regular"),
+        mode: u32::from_str_radix(parts[1], 8).unwrap_or(0),
+        owner: parts[2].to_string(),
+        group: parts[3].to_string(),
+    }))
+}
+
+/// Runs `cmd`; a non-zero exit is a task failure naming `what`.
+pub fn run_ok(t: &mut dyn Transport, cmd: &str, what: &str) -> Result<ExecOutput, TaskError> {
+    let out = t.exec(cmd, None)?;
+    if out.success() {
+        Ok(out)
+    } else {
+        Err(TaskError::Failed(format!(
+            "{what} failed (rc={}): {}",
+            out.status,
+            out.stderr_str().trim()
+        )))
+    }
+}
+
+/// A configuration file as read before changing it: its text and its attributes.
+#[derive(Debug, Clone)]
+pub struct Existing {
+    pub text: String,
+    pub stat: Stat,
+}
+
+/// Reads a configuration file the module may replace: it must be a regular file (or absent).
+/// Reading a fifo would hang and replacing a device by rename would destroy it.
+pub fn read_regular(t: &mut dyn Transport, path: &str) -> Result<Option<Existing>, TaskError> {
+    match stat(t, path)? {
+        None => Ok(None),
+        Some(st) if st.is_file => Ok(Some(Existing {
+            text: read_text(t, path)?.unwrap_or_default(),
+            stat: st,
+        })),
+        Some(_) => Err(TaskError::Failed(format!(
+            "{path} is not a regular file; not touching it"
+        ))),
+    }
+}
+
+pub fn read_text(t: &mut dyn Transport, path: &str) -> Result<Option<String>, TaskError> {
+    Ok(t.read_file(path)?
+        .map(|b| String::from_utf8_lossy(&b).into_owned()))
+}
+
+/// Brings mode/owner/group of an existing `path` to what is asked; returns whether anything
+/// differs (and was changed unless `check`), with a diff of the attributes.
+pub fn fix_attributes(
+    t: &mut dyn Transport,
+    path: &str,
+    current: &Stat,
+    mode: Option<u32>,
+    owner: Option<&str>,
+    group: Option<&str>,
+    check: bool,
+) -> Result<Option<Diff>, TaskError> {
+    let mut before = Vec::new();
+    let mut after = Vec::new();
+    let q = shell_quote(path);
+    if let Some(m) = mode {
+        if current.mode != m {
+            before.push(format!("mode: {:04o}", current.mode));
+            after.push(format!("mode: {m:04o}"));
+            if !check {
+                run_ok(t, &format!("chmod {m:o} -- {q}"), "chmod")?;
+            }
+        }
+    }
+    if let Some(o) = owner {
+        if current.owner != o {
+            before.push(format!("owner: {}", current.owner));
+            after.push(format!("owner: {o}"));
+            if !check {
+                run_ok(t, &format!("chown {} -- {q}", shell_quote(o)), "chown")?;
+            }
+        }
+    }
+    if let Some(g) = group {
+        if current.group != g {
+            before.push(format!("group: {}", current.group));
+            after.push(format!("group: {g}"));
+            if !check {
+                run_ok(t, &format!("chgrp {} -- {q}", shell_quote(g)), "chgrp")?;
+            }
+        }
+    }
+    if before.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Diff {
+        label: format!("{path} (attributes)"),
+        before: before.join("\n") + "\n",
+        after: after.join("\n") + "\n",
+    }))
+}
+
+/// Writes `content` to `path` if it differs; returns the diff when it did (or would).
+pub fn ensure_content(
+    t: &mut dyn Transport,
+    path: &str,
+    content: &str,
+    mode: Option<u32>,
+    check: bool,
+) -> Result<Option<Diff>, TaskError> {
+    let before = read_regular(t, path)?;
+    write_if_changed(t, path, before.as_ref(), content, mode, check)
+}
+
+/// Like [`ensure_content`] for a file the caller has already read with [`read_regular`], so
+/// nothing is read twice (each read is a round trip over SSH).
+pub fn write_if_changed(
+    t: &mut dyn Transport,
+    path: &str,
+    before: Option<&Existing>,
+    content: &str,
+    mode: Option<u32>,
+    check: bool,
+) -> Result<Option<Diff>, TaskError> {
+    if before.is_some_and(|b| b.text == content) {
+        return Ok(None);
+    }
+    if !check {
+        // Like Ansible, a replaced file keeps its permissions; a new one gets 0644.
+        let mode = mode.unwrap_or(before.map_or(0o644, |b| b.stat.mode));
+        if let Err(e) = t.write_file(path, content.as_bytes(), mode) {
+            // A missing directory is the task's problem, not a broken connection. (Under
+            // --check an earlier, simulated task may create it: a change, as in Ansible.)
+            let parent = std::path::Path::new(path)
+                .parent()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            if before.is_none()
+                && !parent.is_empty()
+                && !t
+                    .exec(&format!("[ -d {} ]", shell_quote(&parent)), None)?
+                    .success()
+            {
+                return Err(TaskError::Failed(format!(
+                    "destination directory {parent} does not exist"
+                )));
+            }
+            return Err(e.into());
+        }
+    }
+    Ok(Some(Diff {
+        label: path.to_string(),
+        before: before.map(|b| b.text.clone()).unwrap_or_default(),
+        after: content.to_string(),
+    }))
+}

@@ -1,0 +1,159 @@
+//! `ansible_connection: local`: the same operations on this machine, without SSH. With `become`
+//! as root, commands run directly; otherwise through `sudo -n` like the SSH transport.
+
+use super::{shell_quote, Become, ExecOutput, Transport, TransportError};
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+pub struct LocalTransport {
+    name: String,
+    /// `sudo -n [-u USER]` prefix when escalation is needed; empty when running directly.
+    sudo: Vec<String>,
+}
+
+impl LocalTransport {
+    pub fn new(name: &str, become_: &Become) -> Self {
+        let euid = unsafe { libc::geteuid() };
+        let target_root = become_.user.as_deref().is_none_or(|u| u == "root");
+        let sudo = if !become_.enabled || (euid == 0 && target_root) {
+            Vec::new()
+        } else {
+            let mut v = vec!["sudo".to_string(), "-n".to_string()];
+            if let Some(u) = &become_.user {
+                v.push("-u".into());
+                v.push(u.clone());
+            }
+            v.push("--".into());
+            v
+        };
+        LocalTransport {
+            name: name.to_string(),
+            sudo,
+        }
+    }
+
+    fn direct(&self) -> bool {
+        self.sudo.is_empty()
+    }
+}
+
+fn io(e: std::io::Error) -> TransportError {
+    TransportError::Io(e.to_string())
+}
+
+impl Transport for LocalTransport {
+    fn host(&self) -> &str {
+        &self.name
+    }
+
+    fn exec(&mut self, cmd: &str, stdin: Option<&[u8]>) -> Result<ExecOutput, TransportError> {
+        let mut argv: Vec<String> = self.sudo.clone();
+        argv.extend(["sh".to_string(), "-c".to_string(), cmd.to_string()]);
+        let mut child = Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                if self.direct() {
+                    io(e)
+                } else {
+                    TransportError::Become(format!("{}: cannot run sudo -n: {e}", self.name))
+                }
+            })?;
+        if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            // A command that does not read its stdin closes the pipe; that is not our error.
+            let _ = pipe.write_all(data);
+        }
+        let out = child.wait_with_output().map_err(io)?;
+        let status = out.status.code().unwrap_or(-1);
+        if !self.direct()
+            && status == 1
+            && String::from_utf8_lossy(&out.stderr).contains("sudo: a password is required")
+        {
+            return Err(TransportError::Become(format!(
+                "{}: sudo -n needs a password",
+                self.name
+            )));
+        }
+        Ok(ExecOutput {
+            status,
+            stdout: out.stdout,
+            stderr: out.stderr,
+        })
+    }
+
+    fn read_file(&mut self, path: &str) -> Result<Option<Vec<u8>>, TransportError> {
+        if self.direct() {
+            return match std::fs::read(path) {
+                Ok(b) => Ok(Some(b)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(TransportError::Io(format!("{path}: {e}"))),
+            };
+        }
+        let q = shell_quote(path);
+        let out = self.exec(
+            &format!("if [ -e {q} ]; then cat -- {q}; else exit 3; fi"),
+            None,
+        )?;
+        match out.status {
+            0 => Ok(Some(out.stdout)),
+            3 => Ok(None),
+            _ => Err(TransportError::Io(format!(
+                "{path}: {}",
+                out.stderr_str().trim()
+            ))),
+        }
+    }
+
+    fn write_file(&mut self, path: &str, data: &[u8], mode: u32) -> Result<(), TransportError> {
+        if self.direct() {
+            use std::os::unix::fs::PermissionsExt;
+            let p = std::path::Path::new(path);
+            let dir = p
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            let base = p
+                .file_name()
+                .map(|b| b.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if let Ok(meta) = std::fs::symlink_metadata(p) {
+                if !meta.file_type().is_file() {
+                    return Err(TransportError::Io(format!(
+                        "{path}: not a regular file; not replacing it"
+                    )));
+                }
+            }
+            let tmp = dir.join(format!(".{base}.c1m-{}", std::process::id()));
+            let write = || -> std::io::Result<()> {
+                std::fs::write(&tmp, data)?;
+                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+                std::fs::rename(&tmp, p)
+            };
+            return write().map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                TransportError::Io(format!("{path}: {e}"))
+            });
+        }
+        let q = shell_quote(path);
+        let tmp = shell_quote(&format!("{path}.c1m-tmp"));
+        let cmd = format!(
+            "cat > {tmp} && chmod {mode:o} {tmp} && mv -f {tmp} {q} || {{ rm -f {tmp}; exit 1; }}"
+        );
+        let out = self.exec(&cmd, Some(data))?;
+        if out.success() {
+            Ok(())
+        } else {
+            Err(TransportError::Io(format!(
+                "{path}: {}",
+                out.stderr_str().trim()
+            )))
+        }
+    }
+}
