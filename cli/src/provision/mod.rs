@@ -4,14 +4,14 @@
 
 mod output;
 
-use crate::inventory::{self, Connection, Host, Inventory};
+use crate::inventory::{self, Inventory};
 use crate::playbook::exec::{
     self, HostContext, HostReport, RunOptions, Stats, Status, Step, TaskResult,
 };
 use crate::playbook::template::Vars;
 use crate::playbook::{self, Play, Playbook};
-use crate::transport::local::LocalTransport;
-use crate::transport::{ssh, Become, Transport};
+use crate::transport::open::ConnectSettings;
+use crate::transport::Transport;
 use anyhow::{bail, Context};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
@@ -175,39 +175,8 @@ struct Runner {
     conn: Arc<ConnectSettings>,
 }
 
-/// How to open a host's connection.
-struct ConnectSettings {
-    /// `--known-hosts`, which wins over the inventory's `c1m_known_hosts`.
-    known_hosts: Option<PathBuf>,
-    accept_new: bool,
-    /// Some play asks for `become`: the connection escalates (it is shared by all plays).
-    any_become: bool,
-    become_user: Option<String>,
-}
-
 /// A host's connection between plays; `None` before the first connect.
 type Conn = Option<Box<dyn Transport>>;
-
-impl ConnectSettings {
-    fn connect(&self, host: &Host) -> Result<Box<dyn Transport>, crate::transport::TransportError> {
-        let mut become_: Become = host.become_();
-        become_.enabled |= self.any_become;
-        if become_.user.is_none() {
-            become_.user = self.become_user.clone();
-        }
-        match host.connection() {
-            Connection::Local => Ok(Box::new(LocalTransport::new(&host.name, &become_))),
-            Connection::Ssh => {
-                let known_hosts = self
-                    .known_hosts
-                    .clone()
-                    .unwrap_or_else(|| host.known_hosts());
-                let cfg = host.ssh_config(&known_hosts, self.accept_new, become_);
-                ssh::connect(&without_needless_become(cfg))
-            }
-        }
-    }
-}
 
 impl Runner {
     async fn run_all(&self, books: &[Playbook], limited: &[String]) -> BTreeMap<String, Stats> {
@@ -334,16 +303,6 @@ impl Runner {
         let _ = multi.clear();
         reports
     }
-}
-
-/// Logged in as root and asked to become root: nothing to escalate, so no `sudo` is needed on
-/// the host (minimal VMs often have none).
-fn without_needless_become(mut cfg: ssh::SshConfig) -> ssh::SshConfig {
-    let target_root = cfg.become_.user.as_deref().is_none_or(|u| u == "root");
-    if cfg.user == "root" && target_root {
-        cfg.become_.enabled = false;
-    }
-    cfg
 }
 
 fn unreachable_report(host: &str, msg: String) -> HostReport {

@@ -5,6 +5,7 @@
 //! run. Implementations are blocking; async callers drive them under `spawn_blocking`.
 
 pub mod local;
+pub mod open;
 pub mod quote;
 pub mod ssh;
 
