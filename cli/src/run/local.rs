@@ -3,7 +3,7 @@
 //! tears down (also on Ctrl-C and on failure) and writes the run directory.
 
 use super::netns::{self, PrivateNetns};
-use super::preflight::{self, Demand};
+use super::preflight;
 use super::sampler::{kernel_total, KernelSample};
 use super::view::{Frame, View};
 use super::{binaries, RunArgs};
@@ -165,16 +165,9 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     }
 
     // Preflight: every limit that would stop the run, with its fix.
-    let tuning = preflight::read_tuning();
-    let findings = preflight::check(
-        &Demand {
-            connections: n,
-            ports: args.ports,
-            source_ips: ips.len(),
-        },
-        &tuning,
-        true,
-    );
+    let facts = preflight::local_facts()?;
+    let tuning = facts.tuning();
+    let findings = preflight::check(n, args.ports, ips.len(), &facts);
     println!(
         "preflight for {} connections on this machine (both ends local):",
         fmt::int(n)
