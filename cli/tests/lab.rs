@@ -299,3 +299,82 @@ fn lab_ssh_without_a_lab_is_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("the lab is not up"), "{err}");
 }
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// `ansible_host` of every host of an inventory, as (name, address), server first.
+fn inventory_hosts(path: &Path) -> Vec<(String, String)> {
+    let inv: serde_yaml::Value = serde_yaml::from_str(&fs::read_to_string(path).unwrap()).unwrap();
+    let mut hosts = Vec::new();
+    for group in ["server", "clients"] {
+        for (name, hv) in inv["all"]["children"][group]["hosts"].as_mapping().unwrap() {
+            hosts.push((
+                name.as_str().unwrap().to_string(),
+                hv["ansible_host"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    hosts
+}
+
+/// `vagrant validate` in a scratch copy of vm/ (the Vagrantfile makes keys next to itself).
+fn vagrant_validate(dir: &Path, env: &[(&str, &str)]) -> Output {
+    Command::new("vagrant")
+        .args(["validate", "--ignore-provider"])
+        .current_dir(dir)
+        .env("VAGRANT_CHECKPOINT_DISABLE", "1")
+        .env("VAGRANT_HOME", dir.join("vagrant.d"))
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn vagrantfile_validates_and_matches_the_inventories() {
+    let root = repo_root();
+    let vagrantfile = fs::read_to_string(root.join("vm/Vagrantfile")).unwrap();
+    // The Vagrant lab and `c1m lab` have the same names and addresses, and each inventory
+    // says so.
+    let lab = inventory_hosts(&root.join("inventory/lab.yml"));
+    let vagrant = inventory_hosts(&root.join("inventory/vagrant.yml"));
+    assert_eq!(lab, vagrant);
+    for (name, addr) in &vagrant {
+        let line = format!("name: \"{name}\",");
+        let vm_line = vagrantfile
+            .lines()
+            .find(|l| l.contains(&line))
+            .unwrap_or_else(|| panic!("{name} not defined in vm/Vagrantfile"));
+        assert!(vm_line.contains(&format!("ip: \"{addr}\"")), "{vm_line}");
+    }
+
+    if !require("vagrant", on_path("vagrant")) {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("c1m-vagrant-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    fs::copy(root.join("vm/Vagrantfile"), dir.join("Vagrantfile")).unwrap();
+    let ok = vagrant_validate(&dir, &[]);
+    let bad = vagrant_validate(&dir, &[("C1M_SERVER_MEMORY", "lots")]);
+    let known_hosts = fs::read_to_string(dir.join(".c1m/known_hosts")).unwrap_or_default();
+    let _ = fs::remove_dir_all(&dir);
+    assert!(ok.status.success(), "vagrant validate: {}", text(&ok));
+    assert!(
+        !bad.status.success(),
+        "a bad memory size validated: {}",
+        text(&bad)
+    );
+    // The host keys the Vagrantfile made are pinned, one per VM address.
+    let pinned: Vec<&str> = known_hosts
+        .lines()
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(
+        pinned,
+        vagrant.iter().map(|(_, a)| a.as_str()).collect::<Vec<_>>()
+    );
+}
