@@ -262,8 +262,14 @@ fn lab_up_ssh_status_down() {
     pids_after.sort();
     assert_eq!(pids_before, pids_after);
 
-    // down: nothing left; down again is fine.
+    // down after a crash: the state file and srv's pid file are gone; down still finds srv's
+    // QEMU by its command line and stops all four.
+    fs::remove_file(guard.state_dir().join("lab.json")).unwrap();
+    fs::remove_file(guard.state_dir().join("vms/srv/qemu.pid")).unwrap();
     let down = guard.lab(&["down"]);
+    let down_out = String::from_utf8_lossy(&down.stdout).into_owned();
+    assert!(down_out.contains("stopped stray QEMU"), "{down_out}");
+    assert_eq!(down_out.matches("lab: stopped ").count(), 4, "{down_out}");
     assert!(down.status.success(), "down: {}", text(&down));
     assert!(
         live_qemus(&guard.state_dir()).is_empty(),
