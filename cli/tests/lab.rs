@@ -384,3 +384,28 @@ fn vagrantfile_validates_and_matches_the_inventories() {
         vagrant.iter().map(|(_, a)| a.as_str()).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn a_concurrent_up_or_down_is_refused() {
+    use std::os::fd::AsRawFd;
+    let dir = std::env::temp_dir().join(format!("c1m-lab-lock-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    // This test holds the lab's lock, as a running `c1m lab up` would.
+    let held = fs::File::create(dir.join("lock")).unwrap();
+    // SAFETY: flock on a descriptor this test owns.
+    assert_eq!(unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let out = c1m()
+        .args(["lab", "--state-dir"])
+        .arg(&dir)
+        .arg("down")
+        .output()
+        .unwrap();
+    drop(held);
+    let _ = fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("another `c1m lab up` or `down` is running"),
+        "{}",
+        text(&out)
+    );
+}

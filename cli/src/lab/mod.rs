@@ -70,8 +70,14 @@ pub enum Action {
 pub fn cmd(args: LabArgs) -> anyhow::Result<u8> {
     let paths = layout::Paths::new(&args.state_dir);
     match args.action {
-        Action::Up(up) => up::up(&up, &paths, &args.cache_dir),
-        Action::Down => down::down(&paths),
+        Action::Up(up) => {
+            let _lock = lock(&paths)?;
+            up::up(&up, &paths, &args.cache_dir)
+        }
+        Action::Down => {
+            let _lock = lock(&paths)?;
+            down::down(&paths)
+        }
         Action::Status => status::status(&paths),
         Action::Ssh { name, command } => status::ssh(&paths, &name, &command),
         Action::Image { mirror } => {
@@ -98,4 +104,23 @@ fn require_tools(tools: &[&str]) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// One `up` or `down` at a time per state directory; the lock goes with the returned file.
+fn lock(paths: &layout::Paths) -> anyhow::Result<std::fs::File> {
+    use anyhow::Context;
+    use std::os::fd::AsRawFd;
+    std::fs::create_dir_all(&paths.root)
+        .with_context(|| format!("creating {}", paths.root.display()))?;
+    let path = paths.root.join("lock");
+    let file =
+        std::fs::File::create(&path).with_context(|| format!("opening {}", path.display()))?;
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        anyhow::bail!(
+            "another `c1m lab up` or `down` is running on {}",
+            paths.root.display()
+        );
+    }
+    Ok(file)
 }
