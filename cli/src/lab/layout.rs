@@ -44,8 +44,9 @@ impl VmSpec {
 }
 
 /// Guest memory for a run of `connections` in total: the server holds every connection, each
-/// client a third. Kernel socket memory dominates (~4.5 KiB per idle connection on the server,
-/// ~1.6 KiB per client-side one); the base covers the guest's kernel and userspace.
+/// client a third. The budget (4.5 KiB per connection on the server, 1.6 KiB per connection in
+/// each client, plus a base for the guest's kernel and userspace) gives the issue's ~5 GiB and
+/// ~2 GiB at 1M; it is a budget for kernel socket memory, not a measurement.
 pub fn memory_mib(role: Role, connections: u64) -> u64 {
     let per_million = match role {
         Role::Server => 4608,
