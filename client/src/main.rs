@@ -12,7 +12,7 @@ use c1m_proto::errors;
 use c1m_proto::fanout::Children;
 use c1m_proto::layout::{self, Layout};
 use c1m_proto::stats::{emit, now_ms, ClientStats};
-use c1m_proto::{procfs, signals, sys};
+use c1m_proto::{procfs, signals};
 use clap::Parser;
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -33,18 +33,10 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<u8> {
-    if let Some(parent) = args.workers.child_of {
-        if !sys::die_with_parent(parent) {
-            return Ok(1);
-        }
+    if !args.workers.adopt_parent() {
+        return Ok(1);
     }
-    if args.ports == 0 || u32::from(args.port) + u32::from(args.ports) > 65_536 {
-        bail!(
-            "--port {} --ports {} does not fit in 1..65535",
-            args.port,
-            args.ports
-        );
-    }
+    layout::check_ports(args.port, args.ports).map_err(anyhow::Error::msg)?;
     let sources = targets::expand_ips(&args.source_ips).map_err(anyhow::Error::msg)?;
     let targets = Targets::new(sources, args.target, args.port, args.ports);
     let per_pair = targets::local_port_count();

@@ -159,6 +159,24 @@ pub struct WorkerArgs {
     pub child_of: Option<u32>,
 }
 
+impl WorkerArgs {
+    /// For a worker process: dies with its supervisor. False when the supervisor is already
+    /// gone, and the worker should exit at once.
+    pub fn adopt_parent(&self) -> bool {
+        self.child_of.is_none_or(crate::sys::die_with_parent)
+    }
+}
+
+/// `--port P --ports N` must name ports inside 1..=65535.
+pub fn check_ports(port: u16, ports: u16) -> Result<(), String> {
+    if ports == 0 || port == 0 || u32::from(port) + u32::from(ports) > 65_536 {
+        return Err(format!(
+            "--port {port} --ports {ports} does not fit in 1..65535"
+        ));
+    }
+    Ok(())
+}
+
 /// Raises the fd limit and plans where `connections` go: the layout, and the line that says so.
 /// `reserved`: fds each table needs besides connections and stdio (epoll, listeners).
 pub fn place(

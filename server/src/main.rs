@@ -28,18 +28,10 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<u8> {
-    if let Some(parent) = args.workers.child_of {
-        if !sys::die_with_parent(parent) {
-            return Ok(0);
-        }
+    if !args.workers.adopt_parent() {
+        return Ok(0);
     }
-    if args.ports == 0 || u32::from(args.port) + u32::from(args.ports) > 65_536 {
-        bail!(
-            "--port {} --ports {} does not fit in 1..65535",
-            args.port,
-            args.ports
-        );
-    }
+    layout::check_ports(args.port, args.ports).map_err(anyhow::Error::msg)?;
     let (plan, line) = layout::place(
         "server",
         args.connections,
