@@ -280,12 +280,14 @@ fn connect_all(args: &Args, plan: &Layout, targets: Targets, fd_limit: usize) ->
     let targets = Arc::new(targets);
     let (ready_tx, ready_rx) = mpsc::channel();
     let n = args.connections;
+    // Staged workers fill `width` at a time: one per core, but never more than there are.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let stages = args.staged.then(|| Arc::new(worker::Stages::new(cores)));
+    let width = cores.min(threads);
+    let stages = args.staged.then(|| Arc::new(worker::Stages::new(width)));
     for index in 0..threads {
         let t = threads as u64;
-        // Staged workers fill one per core at a time and share the window and rate that way.
-        let split = if args.staged { cores as u64 } else { t };
+        // Only the active workers share the window and the rate.
+        let split = if args.staged { width as u64 } else { t };
         let plan = Plan {
             index,
             threads,
