@@ -275,3 +275,39 @@ fn a_run_that_cannot_fit_is_refused_with_the_fix() {
     assert!(stdout.contains("✗ 4-tuples"), "{stdout}");
     assert!(stdout.contains("source IPs"), "{stdout}");
 }
+
+#[test]
+fn a_forced_run_whose_client_gives_up_ends_at_once() {
+    let out_dir = tmp("forced");
+    let t = Instant::now();
+    let out = c1m()
+        .args([
+            "run",
+            "--connections",
+            "30000",
+            "--ports",
+            "1",
+            "--source-ips",
+            "127.0.0.2",
+        ])
+        .args(["--port", "36000", "--force", "--no-progress"])
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        t.elapsed()
+    );
+    let run = std::fs::canonicalize(out_dir.join("latest")).unwrap();
+    let s = read_json(&run.join("run.json"));
+    assert_eq!(s["outcome"], "not_reached");
+    assert!(
+        s["reason"].as_str().unwrap().contains("4-tuples"),
+        "{}",
+        s["reason"]
+    );
+    assert_gone(&pids(&run));
+}

@@ -460,6 +460,9 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     // Ctrl-C is not needed: the groups are SIGKILLed after the grace period.
     if client_alive {
         signal_group(&client, libc::SIGTERM);
+    } else {
+        // The client's end of output was already seen: the drain below will not see it again.
+        signal_group(&server, libc::SIGTERM);
     }
     let drain = async {
         while let Some(m) = rx.recv().await {
