@@ -189,13 +189,21 @@ pub async fn run(args: RunArgs) -> Result<u8> {
         println!("  note: running in this network namespace ({why}); its TCP hash table was sized at boot");
         None
     } else {
-        let ns = PrivateNetns::create(netns::buckets_for(2 * n))?;
-        println!(
-            "network namespace: {} (loopback only, {} established-hash buckets)",
-            ns.name,
-            fmt::int(ns.ehash_entries)
-        );
-        Some(ns)
+        match PrivateNetns::create(netns::buckets_for(2 * n)) {
+            Ok(ns) => {
+                println!(
+                    "network namespace: {} (loopback only, {} established-hash buckets)",
+                    ns.name,
+                    fmt::int(ns.ehash_entries)
+                );
+                Some(ns)
+            }
+            // A container may forbid namespaces; the run still works, only slower.
+            Err(e) => {
+                println!("  note: running in this network namespace ({e:#})");
+                None
+            }
+        }
     };
 
     let started_at = chrono::Utc::now();
