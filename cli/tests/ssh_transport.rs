@@ -2,7 +2,8 @@
 
 mod support;
 
-use c1m::transport::ssh::{self, upload_if_changed, SshConfig};
+use c1m::transport::ssh::{self, SshConfig};
+use c1m::transport::upload::upload_if_changed;
 use c1m::transport::{shell_quote, Become, Transport, TransportError};
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -2,6 +2,7 @@
 //! loopback ([`local`]); the run directory layout is in [`crate::rundir`].
 
 pub mod binaries;
+pub mod deploy;
 pub mod local;
 pub mod netns;
 pub mod preflight;

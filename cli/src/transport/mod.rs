@@ -8,6 +8,7 @@ pub mod local;
 pub mod open;
 pub mod quote;
 pub mod ssh;
+pub mod upload;
 
 pub use quote::shell_quote;
 

@@ -5,9 +5,6 @@ mod auth;
 mod channel_io;
 mod key_file;
 mod known_hosts;
-mod upload;
-
-pub use upload::upload_if_changed;
 
 use super::{shell_quote, Become, ExecOutput, Transport, TransportError};
 use ssh2::{MethodType, OpenFlags, OpenType, Session};

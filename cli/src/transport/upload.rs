@@ -1,6 +1,6 @@
 //! Deploying a file only when it differs, so re-running a playbook does not re-send binaries.
 
-use super::super::{shell_quote, Transport, TransportError};
+use super::{shell_quote, Transport, TransportError};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 
