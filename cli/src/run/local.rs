@@ -129,6 +129,43 @@ struct Track {
     cpu_busy: Vec<f64>,
 }
 
+impl Track {
+    /// Takes in one line of the client's output; returns it as a layout line if it is one.
+    fn client_line(&mut self, l: &str) -> Option<LayoutLine> {
+        if let Ok(s) = serde_json::from_str::<ClientStats>(l) {
+            if s.event == "summary" {
+                self.client_summary = Some(s.clone());
+            }
+            self.client = s;
+            return None;
+        }
+        layout_line(l)
+    }
+
+    /// Takes in one line of the server's output; returns it as a layout line if it is one.
+    fn server_line(&mut self, l: &str) -> Option<LayoutLine> {
+        if let Ok(s) = serde_json::from_str::<ServerStats>(l) {
+            if s.event == "summary" {
+                self.server_summary = Some(s.clone());
+            }
+            self.server = s;
+            return None;
+        }
+        layout_line(l)
+    }
+}
+
+fn layout_line(l: &str) -> Option<LayoutLine> {
+    serde_json::from_str::<LayoutLine>(l)
+        .ok()
+        .filter(|x| x.event == "layout")
+}
+
+/// Keeps a binary's raw line in the run directory; a failed write loses only that copy.
+async fn append(f: &mut tokio::fs::File, l: &str) {
+    let _ = f.write_all(format!("{l}\n").as_bytes()).await;
+}
+
 /// /proc/stat busy fraction between two readings.
 fn cpu_times() -> (u64, u64) {
     let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
@@ -242,11 +279,9 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     let ready = tokio::time::timeout(Duration::from_secs(30), async {
         while let Some(m) = rx.recv().await {
             if let Msg::Server(Some(l)) = m {
-                server_raw.write_all(format!("{l}\n").as_bytes()).await.ok();
-                if let Ok(layout) = serde_json::from_str::<LayoutLine>(&l) {
-                    if layout.event == "layout" {
-                        return Some(layout);
-                    }
+                append(&mut server_raw, &l).await;
+                if let Some(layout) = track.server_line(&l) {
+                    return Some(layout);
                 }
             } else if let Msg::Server(None) = m {
                 return None;
@@ -339,11 +374,8 @@ pub async fn run(args: RunArgs) -> Result<u8> {
             }
             m = rx.recv() => match m {
                 Some(Msg::Client(Some(l))) => {
-                    client_raw.write_all(format!("{l}\n").as_bytes()).await.ok();
-                    if let Ok(s) = serde_json::from_str::<ClientStats>(&l) {
-                        if s.event == "summary" { track.client_summary = Some(s.clone()); }
-                        track.client = s;
-                    } else if let Ok(layout) = serde_json::from_str::<LayoutLine>(&l) {
+                    append(&mut client_raw, &l).await;
+                    if let Some(layout) = track.client_line(&l) {
                         view.note(&format!(
                             "client: {} process(es) × {} thread(s) from {} source IP(s), {} per fd table",
                             layout.procs, layout.threads_per_proc, targets::expand_ips(&source_ips).map_or(0, |v| v.len()), fmt::int(layout.conns_per_table)
@@ -370,11 +402,8 @@ pub async fn run(args: RunArgs) -> Result<u8> {
                     break;
                 }
                 Some(Msg::Server(Some(l))) => {
-                    server_raw.write_all(format!("{l}\n").as_bytes()).await.ok();
-                    if let Ok(s) = serde_json::from_str::<ServerStats>(&l) {
-                        if s.event == "summary" { track.server_summary = Some(s.clone()); }
-                        track.server = s;
-                    }
+                    append(&mut server_raw, &l).await;
+                    track.server_line(&l);
                 }
                 Some(Msg::Server(None)) => {
                     outcome = "failed";
@@ -476,23 +505,17 @@ pub async fn run(args: RunArgs) -> Result<u8> {
         while let Some(m) = rx.recv().await {
             match m {
                 Msg::Client(Some(l)) => {
-                    client_raw.write_all(format!("{l}\n").as_bytes()).await.ok();
-                    if let Ok(s) = serde_json::from_str::<ClientStats>(&l) {
-                        if s.event == "summary" {
-                            track.client_summary = Some(s.clone());
-                            signal_group(&server, libc::SIGTERM);
-                        }
-                        track.client = s;
+                    append(&mut client_raw, &l).await;
+                    let had_summary = track.client_summary.is_some();
+                    track.client_line(&l);
+                    if !had_summary && track.client_summary.is_some() {
+                        // The client's figures are in: the server may go.
+                        signal_group(&server, libc::SIGTERM);
                     }
                 }
                 Msg::Server(Some(l)) => {
-                    server_raw.write_all(format!("{l}\n").as_bytes()).await.ok();
-                    if let Ok(s) = serde_json::from_str::<ServerStats>(&l) {
-                        if s.event == "summary" {
-                            track.server_summary = Some(s.clone());
-                        }
-                        track.server = s;
-                    }
+                    append(&mut server_raw, &l).await;
+                    track.server_line(&l);
                 }
                 Msg::Client(None) => signal_group(&server, libc::SIGTERM),
                 Msg::Server(None) => {}
