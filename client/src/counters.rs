@@ -48,12 +48,3 @@ pub fn add(c: &AtomicU64, v: u64) {
 pub fn sum(all: &[Counters], f: fn(&Counters) -> &AtomicU64) -> u64 {
     all.iter().map(|c| f(c).load(Relaxed)).sum()
 }
-
-/// Errors so far, all kinds.
-pub fn errors_total(all: &[Counters]) -> u64 {
-    all.iter()
-        .map(|c| {
-            c.errors.iter().map(|e| e.load(Relaxed)).sum::<u64>() + c.echo_mismatch.load(Relaxed)
-        })
-        .sum()
-}
