@@ -107,6 +107,20 @@ pub struct LimitHit {
     pub evidence: String,
 }
 
+/// Which limit an error name in `errors` points at: `EMFILE`/`ENFILE` the fd cap,
+/// `EADDRNOTAVAIL` the 4-tuple space, `ENOMEM`/`ENOBUFS` memory, anything naming conntrack the
+/// conntrack table. Server-side names carry a prefix (`server_accept_EMFILE`).
+pub fn limit_kind(error: &str) -> Option<&'static str> {
+    let bare = error.rsplit('_').next().unwrap_or(error);
+    match bare {
+        "EMFILE" | "ENFILE" => Some("fd_cap"),
+        "EADDRNOTAVAIL" => Some("ports_x_ips"),
+        "ENOMEM" | "ENOBUFS" => Some("memory"),
+        _ if error.to_ascii_lowercase().contains("conntrack") => Some("conntrack"),
+        _ => None,
+    }
+}
+
 /// What the run was asked to do.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default)]

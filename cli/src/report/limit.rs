@@ -16,18 +16,7 @@ struct Clue {
     evidence: String,
 }
 
-/// Which limit each errno points at.
-fn errno_kind(errno: &str) -> Option<&'static str> {
-    // The server prefixes where it saw the error: `server_accept_EMFILE`.
-    let bare = errno.rsplit('_').next().unwrap_or(errno);
-    match bare {
-        "EMFILE" | "ENFILE" => Some("fd_cap"),
-        "EADDRNOTAVAIL" => Some("ports_x_ips"),
-        "ENOMEM" | "ENOBUFS" => Some("memory"),
-        _ if errno.to_ascii_lowercase().contains("conntrack") => Some("conntrack"),
-        _ => None,
-    }
-}
+use crate::rundir::limit_kind as errno_kind;
 
 pub fn limiting_factor(data: &RunData, r: &RunReport) -> Limit {
     if let Some(l) = data.summary.as_ref().and_then(|s| s.limit.as_ref()) {
