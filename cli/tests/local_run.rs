@@ -25,6 +25,25 @@ fn tmp(name: &str) -> PathBuf {
     d
 }
 
+/// `c1m run ARGS --out <fresh dir> --no-progress`: its output and the run directory it wrote.
+fn run_local(name: &str, args: &[&str]) -> (Output, PathBuf) {
+    let out_dir = tmp(name);
+    let out = c1m()
+        .arg("run")
+        .args(args)
+        .arg("--out")
+        .arg(&out_dir)
+        .arg("--no-progress")
+        .output()
+        .unwrap();
+    (out, out_dir)
+}
+
+/// The run directory `OUT/latest` points at.
+fn latest(out_dir: &Path) -> PathBuf {
+    std::fs::canonicalize(out_dir.join("latest")).unwrap()
+}
+
 fn read_json(p: &Path) -> Value {
     serde_json::from_str(
         &std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
@@ -79,24 +98,12 @@ fn show(out: &Output) -> String {
 
 #[test]
 fn fifty_thousand_connections_all_echoed_and_nothing_left() {
-    let out_dir = tmp("50k");
-    let out = c1m()
-        .args([
-            "run",
-            "--connections",
-            "50000",
-            "--hold",
-            "1s",
-            "--port",
-            "32000",
-        ])
-        .arg("--out")
-        .arg(&out_dir)
-        .arg("--no-progress")
-        .output()
-        .unwrap();
+    let (out, out_dir) = run_local(
+        "50k",
+        &["--connections", "50000", "--hold", "1s", "--port", "32000"],
+    );
     assert!(out.status.success(), "{}", show(&out));
-    let run = std::fs::canonicalize(out_dir.join("latest")).unwrap();
+    let run = latest(&out_dir);
     let s = read_json(&run.join("run.json"));
     assert_eq!(s["outcome"], "reached", "{s}");
     assert_eq!(s["target"], 50000);
@@ -162,7 +169,7 @@ fn a_low_fd_limit_is_met_with_more_fd_tables() {
         .output()
         .expect("prlimit (util-linux) runs");
     assert!(out.status.success(), "{}", show(&out));
-    let run = std::fs::canonicalize(out_dir.join("latest")).unwrap();
+    let run = latest(&out_dir);
     let layouts: Vec<Value> = ["server.jsonl", "client.jsonl"]
         .iter()
         .flat_map(|f| lines(&run.join("hosts/localhost").join(f)))
@@ -183,10 +190,9 @@ fn a_low_fd_limit_is_met_with_more_fd_tables() {
 
 #[test]
 fn worker_processes_when_asked() {
-    let out_dir = tmp("procs");
-    let out = c1m()
-        .args([
-            "run",
+    let (out, out_dir) = run_local(
+        "procs",
+        &[
             "--connections",
             "12000",
             "--hold",
@@ -195,14 +201,10 @@ fn worker_processes_when_asked() {
             "34000",
             "--procs",
             "3",
-        ])
-        .arg("--out")
-        .arg(&out_dir)
-        .arg("--no-progress")
-        .output()
-        .unwrap();
+        ],
+    );
     assert!(out.status.success(), "{}", show(&out));
-    let run = std::fs::canonicalize(out_dir.join("latest")).unwrap();
+    let run = latest(&out_dir);
     let s = read_json(&run.join("run.json"));
     assert_eq!(s["established_peak"], 12000);
     let client = lines(&run.join("hosts/localhost/client.jsonl"));
@@ -248,7 +250,7 @@ fn ctrl_c_stops_everything_within_seconds() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(!status.success(), "an interrupted run is not a success");
-    let run = std::fs::canonicalize(out_dir.join("latest")).unwrap();
+    let run = latest(&out_dir);
     let s = read_json(&run.join("run.json"));
     assert_eq!(s["outcome"], "interrupted");
     assert_gone(&pids(&run));
@@ -278,30 +280,28 @@ fn a_run_that_cannot_fit_is_refused_with_the_fix() {
 
 #[test]
 fn a_forced_run_whose_client_gives_up_ends_at_once() {
-    let out_dir = tmp("forced");
     let t = Instant::now();
-    let out = c1m()
-        .args([
-            "run",
+    let (out, out_dir) = run_local(
+        "forced",
+        &[
             "--connections",
             "30000",
             "--ports",
             "1",
             "--source-ips",
             "127.0.0.2",
-        ])
-        .args(["--port", "36000", "--force", "--no-progress"])
-        .arg("--out")
-        .arg(&out_dir)
-        .output()
-        .unwrap();
+            "--port",
+            "36000",
+            "--force",
+        ],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert!(
         t.elapsed() < Duration::from_secs(15),
         "took {:?}",
         t.elapsed()
     );
-    let run = std::fs::canonicalize(out_dir.join("latest")).unwrap();
+    let run = latest(&out_dir);
     let s = read_json(&run.join("run.json"));
     assert_eq!(s["outcome"], "not_reached");
     assert!(
