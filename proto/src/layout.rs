@@ -157,6 +157,10 @@ pub struct WorkerArgs {
     /// Internal: run as worker process of the given supervisor pid.
     #[arg(long, hide = true)]
     pub child_of: Option<u32>,
+    /// Driven by a controller through stdin (an SSH exec channel): stop as on SIGTERM when stdin
+    /// reaches its end, and lead a process group of its own for the controller to signal.
+    #[arg(long)]
+    pub stop_on_eof: bool,
 }
 
 impl WorkerArgs {
@@ -164,6 +168,13 @@ impl WorkerArgs {
     /// gone, and the worker should exit at once.
     pub fn adopt_parent(&self) -> bool {
         self.child_of.is_none_or(crate::sys::die_with_parent)
+    }
+
+    /// Sets up what `--stop-on-eof` asks for; worker processes are never given it.
+    pub fn take_control(&self) {
+        if self.stop_on_eof && self.child_of.is_none() {
+            crate::signals::controlled_by_stdin();
+        }
     }
 }
 
@@ -212,6 +223,8 @@ pub fn place(
         nofile_soft_before: budget.soft_before,
         nofile_hard: budget.hard,
         pid: std::process::id(),
+        // SAFETY: getpgrp has no preconditions.
+        pgid: unsafe { libc::getpgrp() } as u32,
     };
     Ok((plan, line))
 }

@@ -27,3 +27,34 @@ pub fn stop_requested() -> bool {
 pub fn request_stop() {
     STOP.store(true, Ordering::SeqCst);
 }
+
+/// For a binary driven through a pipe by a remote controller: stdin's end (the SSH channel
+/// closed, deliberately or because the controller or its connection died) asks for a stop, and
+/// the process leads a group of its own so one signal reaches its worker processes too. Under
+/// `sudo` the binary would otherwise share sudo's group; a session leader (sshd's `sh -c` then
+/// `exec`) already leads one, and setpgid's EPERM then changes nothing.
+pub fn controlled_by_stdin() {
+    // SAFETY: setpgid(0, 0) only changes this process's own group.
+    unsafe { libc::setpgid(0, 0) };
+    let spawned = std::thread::Builder::new()
+        .name("stdin-watch".into())
+        .stack_size(64 * 1024)
+        .spawn(|| {
+            use std::io::Read;
+            let mut buf = [0u8; 512];
+            let mut stdin = std::io::stdin().lock();
+            loop {
+                match stdin.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+            request_stop();
+        });
+    if spawned.is_err() {
+        // Without the watcher the controller's signals still stop the process.
+        eprintln!("warning: cannot watch stdin; stop by signal only");
+    }
+}

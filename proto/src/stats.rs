@@ -25,6 +25,9 @@ pub struct LayoutLine {
     pub nofile_soft_before: u64,
     pub nofile_hard: u64,
     pub pid: u32,
+    /// The process group a controller signals to stop this binary and its worker processes.
+    #[serde(default)]
+    pub pgid: u32,
 }
 
 /// A server stats line.

@@ -28,6 +28,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<u8> {
+    args.workers.take_control();
     if !args.workers.adopt_parent() {
         return Ok(0);
     }
