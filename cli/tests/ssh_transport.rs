@@ -2,9 +2,10 @@
 
 mod support;
 
+use c1m::transport::local::LocalTransport;
 use c1m::transport::ssh::{self, SshConfig};
 use c1m::transport::upload::upload_if_changed;
-use c1m::transport::{shell_quote, Become, Transport, TransportError};
+use c1m::transport::{shell_quote, Become, StreamSink, Transport, TransportError};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use support::{Lab, LabOptions, SshHost};
@@ -48,6 +49,74 @@ fn exec_returns_stdout_stderr_and_status() {
     // Killed by a signal.
     assert_eq!(t.exec("kill -9 $$", None).unwrap().status, -1);
     assert_eq!(t.host(), "h0");
+}
+
+/// Records streamed lines; asks for stdin to close once `close_after` has been seen on stdout.
+struct Recorder {
+    lines: Vec<(bool, String, Instant)>,
+    close_after: &'static str,
+    closed_at: Option<Instant>,
+}
+
+impl StreamSink for Recorder {
+    fn line(&mut self, stderr: bool, line: &str) {
+        self.lines.push((stderr, line.to_string(), Instant::now()));
+    }
+    fn close_stdin(&mut self) -> bool {
+        if self.closed_at.is_none() && self.lines.iter().any(|l| l.1 == self.close_after) {
+            self.closed_at = Some(Instant::now());
+        }
+        self.closed_at.is_some()
+    }
+}
+
+/// Lines arrive while the command runs, not at its end; closing stdin is what ends it.
+fn assert_streams(t: &mut dyn Transport) {
+    let mut rec = Recorder {
+        lines: Vec::new(),
+        close_after: "ready",
+        closed_at: None,
+    };
+    let started = Instant::now();
+    let cmd = "echo first; echo oops >&2; sleep 1; echo ready; \
+               while read -r x; do :; done; echo stdin-ended; printf unterminated; exit 7";
+    let status = t.stream(cmd, &mut rec).unwrap();
+    assert_eq!(status, 7, "{:?}", rec.lines);
+    let text: Vec<(bool, &str)> = rec.lines.iter().map(|l| (l.0, l.1.as_str())).collect();
+    let stdout: Vec<&str> = text.iter().filter(|l| !l.0).map(|l| l.1).collect();
+    assert_eq!(stdout, ["first", "ready", "stdin-ended", "unterminated"]);
+    assert!(text.contains(&(true, "oops")), "{text:?}");
+    // `first` came a second before the command ended: it was handed over live.
+    let first = rec.lines.iter().find(|l| l.1 == "first").unwrap().2;
+    let last = rec.lines.last().unwrap().2;
+    assert!(
+        last - first >= Duration::from_millis(800),
+        "{:?}",
+        last - first
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn stream_hands_over_lines_live_and_closing_stdin_ends_the_command() {
+    assert_streams(&mut LocalTransport::new("local", &Become::default()));
+    let Some(lab) = Lab::start(
+        "stream_hands_over_lines_live_and_closing_stdin_ends_the_command",
+        1,
+    ) else {
+        return;
+    };
+    let mut t = connect(&root_config(&lab));
+    assert_streams(t.as_mut());
+    // The session still serves ordinary commands afterwards.
+    assert_eq!(t.exec("echo after", None).unwrap().stdout_str(), "after\n");
+    // A command killed by a signal reports -1.
+    let mut rec = Recorder {
+        lines: Vec::new(),
+        close_after: "never",
+        closed_at: None,
+    };
+    assert_eq!(t.stream("echo x; kill -9 $$", &mut rec).unwrap(), -1);
 }
 
 fn connect_err(cfg: &SshConfig) -> TransportError {

@@ -1,9 +1,10 @@
 //! `ansible_connection: local`: the same operations on this machine, without SSH. With `become`
 //! as root, commands run directly; otherwise through `sudo -n` like the SSH transport.
 
-use super::{shell_quote, Become, ExecOutput, Transport, TransportError};
-use std::io::Write;
+use super::{shell_quote, Become, ExecOutput, StreamSink, Transport, TransportError, STREAM_POLL};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
 
 pub struct LocalTransport {
     name: String,
@@ -35,6 +36,37 @@ impl LocalTransport {
     fn direct(&self) -> bool {
         self.sudo.is_empty()
     }
+
+    fn argv(&self, cmd: &str) -> Vec<String> {
+        let mut argv: Vec<String> = self.sudo.clone();
+        argv.extend(["sh".to_string(), "-c".to_string(), cmd.to_string()]);
+        argv
+    }
+
+    fn spawn_error(&self, e: std::io::Error) -> TransportError {
+        if self.direct() {
+            io(e)
+        } else {
+            TransportError::Become(format!("{}: cannot run sudo -n: {e}", self.name))
+        }
+    }
+}
+
+/// Sends each line of `from` as `(stderr, Some(line))`, then `(stderr, None)` at its end.
+fn forward_lines(
+    from: impl Read + Send + 'static,
+    stderr: bool,
+    to: mpsc::Sender<(bool, Option<String>)>,
+) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(from).lines() {
+            let Ok(line) = line else { break };
+            if to.send((stderr, Some(line))).is_err() {
+                return;
+            }
+        }
+        let _ = to.send((stderr, None));
+    });
 }
 
 fn io(e: std::io::Error) -> TransportError {
@@ -46,9 +78,42 @@ impl Transport for LocalTransport {
         &self.name
     }
 
+    fn stream(&mut self, cmd: &str, sink: &mut dyn StreamSink) -> Result<i32, TransportError> {
+        let argv = self.argv(cmd);
+        let mut child = Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| self.spawn_error(e))?;
+        let (tx, rx) = mpsc::channel();
+        if let Some(out) = child.stdout.take() {
+            forward_lines(out, false, tx.clone());
+        }
+        if let Some(err) = child.stderr.take() {
+            forward_lines(err, true, tx);
+        }
+        let mut stdin = child.stdin.take();
+        let mut open_streams = 2;
+        while open_streams > 0 {
+            if stdin.is_some() && sink.close_stdin() {
+                stdin = None;
+            }
+            match rx.recv_timeout(STREAM_POLL) {
+                Ok((stderr, Some(line))) => sink.line(stderr, &line),
+                Ok((_, None)) => open_streams -= 1,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        drop(stdin);
+        let status = child.wait().map_err(io)?;
+        Ok(status.code().unwrap_or(-1))
+    }
+
     fn exec(&mut self, cmd: &str, stdin: Option<&[u8]>) -> Result<ExecOutput, TransportError> {
-        let mut argv: Vec<String> = self.sudo.clone();
-        argv.extend(["sh".to_string(), "-c".to_string(), cmd.to_string()]);
+        let argv = self.argv(cmd);
         let mut child = Command::new(&argv[0])
             .args(&argv[1..])
             .stdin(if stdin.is_some() {
@@ -59,13 +124,7 @@ impl Transport for LocalTransport {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| {
-                if self.direct() {
-                    io(e)
-                } else {
-                    TransportError::Become(format!("{}: cannot run sudo -n: {e}", self.name))
-                }
-            })?;
+            .map_err(|e| self.spawn_error(e))?;
         if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
             // A command that does not read its stdin closes the pipe; that is not our error.
             let _ = pipe.write_all(data);

@@ -13,6 +13,7 @@ pub mod upload;
 pub use quote::shell_quote;
 
 use std::fmt;
+use std::time::Duration;
 
 /// What a command left behind.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -74,6 +75,18 @@ impl TransportError {
     }
 }
 
+/// Where a streamed command's output goes, and how the command is told to stop.
+pub trait StreamSink {
+    /// One line of the command's stdout (`stderr` false) or stderr, without its newline.
+    fn line(&mut self, stderr: bool, line: &str);
+    /// Asked between reads, at least every [`STREAM_POLL`]: true once the command's stdin should
+    /// be closed, which is how a controlled binary (`--stop-on-eof`) is stopped gracefully.
+    fn close_stdin(&mut self) -> bool;
+}
+
+/// Longest a streaming transport goes without asking its sink whether to stop.
+pub const STREAM_POLL: Duration = Duration::from_millis(200);
+
 /// One connection to one host.
 pub trait Transport: Send {
     /// The inventory name of the host, for messages.
@@ -90,6 +103,15 @@ pub trait Transport: Send {
     /// Writes a whole file atomically (temporary file + rename in the same directory) with
     /// `mode`, creating nothing but the file itself.
     fn write_file(&mut self, path: &str, data: &[u8], mode: u32) -> Result<(), TransportError>;
+
+    /// Runs a long command like [`Transport::exec`] with an empty stdin that stays open until the
+    /// sink asks to close it, handing each output line to the sink as it arrives. Returns the
+    /// exit status (`-1` when killed by a signal) once the command has ended.
+    fn stream(&mut self, cmd: &str, sink: &mut dyn StreamSink) -> Result<i32, TransportError>;
+
+    /// How often a quiet connection proves the host alive and after how long without an answer
+    /// the host counts as lost. Only SSH has such a notion; local hosts cannot be lost.
+    fn set_liveness(&mut self, _keepalive: Duration, _dead_after: Duration) {}
 }
 
 impl fmt::Debug for dyn Transport {

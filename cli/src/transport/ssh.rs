@@ -6,7 +6,7 @@ mod channel_io;
 mod key_file;
 mod known_hosts;
 
-use super::{shell_quote, Become, ExecOutput, Transport, TransportError};
+use super::{shell_quote, Become, ExecOutput, StreamSink, Transport, TransportError};
 use ssh2::{MethodType, OpenFlags, OpenType, Session};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -201,6 +201,31 @@ impl SshTransport {
         Ok(())
     }
 
+    /// `sh -c CMD`, through `sudo -n` when `become` asks for another user.
+    fn command_line(&self, cmd: &str) -> String {
+        let quoted = shell_quote(cmd);
+        let Some(target) = self.become_target() else {
+            return format!("sh -c {quoted}");
+        };
+        let user = if target == "root" {
+            String::new()
+        } else {
+            format!("-u {} ", shell_quote(target))
+        };
+        format!("sudo -n {user}-- sh -c {quoted}")
+    }
+
+    /// A `become` command that sudo refused is a become error, not the command's failure.
+    fn check_become(&self, out: &ExecOutput) -> Result<(), TransportError> {
+        match (self.become_target(), sudo_refusal(out)) {
+            (Some(target), Some(why)) => Err(TransportError::Become(format!(
+                "{}: sudo -n as {target} for {}: {why}",
+                self.name, self.login
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// Runs a command line exactly as given (no become wrapping).
     fn exec_raw(&mut self, line: &str, stdin: Option<&[u8]>) -> Result<ExecOutput, TransportError> {
         channel_io::run(&self.session, self.socket, self.keepalive, line, stdin).map_err(
@@ -266,23 +291,24 @@ impl Transport for SshTransport {
     }
 
     fn exec(&mut self, cmd: &str, stdin: Option<&[u8]>) -> Result<ExecOutput, TransportError> {
-        let quoted = shell_quote(cmd);
-        let Some(target) = self.become_target().map(str::to_string) else {
-            return self.exec_raw(&format!("sh -c {quoted}"), stdin);
-        };
-        let user = if target == "root" {
-            String::new()
-        } else {
-            format!("-u {} ", shell_quote(&target))
-        };
-        let out = self.exec_raw(&format!("sudo -n {user}-- sh -c {quoted}"), stdin)?;
-        if let Some(why) = sudo_refusal(&out) {
-            return Err(TransportError::Become(format!(
-                "{}: sudo -n as {target} for {}: {why}",
-                self.name, self.login
-            )));
-        }
+        let line = self.command_line(cmd);
+        let out = self.exec_raw(&line, stdin)?;
+        self.check_become(&out)?;
         Ok(out)
+    }
+
+    fn stream(&mut self, cmd: &str, sink: &mut dyn StreamSink) -> Result<i32, TransportError> {
+        let line = self.command_line(cmd);
+        channel_io::stream(&self.session, self.socket, self.keepalive, &line, sink).map_err(|e| {
+            match e {
+                TransportError::Io(m) => TransportError::Io(format!("{}: {m}", self.name)),
+                other => other,
+            }
+        })
+    }
+
+    fn set_liveness(&mut self, keepalive: Duration, dead_after: Duration) {
+        SshTransport::set_liveness(self, keepalive, dead_after);
     }
 
     fn read_file(&mut self, path: &str) -> Result<Option<Vec<u8>>, TransportError> {

@@ -5,7 +5,7 @@
 //! never finishes the first. We therefore run the session non-blocking for the life of the
 //! command and service all three streams each round, sleeping in `poll(2)` on the socket.
 
-use super::super::{ExecOutput, TransportError};
+use super::super::{ExecOutput, StreamSink, TransportError, STREAM_POLL};
 use ssh2::{Channel, ErrorCode, Session};
 use std::io::{self, Read, Write};
 use std::os::fd::RawFd;
@@ -55,6 +55,96 @@ pub(super) fn run(
         stdout,
         stderr,
     })
+}
+
+/// Runs `command` with its output handed to `sink` line by line; see [`super::super::Transport::stream`].
+pub(super) fn stream(
+    session: &Session,
+    socket: RawFd,
+    keepalive: Duration,
+    command: &str,
+    sink: &mut dyn StreamSink,
+) -> Result<i32, TransportError> {
+    let lost = |what: &str, e: &dyn std::fmt::Display| TransportError::Io(format!("{what}: {e}"));
+    let mut channel = session
+        .channel_session()
+        .map_err(|e| lost("cannot open a channel", &e))?;
+    channel
+        .exec(command)
+        .map_err(|e| lost("cannot start the command", &e))?;
+    session.set_blocking(false);
+    let pumped = pump_lines(session, &mut channel, socket, keepalive, sink);
+    session.set_blocking(true);
+    pumped?;
+    let _ = channel.close();
+    channel
+        .wait_close()
+        .map_err(|e| lost("channel did not close", &e))?;
+    if channel
+        .exit_signal()
+        .ok()
+        .and_then(|s| s.exit_signal)
+        .is_some()
+    {
+        return Ok(-1);
+    }
+    channel
+        .exit_status()
+        .map_err(|e| lost("no exit status", &e))
+}
+
+fn pump_lines(
+    session: &Session,
+    channel: &mut Channel,
+    socket: RawFd,
+    keepalive: Duration,
+    sink: &mut dyn StreamSink,
+) -> Result<(), TransportError> {
+    let lost =
+        |e: io::Error| TransportError::Io(format!("connection lost during the command: {e}"));
+    let mut partial: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+    let mut eof_sent = false;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let mut progressed = false;
+        if !eof_sent && sink.close_stdin() {
+            match channel.send_eof() {
+                Ok(()) => eof_sent = true,
+                Err(e) if e.code() == EAGAIN => {}
+                // The command is gone already; its end of output follows.
+                Err(_) => eof_sent = true,
+            }
+        }
+        for (id, pending) in partial.iter_mut().enumerate() {
+            let before = pending.len();
+            progressed |= drain(channel, id as i32, &mut buf, pending).map_err(lost)?;
+            if pending.len() > before {
+                hand_over_lines(pending, id == 1, sink);
+            }
+        }
+        if channel.eof() {
+            for (id, rest) in partial.iter().enumerate() {
+                if !rest.is_empty() {
+                    sink.line(id == 1, &String::from_utf8_lossy(rest));
+                }
+            }
+            return Ok(());
+        }
+        if !progressed {
+            wait_socket(session, socket, STREAM_POLL.min(keepalive)).map_err(lost)?;
+        }
+    }
+}
+
+/// Hands every complete line in `pending` to the sink and keeps the unfinished rest.
+fn hand_over_lines(pending: &mut Vec<u8>, stderr: bool, sink: &mut dyn StreamSink) {
+    let Some(last_newline) = pending.iter().rposition(|&b| b == b'\n') else {
+        return;
+    };
+    for line in pending[..last_newline].split(|&b| b == b'\n') {
+        sink.line(stderr, &String::from_utf8_lossy(line));
+    }
+    pending.drain(..=last_newline);
 }
 
 type Streams = (Vec<u8>, Vec<u8>);
@@ -127,7 +217,8 @@ fn drain(channel: &mut Channel, id: i32, buf: &mut [u8], out: &mut Vec<u8>) -> i
 
 /// Sleeps until the socket is ready the way libssh2 needs, sending a keepalive when the command
 /// is quiet for a whole interval; the kernel's TCP timeouts turn a dead peer into an error.
-fn wait_socket(session: &Session, socket: RawFd, keepalive: Duration) -> io::Result<()> {
+/// (libssh2 sends one only when it is due, so shorter sleeps for streaming are fine).
+fn wait_socket(session: &Session, socket: RawFd, timeout: Duration) -> io::Result<()> {
     let mut events = libc::POLLIN;
     if matches!(
         session.block_directions(),
@@ -140,7 +231,7 @@ fn wait_socket(session: &Session, socket: RawFd, keepalive: Duration) -> io::Res
         events,
         revents: 0,
     };
-    let timeout = i32::try_from(keepalive.as_millis()).unwrap_or(i32::MAX);
+    let timeout = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
     // SAFETY: one valid pollfd, count 1.
     let n = unsafe { libc::poll(&mut pfd, 1, timeout) };
     if n < 0 {
