@@ -6,12 +6,14 @@ use super::netns::{self, PrivateNetns};
 use super::preflight;
 use super::sampler::{kernel_total, KernelSample};
 use super::view::{Frame, View};
+use super::summary::{limit_hit, print_summary};
+use super::track::Track;
 use super::{binaries, RunArgs};
 use crate::fmt;
-use crate::rundir::{self, Event, HostSample, HostSummary, LimitHit, RunSettings, RunSummary};
+use crate::rundir::{self, Event, HostSample, HostSummary, RunSettings, RunSummary};
 use anyhow::{bail, Context, Result};
 use c1m_client::targets;
-use c1m_proto::stats::{ClientStats, LayoutLine, ServerStats};
+use c1m_proto::stats::LayoutLine;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -112,73 +114,9 @@ async fn stop(child: &mut Child, grace: Duration) {
     signal_group(child, libc::SIGKILL);
 }
 
-/// Running figures of the run, updated from the lines and samples.
-#[derive(Default)]
-struct Track {
-    client: ClientStats,
-    server: ServerStats,
-    server_layout: Option<LayoutLine>,
-    client_layout: Option<LayoutLine>,
-    client_summary: Option<ClientStats>,
-    server_summary: Option<ServerStats>,
-    established_peak: u64,
-    server_open_peak: u64,
-    rate_peak: f64,
-    server_rss_at_peak: u64,
-    kernel_at_peak: crate::rundir::KernelMemory,
-    cpu_busy: Vec<f64>,
-}
-
-impl Track {
-    /// Takes in one line of the client's output; returns it as a layout line if it is one.
-    fn client_line(&mut self, l: &str) -> Option<LayoutLine> {
-        if let Ok(s) = serde_json::from_str::<ClientStats>(l) {
-            if s.event == "summary" {
-                self.client_summary = Some(s.clone());
-            }
-            self.client = s;
-            return None;
-        }
-        layout_line(l)
-    }
-
-    /// Takes in one line of the server's output; returns it as a layout line if it is one.
-    fn server_line(&mut self, l: &str) -> Option<LayoutLine> {
-        if let Ok(s) = serde_json::from_str::<ServerStats>(l) {
-            if s.event == "summary" {
-                self.server_summary = Some(s.clone());
-            }
-            self.server = s;
-            return None;
-        }
-        layout_line(l)
-    }
-}
-
-fn layout_line(l: &str) -> Option<LayoutLine> {
-    serde_json::from_str::<LayoutLine>(l)
-        .ok()
-        .filter(|x| x.event == "layout")
-}
-
 /// Keeps a binary's raw line in the run directory; a failed write loses only that copy.
 async fn append(f: &mut tokio::fs::File, l: &str) {
     let _ = f.write_all(format!("{l}\n").as_bytes()).await;
-}
-
-/// /proc/stat busy fraction between two readings.
-fn cpu_times() -> (u64, u64) {
-    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let Some(line) = text.lines().next() else {
-        return (0, 0);
-    };
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-    (v.iter().sum(), idle)
 }
 
 pub async fn run(args: RunArgs) -> Result<u8> {
@@ -357,7 +295,7 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     let mut hold_until: Option<Option<Instant>> = None;
     let mut last_verified = 0u64;
     let mut last_t = 0.0f64;
-    let mut cpu_prev = cpu_times();
+    let mut cpu_prev = super::sampler::cpu_times();
     let mut outcome = "reached";
     let mut reason: Option<String> = None;
     let mut client_alive = true;
@@ -428,7 +366,7 @@ pub async fn run(args: RunArgs) -> Result<u8> {
                     last_verified = verified;
                     last_t = ct;
                 }
-                let cpu_now = cpu_times();
+                let cpu_now = super::sampler::cpu_times();
                 let (dt, di) = (cpu_now.0.saturating_sub(cpu_prev.0), cpu_now.1.saturating_sub(cpu_prev.1));
                 cpu_prev = cpu_now;
                 if hold_until.is_none() && dt > 0 {
@@ -572,6 +510,7 @@ fn summarize(
         &outcome,
         reason.as_deref(),
         &track.cpu_busy,
+        "both ends share this machine's cores",
     );
     let layout = |l: &Option<LayoutLine>| {
         l.as_ref()
@@ -639,113 +578,3 @@ fn summarize(
     }
 }
 
-/// The first limit the run hit, in one sentence, with its evidence.
-fn limit_hit(
-    args: &RunArgs,
-    client: &ClientStats,
-    errors: &BTreeMap<String, u64>,
-    outcome: &str,
-    reason: Option<&str>,
-    cpu_busy: &[f64],
-) -> LimitHit {
-    let top = errors.iter().max_by_key(|(_, v)| **v);
-    let hit = |kind: &str, sentence: String, evidence: String| LimitHit {
-        kind: kind.into(),
-        sentence,
-        evidence,
-    };
-    if outcome != "reached" {
-        if let Some((name, count)) = top {
-            let evidence = format!("{name} ×{count} in the client's connect errors");
-            let bare = name.rsplit('_').next().unwrap_or(name);
-            // A connect that times out here means SYNs were dropped: conntrack's table is the
-            // usual culprit on a tuned host, so the run names it (the report stays neutral).
-            let kind = if bare == "ETIMEDOUT" {
-                Some("conntrack")
-            } else {
-                crate::rundir::limit_kind(name)
-            };
-            let sentence = match (kind, bare) {
-                (Some("fd_cap"), "ENFILE") => "The system-wide file limit (fs.file-max) stopped new sockets.".to_string(),
-                (Some("fd_cap"), _) => "The per-table fd limit (RLIMIT_NOFILE) stopped new sockets.".into(),
-                (Some("ports_x_ips"), _) => "The 4-tuple space (source IPs × server ports × local ports) ran out.".into(),
-                (Some("memory"), _) => "The kernel ran out of socket memory (tcp_mem or RAM).".into(),
-                (Some("conntrack"), _) => "Connects timed out: SYNs were dropped (conntrack table, accept queues or memory).".into(),
-                _ => format!("Connects failed with {name}."),
-            };
-            return hit(kind.unwrap_or("errors"), sentence, evidence);
-        }
-        return hit(
-            "time",
-            format!(
-                "The run ended before the target: {}.",
-                reason.unwrap_or("stopped")
-            ),
-            format!("{} of {} verified", client.verified, client.target),
-        );
-    }
-    let busy = if cpu_busy.is_empty() {
-        0.0
-    } else {
-        cpu_busy.iter().sum::<f64>() / cpu_busy.len() as f64
-    };
-    if let Some(r) = args.rate {
-        return hit(
-            "rate",
-            format!("The target was reached; the connect rate was held at --rate {r}/s."),
-            format!("--rate {r}"),
-        );
-    }
-    if busy >= 0.85 {
-        return hit(
-            "cpu",
-            "The target was reached; the connect rate was bound by CPU (both ends share this machine's cores).".into(),
-            format!("CPU busy {:.0}% on average while connecting", busy * 100.0),
-        );
-    }
-    hit(
-        "none",
-        "The target was reached; no limit was hit.".into(),
-        format!("CPU busy {:.0}% on average while connecting", busy * 100.0),
-    )
-}
-
-fn print_summary(s: &RunSummary) {
-    println!();
-    match s.time_to_target_s {
-        Some(t) => println!(
-            "reached {} connections in {:.2} s: mean {} conn/s, peak {} conn/s",
-            fmt::int(s.target),
-            t,
-            fmt::int(s.connect_rate_mean as u64),
-            fmt::int(s.connect_rate_peak as u64)
-        ),
-        None => println!(
-            "NOT reached: {} of {} connections ({})",
-            fmt::int(s.established_peak),
-            fmt::int(s.target),
-            s.reason.as_deref().unwrap_or(&s.outcome)
-        ),
-    }
-    if let Some(p) = &s.connect_latency_us {
-        println!(
-            "connect latency: p50 {} µs, p99 {} µs, max {} µs",
-            fmt::int(p.p50),
-            fmt::int(p.p99),
-            fmt::int(p.max)
-        );
-    }
-    println!(
-        "memory per connection: user {:.1} B (server RSS {}), kernel {:.0} B (both ends)",
-        s.user_bytes_per_conn,
-        fmt::bytes(s.server_rss_bytes as f64),
-        s.kernel_bytes_per_conn
-    );
-    if !s.errors.is_empty() {
-        let e: Vec<String> = s.errors.iter().map(|(k, v)| format!("{k} ×{v}")).collect();
-        println!("errors: {}", e.join(", "));
-    }
-    if let Some(l) = &s.limit {
-        println!("limit: {} ({})", l.sentence, l.evidence);
-    }
-}

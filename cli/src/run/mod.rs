@@ -7,6 +7,8 @@ pub mod local;
 pub mod netns;
 pub mod preflight;
 pub mod sampler;
+pub mod summary;
+pub mod track;
 pub mod view;
 
 use c1m_proto::duration::Span;

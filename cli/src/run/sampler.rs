@@ -54,3 +54,21 @@ pub fn kernel_total(k: &crate::rundir::KernelMemory) -> i64 {
         + k.pagetables_delta_bytes
         + k.kernel_stack_delta_bytes
 }
+
+/// /proc/stat's first line as (all ticks, idle + iowait ticks); busy = 1 − Δidle/Δall.
+pub fn cpu_times() -> (u64, u64) {
+    cpu_times_from(&std::fs::read_to_string("/proc/stat").unwrap_or_default())
+}
+
+pub fn cpu_times_from(stat: &str) -> (u64, u64) {
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return (0, 0);
+    };
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (v.iter().sum(), idle)
+}

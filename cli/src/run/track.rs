@@ -1,0 +1,53 @@
+//! What one host's binaries have said so far: their latest stats, layouts, summaries and peaks.
+
+use c1m_proto::stats::{ClientStats, LayoutLine, ServerStats};
+
+/// Running figures of the run, updated from the lines and samples.
+#[derive(Default)]
+pub struct Track {
+    pub client: ClientStats,
+    pub server: ServerStats,
+    pub server_layout: Option<LayoutLine>,
+    pub client_layout: Option<LayoutLine>,
+    pub client_summary: Option<ClientStats>,
+    pub server_summary: Option<ServerStats>,
+    pub established_peak: u64,
+    pub server_open_peak: u64,
+    pub rate_peak: f64,
+    pub server_rss_at_peak: u64,
+    pub kernel_at_peak: crate::rundir::KernelMemory,
+    pub cpu_busy: Vec<f64>,
+}
+
+impl Track {
+    /// Takes in one line of the client's output; returns it as a layout line if it is one.
+    pub fn client_line(&mut self, l: &str) -> Option<LayoutLine> {
+        if let Ok(s) = serde_json::from_str::<ClientStats>(l) {
+            if s.event == "summary" {
+                self.client_summary = Some(s.clone());
+            }
+            self.client = s;
+            return None;
+        }
+        layout_line(l)
+    }
+
+    /// Takes in one line of the server's output; returns it as a layout line if it is one.
+    pub fn server_line(&mut self, l: &str) -> Option<LayoutLine> {
+        if let Ok(s) = serde_json::from_str::<ServerStats>(l) {
+            if s.event == "summary" {
+                self.server_summary = Some(s.clone());
+            }
+            self.server = s;
+            return None;
+        }
+        layout_line(l)
+    }
+}
+
+pub fn layout_line(l: &str) -> Option<LayoutLine> {
+    serde_json::from_str::<LayoutLine>(l)
+        .ok()
+        .filter(|x| x.event == "layout")
+}
+
