@@ -7,6 +7,7 @@ pub mod facts;
 use crate::fmt;
 use crate::inventory::{self, Host, Inventory};
 use crate::transport::open::ConnectSettings;
+use crate::transport::Transport;
 use anyhow::{bail, Result};
 use capacity::{check_host, Finding, HostDemand};
 use facts::HostFacts;
@@ -199,38 +200,61 @@ fn tracking(f: &HostFacts, local: bool) -> bool {
     }
 }
 
-/// Reads every host of the inventory's `server` and `clients` groups, in parallel.
-pub fn gather_all(
-    inv: &Inventory,
-    conn: &ConnectSettings,
-) -> Vec<(String, Result<HostFacts, String>)> {
-    let mut names: Vec<&Host> = group_hosts(inv, "server");
+/// The hosts of the `server` and `clients` groups, each once, server first.
+pub fn run_hosts(inv: &Inventory) -> Vec<&Host> {
+    let mut hosts: Vec<&Host> = group_hosts(inv, "server");
     for c in group_hosts(inv, "clients") {
-        if !names.iter().any(|h| h.name == c.name) {
-            names.push(c);
+        if !hosts.iter().any(|h| h.name == c.name) {
+            hosts.push(c);
         }
     }
+    hosts
+}
+
+/// A host's open connection and its facts, or why it could not be had.
+pub type Reached = Result<(Box<dyn Transport>, HostFacts), String>;
+
+/// Connects to every run host in parallel and reads its facts, keeping the connections for
+/// what follows (a run deploys and controls over them).
+pub fn connect_and_gather(inv: &Inventory, conn: &ConnectSettings) -> Vec<(String, Reached)> {
+    let hosts = run_hosts(inv);
     std::thread::scope(|s| {
-        let handles: Vec<_> = names
+        let handles: Vec<_> = hosts
             .iter()
             .map(|h| {
                 s.spawn(move || {
                     let r = conn
                         .connect(h)
-                        .and_then(|mut t| facts::gather(t.as_mut()))
-                        .map_err(|e| e.to_string());
+                        .map_err(|e| e.to_string())
+                        .and_then(|mut t| match facts::gather(t.as_mut()) {
+                            Ok(f) => Ok((t, f)),
+                            Err(e) => Err(e.to_string()),
+                        });
                     (h.name.clone(), r)
                 })
             })
             .collect();
         handles
             .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| ("?".into(), Err("fact gathering panicked".into())))
+            .zip(&hosts)
+            .map(|(handle, h)| {
+                handle
+                    .join()
+                    .unwrap_or_else(|_| (h.name.clone(), Err("fact gathering panicked".into())))
             })
             .collect()
     })
+}
+
+/// Reads every host of the inventory's `server` and `clients` groups, in parallel.
+pub fn gather_all(
+    inv: &Inventory,
+    conn: &ConnectSettings,
+) -> Vec<(String, Result<HostFacts, String>)> {
+    connect_and_gather(inv, conn)
+        .into_iter()
+        .map(|(name, r)| (name, r.map(|(_, f)| f)))
+        .collect()
 }
 
 pub fn print_plan(p: &Plan) {

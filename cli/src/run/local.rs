@@ -5,9 +5,9 @@
 use super::netns::{self, PrivateNetns};
 use super::preflight;
 use super::sampler::{kernel_total, KernelSample};
-use super::view::{Frame, View};
 use super::summary::{limit_hit, print_summary};
 use super::track::Track;
+use super::view::{Frame, View};
 use super::{binaries, RunArgs};
 use crate::fmt;
 use crate::rundir::{self, Event, HostSample, HostSummary, RunSettings, RunSummary};
@@ -577,4 +577,3 @@ fn summarize(
         },
     }
 }
-

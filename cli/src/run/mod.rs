@@ -6,6 +6,7 @@ pub mod deploy;
 pub mod local;
 pub mod netns;
 pub mod preflight;
+pub mod remote;
 pub mod sampler;
 pub mod summary;
 pub mod track;
@@ -65,15 +66,18 @@ pub struct RunArgs {
     /// Start even when the preflight says the run cannot fit.
     #[arg(long)]
     pub force: bool,
+    /// known_hosts file for SSH hosts (default: the host's c1m_known_hosts, else ~/.ssh/known_hosts).
+    #[arg(long)]
+    pub known_hosts: Option<PathBuf>,
+    /// Add unknown SSH host keys to known_hosts (a changed key is still refused).
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
 }
 
 /// Runs `c1m run`; returns the process exit code.
 pub fn cmd(args: RunArgs) -> anyhow::Result<u8> {
-    if let Some(inv) = &args.inventory {
-        anyhow::bail!(
-            "runs over SSH (-i {}) are not built yet; without -i, c1m run uses this machine over loopback",
-            inv.display()
-        );
+    if args.inventory.is_some() {
+        return remote::run(args);
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

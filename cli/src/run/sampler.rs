@@ -11,6 +11,14 @@ pub struct KernelSample {
 }
 
 impl KernelSample {
+    /// From the text of a host's /proc/meminfo and /proc/net/sockstat (read over SSH).
+    pub fn parse(meminfo: &str, sockstat: &str) -> KernelSample {
+        KernelSample {
+            meminfo: parse_meminfo(meminfo),
+            sockstat: parse_sockstat(sockstat),
+        }
+    }
+
     pub fn take() -> KernelSample {
         KernelSample {
             meminfo: read_with("/proc/meminfo", parse_meminfo),
@@ -35,6 +43,7 @@ impl KernelSample {
     }
 
     /// Kernel memory above `base`, by component.
+    /// `both_ends` is left true (one kernel holds both ends); a run over hosts corrects it.
     pub fn delta(&self, base: &KernelSample) -> crate::rundir::KernelMemory {
         let page = c1m_proto::procfs::page_size() as i64;
         crate::rundir::KernelMemory {

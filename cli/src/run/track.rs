@@ -50,4 +50,3 @@ pub fn layout_line(l: &str) -> Option<LayoutLine> {
         .ok()
         .filter(|x| x.event == "layout")
 }
-

@@ -1,0 +1,399 @@
+//! `c1m run -i` against four real OpenSSH hosts, each in a network namespace of its own with
+//! its own address (see `support`): one server, three clients. The binaries are deployed over
+//! SFTP, run through exec channels, and must leave nothing behind however the run ends.
+
+mod support;
+
+use serde_json::Value;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use support::Lab;
+
+fn c1m() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_c1m"))
+}
+
+/// The lab's inventory with a binary directory per host: the namespaced hosts share this
+/// machine's filesystem, and per-host directories keep their deploys and processes apart. The
+/// run needs no root, so it logs in as a plain user of the lab (whose shell starts in
+/// milliseconds, unlike root's here, whose .bashrc runs `pyenv init` on every exec).
+fn inventory(lab: &mut Lab) -> PathBuf {
+    let user = lab.add_user(false);
+    let mut y = format!(
+        "all:\n  vars:\n    ansible_user: {user}\n    ansible_ssh_private_key_file: {}\n    \
+         c1m_known_hosts: {}\n  children:\n",
+        lab.keys.ed25519.display(),
+        lab.known_hosts.display()
+    );
+    for (group, members) in [("server", &[0usize][..]), ("clients", &[1, 2, 3][..])] {
+        y.push_str(&format!("    {group}:\n      hosts:\n"));
+        for &i in members {
+            let h = &lab.hosts[i];
+            y.push_str(&format!(
+                "        {}:\n          ansible_host: {}\n          ansible_port: {}\n          c1m_bin_dir: {}\n",
+                h.name,
+                h.address,
+                h.port,
+                bin_dir(lab, &user, i).display()
+            ));
+        }
+    }
+    let path = lab.dir.join("inventory.yml");
+    fs::write(&path, y).unwrap();
+    path
+}
+
+/// Under the user's home, which it owns: the deploy creates the directory itself.
+fn bin_dir(lab: &Lab, user: &str, host: usize) -> PathBuf {
+    lab.dir
+        .join(format!("home-{user}"))
+        .join(format!("bin-{}", lab.hosts[host].name))
+}
+
+fn run_args(lab: &Lab, inv: &Path, extra: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = vec![
+        "run".into(),
+        "-i".into(),
+        inv.display().to_string(),
+        "--out".into(),
+        lab.dir.join("runs").display().to_string(),
+        "--no-progress".into(),
+    ];
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Live (not zombie) processes whose executable lies under `dir`.
+fn processes_under(dir: &Path) -> Vec<(u32, PathBuf)> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let exe = fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let state = stat.rsplit(") ").next()?.chars().next()?;
+            (exe.starts_with(dir) && state != 'Z').then_some((pid, exe))
+        })
+        .collect()
+}
+
+fn assert_nothing_left(lab: &Lab) {
+    // The groups are stopped before `c1m run` exits; give the kernel a moment to reap.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = processes_under(&lab.dir);
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "c1m processes left on the hosts: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn latest_run(lab: &Lab) -> (PathBuf, Value) {
+    let dir = fs::canonicalize(lab.dir.join("runs/latest")).unwrap();
+    let v: Value = serde_json::from_slice(&fs::read(dir.join("run.json")).unwrap()).unwrap();
+    (dir, v)
+}
+
+fn host<'a>(run: &'a Value, name: &str) -> &'a Value {
+    run["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == name)
+        .unwrap_or_else(|| panic!("no host {name} in {run:#}"))
+}
+
+/// Waits until `cond` holds, polling; after `limit`, stops the run and panics with its output.
+fn wait_for(child: &mut Child, what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            // SAFETY: signalling the child we started; SIGINT lets it tear down.
+            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+            let mut stdout = String::new();
+            let mut stderr = String::new();
+            use std::io::Read;
+            let _ = child
+                .stdout
+                .take()
+                .map(|mut o| o.read_to_string(&mut stdout));
+            let _ = child
+                .stderr
+                .take()
+                .map(|mut o| o.read_to_string(&mut stderr));
+            panic!("gave up waiting for {what}:\nstdout:\n{stdout}\nstderr:\n{stderr}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The newest run directory's last JSON line of `file` for `host`, once there is one.
+fn last_line(lab: &Lab, host: &str, file: &str) -> Option<Value> {
+    let dir = fs::canonicalize(lab.dir.join("runs/latest")).ok()?;
+    let text = fs::read_to_string(dir.join("hosts").join(host).join(file)).ok()?;
+    serde_json::from_str(text.lines().last()?).ok()
+}
+
+fn spawn_run(args: &[String]) -> Child {
+    c1m()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for `child` at most `limit`; kills it and panics if it takes longer.
+fn finish_within(mut child: Child, limit: Duration) -> Output {
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("c1m run did not end within {limit:?}: {}", text(&out));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn kill_binary(lab: &Lab, host: usize, name: &str) {
+    let dir = lab.dir.clone();
+    let host_dir = format!("bin-{}", lab.hosts[host].name);
+    let procs: Vec<u32> = processes_under(&dir)
+        .into_iter()
+        .filter(|(_, exe)| {
+            exe.file_name().is_some_and(|f| f == name)
+                && exe
+                    .parent()
+                    .and_then(|p| p.file_name())
+                    .is_some_and(|d| *d == *host_dir)
+        })
+        .map(|p| p.0)
+        .collect();
+    assert!(
+        !procs.is_empty(),
+        "no {name} running on {}",
+        lab.hosts[host].name
+    );
+    for pid in procs {
+        // SAFETY: signalling a test process found by its executable.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    }
+}
+
+#[test]
+fn a_run_over_four_sshd_hosts_reaches_its_target_and_leaves_nothing() {
+    let Some(mut lab) = Lab::start("remote_run_reaches", 4) else {
+        return;
+    };
+    let inv = inventory(&mut lab);
+    let out = c1m()
+        .args(run_args(&lab, &inv, &["-n", "30000", "--hold", "2s"]))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(stdout.contains("the plan fits"), "{stdout}");
+    for h in &lab.hosts {
+        assert!(
+            stdout.contains(&format!(
+                "deploy {}: uploaded c1m-server, c1m-client",
+                h.name
+            )),
+            "{stdout}"
+        );
+    }
+    let (dir, run) = latest_run(&lab);
+    assert_eq!(run["outcome"], "reached", "{run:#}");
+    assert_eq!(run["partial"], false, "{run:#}");
+    assert_eq!(run["target"], 30000);
+    assert!(
+        run["established_peak"].as_u64().unwrap() >= 30000,
+        "{run:#}"
+    );
+    assert!(
+        run["server_open_peak"].as_u64().unwrap() >= 30000,
+        "{run:#}"
+    );
+    assert!(run["time_to_target_s"].as_f64().unwrap() > 0.0);
+    assert!(run["connect_latency_us"]["count"].as_u64().unwrap() >= 30000);
+    // The shares add up, each client reached its own, the server's kernel memory was measured.
+    let shares: u64 = lab.hosts[1..]
+        .iter()
+        .map(|h| {
+            let hs = host(&run, &h.name);
+            assert_eq!(hs["role"], "client");
+            assert_eq!(hs["established_peak"], hs["share"], "{hs:#}");
+            assert_eq!(hs["address"], h.address.as_str());
+            hs["share"].as_u64().unwrap()
+        })
+        .sum();
+    assert_eq!(shares, 30000);
+    assert_eq!(host(&run, "h0")["role"], "server");
+    assert!(
+        run["kernel_bytes_per_conn"].as_f64().unwrap() > 500.0,
+        "{run:#}"
+    );
+    assert_eq!(run["kernel_memory"]["both_ends"], false);
+    // The run directory is complete.
+    for f in ["run.json", "events.jsonl", "plan.json"] {
+        assert!(fs::metadata(dir.join(f)).unwrap().len() > 0, "{f}");
+    }
+    assert!(
+        fs::metadata(dir.join("hosts/h0/server.jsonl"))
+            .unwrap()
+            .len()
+            > 0
+    );
+    for h in &lab.hosts {
+        assert!(dir.join("hosts").join(&h.name).join("facts.json").is_file());
+    }
+    for h in &lab.hosts[1..] {
+        let last = last_line(&lab, &h.name, "client.jsonl").unwrap();
+        assert_eq!(last["event"], "summary", "{last:#}");
+        assert!(dir.join("hosts").join(&h.name).join("client.log").is_file());
+    }
+    assert_nothing_left(&lab);
+
+    // The same binaries again: nothing is uploaded.
+    let out = c1m()
+        .args(run_args(&lab, &inv, &["-n", "3000", "--hold", "0s"]))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!stdout.contains("uploaded"), "{stdout}");
+    assert_eq!(
+        stdout
+            .matches("c1m-server, c1m-client unchanged (sha256 matches)")
+            .count(),
+        4,
+        "{stdout}"
+    );
+    assert_nothing_left(&lab);
+}
+
+#[test]
+fn a_client_killed_mid_run_is_marked_and_the_rest_finish() {
+    let Some(mut lab) = Lab::start("remote_run_client_killed", 4) else {
+        return;
+    };
+    let inv = inventory(&mut lab);
+    let mut child = spawn_run(&run_args(
+        &lab,
+        &inv,
+        &["-n", "30000", "--rate", "3000", "--hold", "1s"],
+    ));
+    wait_for(
+        &mut child,
+        "h2's client connecting",
+        Duration::from_secs(60),
+        || last_line(&lab, "h2", "client.jsonl").is_some_and(|l| l["open"].as_u64() > Some(0)),
+    );
+    kill_binary(&lab, 2, "c1m-client");
+    let out = finish_within(child, Duration::from_secs(90));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let (_, run) = latest_run(&lab);
+    assert_eq!(run["partial"], true, "{run:#}");
+    assert_ne!(run["outcome"], "reached", "{run:#}");
+    let h2 = host(&run, "h2");
+    assert!(
+        h2["failure"]
+            .as_str()
+            .is_some_and(|f| f.contains("c1m-client on h2 exited")),
+        "{h2:#}"
+    );
+    for other in ["h1", "h3"] {
+        let h = host(&run, other);
+        assert!(h["failure"].is_null(), "{h:#}");
+        assert_eq!(h["established_peak"], h["share"], "{h:#}");
+    }
+    assert_nothing_left(&lab);
+}
+
+#[test]
+fn a_server_killed_mid_run_stops_the_run_promptly() {
+    let Some(mut lab) = Lab::start("remote_run_server_killed", 4) else {
+        return;
+    };
+    let inv = inventory(&mut lab);
+    let mut child = spawn_run(&run_args(
+        &lab,
+        &inv,
+        &["-n", "30000", "--rate", "3000", "--hold", "30s"],
+    ));
+    wait_for(
+        &mut child,
+        "the clients connecting",
+        Duration::from_secs(60),
+        || last_line(&lab, "h1", "client.jsonl").is_some_and(|l| l["open"].as_u64() > Some(0)),
+    );
+    let killed = Instant::now();
+    kill_binary(&lab, 0, "c1m-server");
+    let out = finish_within(child, Duration::from_secs(60));
+    assert!(
+        killed.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        killed.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let (_, run) = latest_run(&lab);
+    assert_eq!(run["outcome"], "failed", "{run:#}");
+    let reason = run["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("the server stopped during the run") && reason.contains("h0"),
+        "{reason}"
+    );
+    assert_nothing_left(&lab);
+}
+
+#[test]
+fn sigint_stops_every_host_within_seconds() {
+    let Some(mut lab) = Lab::start("remote_run_sigint", 4) else {
+        return;
+    };
+    let inv = inventory(&mut lab);
+    let mut child = spawn_run(&run_args(&lab, &inv, &["-n", "30000", "--hold", "forever"]));
+    wait_for(
+        &mut child,
+        "every client holding",
+        Duration::from_secs(90),
+        || {
+            lab.hosts[1..].iter().all(|h| {
+                last_line(&lab, &h.name, "client.jsonl")
+                    .is_some_and(|l| l["open"].as_u64() == Some(10000))
+            })
+        },
+    );
+    let sent = Instant::now();
+    // SAFETY: signalling the child we started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = finish_within(child, Duration::from_secs(30));
+    assert!(
+        sent.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        sent.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let (_, run) = latest_run(&lab);
+    assert_eq!(run["outcome"], "interrupted", "{run:#}");
+    assert_eq!(run["established_peak"], 30000, "{run:#}");
+    assert_nothing_left(&lab);
+}
