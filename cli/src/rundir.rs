@@ -41,6 +41,9 @@ pub struct RunSummary {
     /// Most connections the server(s) had open at once.
     pub server_open_peak: u64,
     pub time_to_target_s: Option<f64>,
+    /// Runs over hosts: seconds from the start of `c1m run` (connecting, preflight, deploy and
+    /// start-up included) until the target was reached.
+    pub run_to_target_s: Option<f64>,
     /// Best one-second connect rate (connections/s).
     pub connect_rate_peak: f64,
     /// Verified connections / time to reach them.

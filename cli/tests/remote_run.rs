@@ -90,7 +90,11 @@ fn processes_under(dir: &Path) -> Vec<(u32, PathBuf)> {
 
 fn assert_nothing_left(lab: &Lab) {
     // The groups are stopped before `c1m run` exits; give the kernel a moment to reap.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    assert_nothing_left_within(lab, Duration::from_secs(5));
+}
+
+fn assert_nothing_left_within(lab: &Lab, limit: Duration) {
+    let deadline = Instant::now() + limit;
     loop {
         let left = processes_under(&lab.dir);
         if left.is_empty() {
@@ -209,6 +213,7 @@ fn a_run_over_four_sshd_hosts_reaches_its_target_and_leaves_nothing() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("{stdout}");
     assert!(out.status.success(), "{}", text(&out));
     assert!(stdout.contains("the plan fits"), "{stdout}");
     for h in &lab.hosts {
@@ -396,4 +401,48 @@ fn sigint_stops_every_host_within_seconds() {
     assert_eq!(run["outcome"], "interrupted", "{run:#}");
     assert_eq!(run["established_peak"], 30000, "{run:#}");
     assert_nothing_left(&lab);
+}
+
+#[test]
+fn a_client_host_that_goes_silent_is_declared_lost_and_its_binary_stops_when_it_returns() {
+    let Some(mut lab) = Lab::start("remote_run_host_lost", 4) else {
+        return;
+    };
+    let inv = inventory(&mut lab);
+    let mut child = spawn_run(&run_args(
+        &lab,
+        &inv,
+        &["-n", "30000", "--rate", "3000", "--hold", "1s"],
+    ));
+    wait_for(
+        &mut child,
+        "h3's client connecting",
+        Duration::from_secs(60),
+        || last_line(&lab, "h3", "client.jsonl").is_some_and(|l| l["open"].as_u64() > Some(0)),
+    );
+    // h3 drops off the network: no FIN, no RST, just silence, as a crashed VM would.
+    let link = |state: &str| {
+        let out = lab.hosts[3]
+            .netns_cmd("ip")
+            .args(["link", "set", "eth0", state])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+    };
+    link("down");
+    let out = finish_within(child, Duration::from_secs(120));
+    link("up");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let (_, run) = latest_run(&lab);
+    assert_eq!(run["partial"], true, "{run:#}");
+    let h3 = host(&run, "h3");
+    let failure = h3["failure"].as_str().unwrap_or_default();
+    assert!(failure.contains("lost h3"), "{h3:#}");
+    for other in ["h1", "h2"] {
+        let h = host(&run, other);
+        assert_eq!(h["established_peak"], h["share"], "{h:#}");
+    }
+    // Back on the network, h3's sshd learns the controller is gone and closes the binary's
+    // stdin: the client stops by itself.
+    assert_nothing_left_within(&lab, Duration::from_secs(60));
 }

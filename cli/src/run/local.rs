@@ -530,6 +530,7 @@ fn summarize(
         established_peak: track.established_peak,
         server_open_peak: track.server_open_peak,
         time_to_target_s: ttt,
+        run_to_target_s: None,
         connect_rate_peak: track.rate_peak,
         connect_rate_mean: ttt
             .map(|t| client.verified as f64 / t.max(1e-9))

@@ -104,11 +104,19 @@ pub fn print_summary(s: &RunSummary) {
         );
     }
     println!(
-        "memory per connection: user {:.1} B (server RSS {}), kernel {:.0} B (both ends)",
+        "memory per connection: user {:.1} B (server RSS {}), kernel {:.0} B ({})",
         s.user_bytes_per_conn,
         fmt::bytes(s.server_rss_bytes as f64),
-        s.kernel_bytes_per_conn
+        s.kernel_bytes_per_conn,
+        if s.kernel_memory.both_ends {
+            "both ends"
+        } else {
+            "server host"
+        }
     );
+    if let Some(t) = s.run_to_target_s {
+        println!("from the start of c1m run to the target: {t:.2} s (connect, preflight, deploy and start-up included)");
+    }
     if !s.errors.is_empty() {
         let e: Vec<String> = s.errors.iter().map(|(k, v)| format!("{k} ×{v}")).collect();
         println!("errors: {}", e.join(", "));

@@ -406,6 +406,7 @@ pub fn synthetic_run(dir: &Path, spec: &Spec) {
         established_peak: last.established,
         server_open_peak: last.server_open,
         time_to_target_s: time_to_target,
+        run_to_target_s: None,
         connect_rate_peak: events.iter().map(|e| e.connect_rate).fold(0.0, f64::max),
         connect_rate_mean: time_to_target.map_or(0.0, |t| target as f64 / t),
         connect_latency_us: None,

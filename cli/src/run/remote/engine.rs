@@ -360,6 +360,8 @@ pub async fn run(args: RunArgs, mut p: Prepared) -> Result<u8> {
         .collect();
     let clients_started = Instant::now();
     let mut hold_until: Option<Option<Instant>> = None;
+    // (seconds since the clients were started, seconds since `c1m run` began) at the target.
+    let mut reached: Option<(f64, f64)> = None;
     if ended.is_none() {
         // The baseline of kernel memory: the server host's first reading, taken at once.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -466,25 +468,39 @@ pub async fn run(args: RunArgs, mut p: Prepared) -> Result<u8> {
                     server_rss: ev.server_rss_bytes,
                     kernel_bytes: ev.kernel_bytes,
                 }, &frames);
-                // Holding starts once every client still running has its share.
-                let live: Vec<&HostState> = hosts.iter().filter(|h| h.client_alive()).collect();
-                let all_in = !live.is_empty() && live.iter().all(|h| h.track.client.verified >= h.run.share);
-                if all_in && hold_until.is_none() {
-                    hold_until = Some(args.hold.0.map(|d| Instant::now() + d));
-                    let verified: u64 = hosts.iter().map(|h| h.track.client.verified).sum();
-                    view.note(&format!(
-                        "{} {} verified connections in {:.2} s; holding {}",
-                        if verified >= n { "target reached:" } else { "every running client has its share:" },
-                        fmt::int(verified), t,
-                        args.hold.0.map(|h| format!("{:.1} s", h.as_secs_f64())).unwrap_or_else(|| "until Ctrl-C".into())
-                    ));
-                }
                 if let Some(Some(until)) = hold_until {
                     if Instant::now() >= until {
                         ended = Some(Outcome { outcome: "reached", reason: None });
                     }
                 }
             }
+        }
+        // Holding starts once every client still running has its share, seen line by line so
+        // the time to target is the controller's own, start-up over SSH included.
+        let live: Vec<&HostState> = hosts.iter().filter(|h| h.client_alive()).collect();
+        let all_in =
+            !live.is_empty() && live.iter().all(|h| h.track.client.verified >= h.run.share);
+        if all_in && hold_until.is_none() && ended.is_none() {
+            hold_until = Some(args.hold.0.map(|d| Instant::now() + d));
+            let t = clients_started.elapsed().as_secs_f64();
+            let verified: u64 = hosts.iter().map(|h| h.track.client.verified).sum();
+            if verified >= n {
+                reached = Some((t, p.invoked.elapsed().as_secs_f64()));
+            }
+            view.note(&format!(
+                "{} {} verified connections {:.2} s after the clients were started; holding {}",
+                if verified >= n {
+                    "target reached:"
+                } else {
+                    "every running client has its share:"
+                },
+                fmt::int(verified),
+                t,
+                args.hold
+                    .0
+                    .map(|h| format!("{:.1} s", h.as_secs_f64()))
+                    .unwrap_or_else(|| "until Ctrl-C".into())
+            ));
         }
     }
     view.finish();
@@ -495,7 +511,16 @@ pub async fn run(args: RunArgs, mut p: Prepared) -> Result<u8> {
     events.flush().await?;
 
     teardown(&mut hosts, &mut rx, &mut peak).await;
-    let summary = finish::summarize(&args, &p.inventory, &hosts, si, &peak, started_at, outcome);
+    let summary = finish::summarize(
+        &args,
+        &p.inventory,
+        &hosts,
+        si,
+        &peak,
+        started_at,
+        outcome,
+        reached,
+    );
     rundir::write_summary(&dir, &summary)?;
     finish::print(&summary, &hosts);
     let ok = summary.outcome == "reached"

@@ -58,9 +58,14 @@ pub fn summarize(
     peak: &Peak,
     started_at: chrono::DateTime<chrono::Utc>,
     outcome: Outcome,
+    reached: Option<(f64, f64)>,
 ) -> RunSummary {
     let n = args.connections;
-    let client = merged_clients(hosts);
+    let mut client = merged_clients(hosts);
+    // The controller's clock: from the clients' start over SSH to the last verified connection.
+    if let Some((t, _)) = reached {
+        client.time_to_target_s = Some(t);
+    }
     let server_host = &hosts[si];
     let server = server_host
         .track
@@ -172,6 +177,7 @@ pub fn summarize(
         established_peak: peak.established,
         server_open_peak: peak.server_open,
         time_to_target_s: client.time_to_target_s,
+        run_to_target_s: reached.map(|r| r.1),
         connect_rate_peak: peak.rate,
         connect_rate_mean: client
             .time_to_target_s

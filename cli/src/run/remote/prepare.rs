@@ -47,10 +47,13 @@ pub struct Prepared {
     /// The address clients connect to.
     pub target: Ipv4Addr,
     pub plan: Plan,
+    /// When `c1m run` began, for the time from the command to all clients connected.
+    pub invoked: std::time::Instant,
 }
 
 /// `Err(code)` when the run must not start (the reason is already printed).
 pub fn prepare(args: &RunArgs) -> Result<std::result::Result<Prepared, u8>> {
+    let invoked = std::time::Instant::now();
     let path = args.inventory.clone().context("an inventory")?;
     let source = path.display().to_string();
     let inv = inventory::load(&path)?;
@@ -137,6 +140,7 @@ pub fn prepare(args: &RunArgs) -> Result<std::result::Result<Prepared, u8>> {
         hosts: run_hosts,
         target,
         plan,
+        invoked,
     }))
 }
 
