@@ -102,6 +102,10 @@ pub struct Outcome {
     pub reason: Option<String>,
 }
 
+/// When the target was reached: (seconds since the clients were started, seconds since
+/// `c1m run` began).
+pub type Reached = Option<(f64, f64)>;
+
 /// One line about a binary's end, for failures and reasons.
 fn describe(host: &str, role: Role, e: &Ended) -> String {
     match e {
@@ -361,7 +365,7 @@ pub async fn run(args: RunArgs, mut p: Prepared) -> Result<u8> {
     let clients_started = Instant::now();
     let mut hold_until: Option<Option<Instant>> = None;
     // (seconds since the clients were started, seconds since `c1m run` began) at the target.
-    let mut reached: Option<(f64, f64)> = None;
+    let mut reached: Reached = None;
     if ended.is_none() {
         // The baseline of kernel memory: the server host's first reading, taken at once.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

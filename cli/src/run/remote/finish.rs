@@ -1,7 +1,7 @@
 //! The end of a run over hosts: `run.json` (the local run's keys, plus a figure set per host)
 //! and the summary printed for a person.
 
-use super::engine::{HostState, Outcome, Peak};
+use super::engine::{HostState, Outcome, Peak, Reached};
 use crate::fmt;
 use crate::report::histogram;
 use crate::run::sampler::kernel_total;
@@ -57,8 +57,7 @@ pub fn summarize(
     si: usize,
     peak: &Peak,
     started_at: chrono::DateTime<chrono::Utc>,
-    outcome: Outcome,
-    reached: Option<(f64, f64)>,
+    (outcome, reached): (Outcome, Reached),
 ) -> RunSummary {
     let n = args.connections;
     let mut client = merged_clients(hosts);
