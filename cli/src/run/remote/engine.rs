@@ -522,8 +522,7 @@ pub async fn run(args: RunArgs, mut p: Prepared) -> Result<u8> {
         si,
         &peak,
         started_at,
-        outcome,
-        reached,
+        (outcome, reached),
     );
     rundir::write_summary(&dir, &summary)?;
     finish::print(&summary, &hosts);
