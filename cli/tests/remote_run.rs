@@ -446,3 +446,69 @@ fn a_client_host_that_goes_silent_is_declared_lost_and_its_binary_stops_when_it_
     // stdin: the client stops by itself.
     assert_nothing_left_within(&lab, Duration::from_secs(60));
 }
+
+/// Benchmark, not a test: `scripts/remote-bench` runs it. C1M_BENCH_CONNECTIONS connections
+/// (default 300,000) over the four sshd hosts, then the same number on this machine over
+/// loopback, and prints how long each took and at what rate.
+#[test]
+#[ignore]
+fn bench_remote_run_against_the_local_engine() {
+    let n: u64 = std::env::var("C1M_BENCH_CONNECTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300_000);
+    let Some(mut lab) = Lab::start("remote_run_bench", 4) else {
+        return;
+    };
+    let inv = inventory(&mut lab);
+    let ns = n.to_string();
+    // Warm-up: deploys the binaries and faults the kernel's memory in, like hyperfine's --warmup.
+    let warm = c1m()
+        .args(run_args(&lab, &inv, &["-n", &ns, "--hold", "0s"]))
+        .output()
+        .unwrap();
+    assert!(warm.status.success(), "{}", text(&warm));
+    assert_nothing_left(&lab);
+    let started = Instant::now();
+    let out = c1m()
+        .args(run_args(&lab, &inv, &["-n", &ns, "--hold", "0s"]))
+        .output()
+        .unwrap();
+    let wall = started.elapsed().as_secs_f64();
+    assert!(out.status.success(), "{}", text(&out));
+    let (_, remote) = latest_run(&lab);
+    assert_nothing_left(&lab);
+
+    let local_out = lab.dir.join("local-runs");
+    let out = c1m()
+        .args(["run", "-n", &ns, "--hold", "0s", "--no-progress", "--out"])
+        .arg(&local_out)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let dir = fs::canonicalize(local_out.join("latest")).unwrap();
+    let local: Value = serde_json::from_slice(&fs::read(dir.join("run.json")).unwrap()).unwrap();
+
+    let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    println!("\n== c1m run over 4 sshd hosts (1 server + 3 clients, netns on this machine) vs local, {n} connections");
+    println!(
+        "remote: c1m run → all clients connected {:.2} s (clients' start → target {:.2} s), mean {:.0} conn/s, peak {:.0} conn/s, whole command {wall:.2} s",
+        f(&remote, "run_to_target_s"),
+        f(&remote, "time_to_target_s"),
+        f(&remote, "connect_rate_mean"),
+        f(&remote, "connect_rate_peak")
+    );
+    println!(
+        "local:  clients' start → target {:.2} s, mean {:.0} conn/s, peak {:.0} conn/s",
+        f(&local, "time_to_target_s"),
+        f(&local, "connect_rate_mean"),
+        f(&local, "connect_rate_peak")
+    );
+    println!(
+        "remote/local connect rate: {:.2}; remote connect latency p50 {} µs p99 {} µs; server kernel {:.0} B/conn",
+        f(&remote, "connect_rate_mean") / f(&local, "connect_rate_mean"),
+        remote["connect_latency_us"]["p50"],
+        remote["connect_latency_us"]["p99"],
+        f(&remote, "kernel_bytes_per_conn")
+    );
+}
