@@ -20,6 +20,10 @@ fn c1m() -> Command {
 /// run needs no root, so it logs in as a plain user of the lab (whose shell starts in
 /// milliseconds, unlike root's here, whose .bashrc runs `pyenv init` on every exec).
 fn inventory(lab: &mut Lab) -> PathBuf {
+    inventory_of(lab, &[0], &[1, 2, 3])
+}
+
+fn inventory_of(lab: &mut Lab, server: &[usize], clients: &[usize]) -> PathBuf {
     let user = lab.add_user(false);
     let mut y = format!(
         "all:\n  vars:\n    ansible_user: {user}\n    ansible_ssh_private_key_file: {}\n    \
@@ -27,7 +31,7 @@ fn inventory(lab: &mut Lab) -> PathBuf {
         lab.keys.ed25519.display(),
         lab.known_hosts.display()
     );
-    for (group, members) in [("server", &[0usize][..]), ("clients", &[1, 2, 3][..])] {
+    for (group, members) in [("server", server), ("clients", clients)] {
         y.push_str(&format!("    {group}:\n      hosts:\n"));
         for &i in members {
             let h = &lab.hosts[i];
@@ -209,7 +213,11 @@ fn a_run_over_four_sshd_hosts_reaches_its_target_and_leaves_nothing() {
     };
     let inv = inventory(&mut lab);
     let out = c1m()
-        .args(run_args(&lab, &inv, &["-n", "30000", "--hold", "2s"]))
+        .args(run_args(
+            &lab,
+            &inv,
+            &["-n", "30000", "--hold", "2s", "--message-interval", "500ms"],
+        ))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -239,6 +247,8 @@ fn a_run_over_four_sshd_hosts_reaches_its_target_and_leaves_nothing() {
     );
     assert!(run["time_to_target_s"].as_f64().unwrap() > 0.0);
     assert!(run["connect_latency_us"]["count"].as_u64().unwrap() >= 30000);
+    // While holding, every connection sent messages and their round trips were timed.
+    assert!(run["rtt_us"]["count"].as_u64().unwrap() >= 30000, "{run:#}");
     // The shares add up, each client reached its own, the server's kernel memory was measured.
     let shares: u64 = lab.hosts[1..]
         .iter()
@@ -511,4 +521,68 @@ fn bench_remote_run_against_the_local_engine() {
         remote["connect_latency_us"]["p99"],
         f(&remote, "kernel_bytes_per_conn")
     );
+}
+
+#[test]
+fn an_unreachable_client_host_refuses_the_run_before_anything_starts() {
+    let Some(mut lab) = Lab::start("remote_run_unreachable", 2) else {
+        return;
+    };
+    let inv = inventory_of(&mut lab, &[0], &[1]);
+    let dead = lab.dead_address();
+    let text_inv = fs::read_to_string(&inv).unwrap();
+    // A third client at an address where nothing answers.
+    let with_dead = text_inv.replace(
+        "    clients:\n      hosts:\n",
+        &format!("    clients:\n      hosts:\n        ghost:\n          ansible_host: {dead}\n"),
+    );
+    fs::write(&inv, with_dead).unwrap();
+    let out = c1m()
+        .args(run_args(&lab, &inv, &["-n", "1000", "--hold", "0s"]))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(stdout.contains("ghost (client"), "{stdout}");
+    assert!(stdout.contains(&dead), "{stdout}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("refusing to start"),
+        "{}",
+        text(&out)
+    );
+    // Nothing was deployed or started on the reachable hosts.
+    assert!(!stdout.contains("deploy "), "{stdout}");
+    assert!(!lab.dir.join("runs").exists());
+    assert_nothing_left(&lab);
+}
+
+#[test]
+fn a_hostile_source_ip_value_is_refused_and_runs_nothing() {
+    let Some(mut lab) = Lab::start("remote_run_hostile", 2) else {
+        return;
+    };
+    let inv = inventory_of(&mut lab, &[0], &[1]);
+    let pwned = lab.dir.join("pwned");
+    let hostile = format!("10.0.0.1; touch {}", pwned.display());
+    let text_inv = fs::read_to_string(&inv).unwrap();
+    let h1 = format!("        {}:\n", lab.hosts[1].name);
+    let with_var = text_inv.replace(
+        &h1,
+        &format!("{h1}          c1m_source_ips: \"{hostile}\"\n"),
+    );
+    assert_ne!(with_var, text_inv);
+    fs::write(&inv, with_var).unwrap();
+    let out = c1m()
+        .args(run_args(&lab, &inv, &["-n", "1000", "--hold", "0s"]))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("host {}: c1m_source_ips", lab.hosts[1].name)),
+        "{}",
+        text(&out)
+    );
+    assert!(!pwned.exists(), "the hostile value ran a command");
+    assert_nothing_left(&lab);
 }

@@ -84,6 +84,11 @@ pub fn prepare(args: &RunArgs) -> Result<std::result::Result<Prepared, u8>> {
         })
         .collect();
     let plan = check::plan(&inv, &source, args.connections, args.ports, &gathered)?;
+    for h in plan.hosts.iter().filter(|h| h.client_share > 0) {
+        if let Err(e) = c1m_client::targets::expand_ips(&h.source_ips) {
+            bail!("{source}: host {}: c1m_source_ips: {e}", h.name);
+        }
+    }
     check::print_plan(&plan);
     if !plan.fits {
         if !args.force {
