@@ -630,3 +630,24 @@ fn several_plays_and_playbooks_target_their_own_hosts() {
         r.out
     );
 }
+
+/// `systemd: daemon_reload` alone reports ok, as ansible.builtin.systemd does, also when run as
+/// a notified handler; only what changes a unit counts as changed. (Check mode: this machine
+/// need not run systemd; the lab test runs the reload for real on four guests.)
+#[test]
+fn systemd_daemon_reload_alone_is_ok_not_changed() {
+    let s = scratch("daemon-reload");
+    let d = s.0.display();
+    let book = format!(
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - copy: {{dest: \"{d}/a.conf\", content: \"x\\n\"}}\n      notify: reload\n  handlers:\n    - name: reload\n      ansible.builtin.systemd: {{daemon_reload: true}}\n"
+    );
+    let r = provision(&s.0, LOCAL_INV, &book, &["--check"]);
+    assert_eq!(r.recap("localhost"), (2, 1, 0, 0, 0), "{}", r.out);
+    assert!(
+        r.out.contains("RUNNING HANDLER [reload]")
+            && r.out
+                .contains("ok: [localhost] => {\"msg\":\"daemon reloaded\"}"),
+        "{}",
+        r.out
+    );
+}
