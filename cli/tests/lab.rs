@@ -165,6 +165,7 @@ fn lab_up_provision_down() {
     });
     timed("step_status_and_lab_ssh", || step_status_and_lab_ssh(&ctx));
     timed("step_provision", || step_provision(&ctx));
+    timed("step_run", || step_run(&ctx));
     timed("step_up_again_keeps_the_lab", || {
         step_up_again_keeps_the_lab(&ctx)
     });
@@ -952,6 +953,99 @@ fn step_provision(ctx: &Ctx) {
          revert {:.1}s; ansible-playbook first {:.1}s",
         check.secs, first.secs, second.secs, reset.secs, ansible.secs
     );
+}
+
+/// `c1m run -i` on the tuned guests: CONNECTIONS over the three clients through SSH, its report,
+/// and no c1m process left in any guest afterwards.
+fn step_run(ctx: &Ctx) {
+    let runs = ctx.guard.dir.join("runs");
+    let out = c1m()
+        .arg("run")
+        .arg("-i")
+        .arg(&ctx.inventory)
+        .args([
+            "-n",
+            &CONNECTIONS.to_string(),
+            "--hold",
+            "5s",
+            "--no-progress",
+        ])
+        .arg("--out")
+        .arg(&runs)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("{stdout}");
+    assert!(out.status.success(), "c1m run -i the lab: {}", text(&out));
+    assert!(stdout.contains("the plan fits"), "{stdout}");
+    let dir = fs::canonicalize(runs.join("latest")).unwrap();
+    let run: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["outcome"], "reached", "{run:#}");
+    assert_eq!(run["partial"], false, "{run:#}");
+    assert!(
+        run["established_peak"].as_u64().unwrap() >= CONNECTIONS,
+        "{run:#}"
+    );
+    assert!(
+        run["server_open_peak"].as_u64().unwrap() >= CONNECTIONS,
+        "{run:#}"
+    );
+    assert!(
+        run["kernel_bytes_per_conn"].as_f64().unwrap() > 1000.0,
+        "{run:#}"
+    );
+    let hosts = run["hosts"].as_array().unwrap();
+    let by_name = |name: &str| {
+        hosts
+            .iter()
+            .find(|h| h["name"] == name)
+            .unwrap_or_else(|| panic!("{name} missing from run.json"))
+    };
+    assert_eq!(by_name("srv")["role"], "server");
+    let mut shares = 0;
+    for (name, addr) in &ctx.hosts[1..] {
+        let h = by_name(name);
+        assert_eq!(h["role"], "client", "{h:#}");
+        assert_eq!(h["address"], addr.as_str(), "{h:#}");
+        assert_eq!(h["established_peak"], h["share"], "{h:#}");
+        shares += h["share"].as_u64().unwrap();
+    }
+    assert_eq!(shares, CONNECTIONS);
+    // The run read each guest's tuning as it started: what tune.yml set was in effect.
+    for (name, _) in &ctx.hosts {
+        let t = &by_name(name)["tuning"];
+        assert_eq!(t["net.ipv4.tcp_rmem"], "4096 4096 16384", "{name}: {t:#}");
+        assert!(
+            t["net.netfilter.nf_conntrack_max"]
+                .as_str()
+                .and_then(|v| v.parse::<u64>().ok())
+                .is_some_and(|v| v >= CONNECTIONS / 3),
+            "{name}: {t:#}"
+        );
+    }
+    let report = c1m().arg("report").arg(&dir).output().unwrap();
+    let report_out = String::from_utf8_lossy(&report.stdout).into_owned();
+    assert!(report.status.success(), "c1m report: {}", text(&report));
+    assert!(report_out.contains("reached"), "{report_out}");
+    for (name, _) in &ctx.hosts {
+        assert!(report_out.contains(name.as_str()), "{report_out}");
+    }
+    // Nothing c1m started is left in any guest (found by executable, not by name).
+    for (name, addr) in &ctx.hosts {
+        let out = ssh(
+            addr,
+            &ctx.key,
+            &ctx.known_hosts,
+            "for p in /proc/[0-9]*; do readlink $p/exe; done 2>/dev/null | grep -c '^/var/lib/c1m/bin/' || true",
+        );
+        assert!(out.status.success(), "{name}: {}", text(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "0",
+            "{name}: c1m processes left in the guest"
+        );
+    }
 }
 
 #[test]
