@@ -39,7 +39,7 @@ pub struct RunArgs {
     /// While holding, send a message on every connection at this interval and time round trips.
     #[arg(long)]
     pub message_interval: Option<Span>,
-    /// Connects in flight at most, per client host.
+    /// Connects in flight at most, per client host (default: the host var `c1m_window`, else 4096).
     #[arg(long)]
     pub window: Option<u64>,
     /// Source IPs for the clients (`A` or `A-B`, comma-separated). Local default: enough

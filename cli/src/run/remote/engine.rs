@@ -157,7 +157,7 @@ fn client_args(args: &RunArgs, h: &RunHost, target: std::net::Ipv4Addr) -> Vec<S
         format!("--interval-ms={STATS_MS}"),
         "--stop-on-eof".into(),
     ];
-    if let Some(w) = args.window {
+    if let Some(w) = args.window.or(h.window) {
         a.push(format!("--window={w}"));
     }
     if let Some(r) = args.rate {

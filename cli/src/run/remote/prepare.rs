@@ -26,6 +26,9 @@ pub struct RunHost {
     pub facts: HostFacts,
     /// Where `c1m-server` and `c1m-client` are on the host.
     pub bin_dir: String,
+    /// `c1m_window`: connects in flight on this client unless `--window` says otherwise. Slow
+    /// hosts (VMs under emulation) drop SYNs when thousands are in flight.
+    pub window: Option<u64>,
     /// The connection facts were gathered over; the engine's control thread takes it.
     pub control: Option<Box<dyn Transport>>,
 }
@@ -120,7 +123,9 @@ pub fn prepare(args: &RunArgs) -> Result<std::result::Result<Prepared, u8>> {
         } else {
             bin_dir(&host)?
         };
+        let window = window_of(&host)?;
         run_hosts.push(RunHost {
+            window,
             address: address_of(&host),
             role: hp.role.clone(),
             share: hp.client_share,
@@ -151,6 +156,24 @@ pub fn prepare(args: &RunArgs) -> Result<std::result::Result<Prepared, u8>> {
 
 fn var<'a>(h: &'a Host, key: &str) -> Option<&'a str> {
     h.vars.get(key).and_then(|v| v.as_str())
+}
+
+/// `c1m_window`, a positive number (or a string holding one).
+fn window_of(h: &Host) -> Result<Option<u64>> {
+    let Some(v) = h.vars.get("c1m_window") else {
+        return Ok(None);
+    };
+    let n = v
+        .as_u64()
+        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+        .filter(|n| *n > 0);
+    match n {
+        Some(n) => Ok(Some(n)),
+        None => bail!(
+            "host {}: c1m_window must be a positive number of connects in flight, not {v}",
+            h.name
+        ),
+    }
 }
 
 /// `ansible_host`, else the inventory name.
