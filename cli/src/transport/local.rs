@@ -170,6 +170,22 @@ impl Transport for LocalTransport {
         }
     }
 
+    fn lstat(&mut self, path: &str) -> Option<Result<Option<super::FileMeta>, TransportError>> {
+        if !self.direct() {
+            return None;
+        }
+        use std::os::unix::fs::PermissionsExt;
+        match std::fs::symlink_metadata(path) {
+            Ok(m) => Some(Ok(Some(super::FileMeta {
+                is_dir: m.file_type().is_dir(),
+                is_file: m.file_type().is_file(),
+                mode: m.permissions().mode() & 0o7777,
+            }))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(Ok(None)),
+            Err(_) => None,
+        }
+    }
+
     fn write_file(&mut self, path: &str, data: &[u8], mode: u32) -> Result<(), TransportError> {
         if self.direct() {
             use std::os::unix::fs::PermissionsExt;

@@ -8,6 +8,7 @@ pub mod local;
 pub mod open;
 pub mod quote;
 pub mod ssh;
+pub mod trace;
 pub mod upload;
 
 pub use quote::shell_quote;
@@ -34,6 +35,15 @@ impl ExecOutput {
     pub fn stderr_str(&self) -> String {
         String::from_utf8_lossy(&self.stderr).into_owned()
     }
+}
+
+/// What [`Transport::lstat`] tells of a path (a final symlink is not followed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileMeta {
+    pub is_dir: bool,
+    pub is_file: bool,
+    /// Permission bits (`0o7777`).
+    pub mode: u32,
 }
 
 /// Privilege escalation as Ansible's `become`: commands run through `sudo -n`.
@@ -103,6 +113,15 @@ pub trait Transport: Send {
     /// Writes a whole file atomically (temporary file + rename in the same directory) with
     /// `mode`, creating nothing but the file itself.
     fn write_file(&mut self, path: &str, data: &[u8], mode: u32) -> Result<(), TransportError>;
+
+    /// Type and permissions of `path` without following a final symlink (`Ok(None)`: it does not
+    /// exist), when the transport can tell without starting a program on the host (SFTP, this
+    /// machine's filesystem): on a slow host each exec costs a fork of a shell. `None` means
+    /// "ask `stat` on the host", also for failures other than absence, so those keep the
+    /// shell's error message and stay task failures.
+    fn lstat(&mut self, _path: &str) -> Option<Result<Option<FileMeta>, TransportError>> {
+        None
+    }
 
     /// Runs a long command like [`Transport::exec`] with an empty stdin that stays open until the
     /// sink asks to close it, handing each output line to the sink as it arrives. Returns the

@@ -25,17 +25,18 @@ impl ConnectSettings {
         if become_.user.is_none() {
             become_.user = self.become_user.clone();
         }
-        match host.connection() {
-            Connection::Local => Ok(Box::new(LocalTransport::new(&host.name, &become_))),
+        let t: Box<dyn Transport> = match host.connection() {
+            Connection::Local => Box::new(LocalTransport::new(&host.name, &become_)),
             Connection::Ssh => {
                 let known_hosts = self
                     .known_hosts
                     .clone()
                     .unwrap_or_else(|| host.known_hosts());
                 let cfg = host.ssh_config(&known_hosts, self.accept_new, become_);
-                ssh::connect(&without_needless_become(cfg))
+                ssh::connect(&without_needless_become(cfg))?
             }
-        }
+        };
+        Ok(super::trace::wrap(t))
     }
 }
 

@@ -252,10 +252,33 @@ impl SshTransport {
                 .map_err(|e| TransportError::Io(format!("cannot create {tmp}: {e}")))?;
             file.write_all(data)
                 .map_err(|e| TransportError::Io(format!("writing {tmp}: {e}")))?;
+            // SFTP's chmod is not trimmed by the remote umask; set before the file is visible.
+            let perm = ssh2::FileStat {
+                size: None,
+                uid: None,
+                gid: None,
+                perm: Some(mode & 0o7777),
+                atime: None,
+                mtime: None,
+            };
+            let moded = file.setstat(perm).is_ok();
             file.close()
                 .map_err(|e| TransportError::Io(format!("closing {tmp}: {e}")))?;
-            // OpenSSH's SFTP rename refuses to replace an existing file, so the atomic replace
-            // (and the mode, which the remote umask would otherwise trim) is one shell step.
+            // A new file needs no shell: OpenSSH's SFTP rename links the name, which succeeds
+            // only where nothing is there yet (no exec, so no fork on a slow host).
+            if moded {
+                if let Some(sftp) = &self.sftp {
+                    let flags = ssh2::RenameFlags::ATOMIC | ssh2::RenameFlags::NATIVE;
+                    if sftp
+                        .rename(Path::new(&tmp), Path::new(path), Some(flags))
+                        .is_ok()
+                    {
+                        return Ok(());
+                    }
+                }
+            }
+            // An existing file: SFTP rename refuses to replace it, so the atomic replace (and
+            // the mode, which the remote umask would otherwise trim) is one shell step.
             let out = self.exec_raw(
                 &format!(
                     "chmod {:o} -- {t} && mv -f -- {t} {p}",
@@ -329,6 +352,26 @@ impl Transport for SshTransport {
         file.read_to_end(&mut data)
             .map_err(|e| self.io(&format!("reading {path}"), e))?;
         Ok(Some(data))
+    }
+
+    fn lstat(&mut self, path: &str) -> Option<Result<Option<super::FileMeta>, TransportError>> {
+        if !self.use_sftp() {
+            return None;
+        }
+        let st = match self.sftp()?.lstat(Path::new(path)) {
+            Ok(st) => st,
+            // LIBSSH2_FX_NO_SUCH_FILE
+            Err(e) if e.code() == ssh2::ErrorCode::SFTP(2) => return Some(Ok(None)),
+            // Anything else (permissions, a broken session) the shell's stat reports as before.
+            Err(_) => return None,
+        };
+        let perm = st.perm?;
+        let kind = perm & 0o170_000;
+        Some(Ok(Some(super::FileMeta {
+            is_dir: kind == 0o040_000,
+            is_file: kind == 0o100_000,
+            mode: perm & 0o7777,
+        })))
     }
 
     fn write_file(&mut self, path: &str, data: &[u8], mode: u32) -> Result<(), TransportError> {

@@ -89,20 +89,12 @@ fn run_shell(args: &Args, ctx: &mut ModuleCtx) -> Result<Outcome, TaskError> {
 
 fn execute(args: &Args, ctx: &mut ModuleCtx, script: &str) -> Result<Outcome, TaskError> {
     if let Some(creates) = args.str("creates")? {
-        if ctx
-            .t
-            .exec(&format!("[ -e {} ]", shell_quote(&creates)), None)?
-            .success()
-        {
+        if super::util::exists(ctx.t, &creates, false)? {
             return Ok(Outcome::ok(format!("skipped, since {creates} exists")));
         }
     }
     if let Some(removes) = args.str("removes")? {
-        if !ctx
-            .t
-            .exec(&format!("[ -e {} ]", shell_quote(&removes)), None)?
-            .success()
-        {
+        if !super::util::exists(ctx.t, &removes, false)? {
             return Ok(Outcome::ok(format!(
                 "skipped, since {removes} does not exist"
             )));

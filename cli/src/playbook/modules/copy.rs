@@ -75,17 +75,30 @@ fn run(args: &Args, ctx: &mut ModuleCtx) -> Result<Outcome, TaskError> {
         }
     }
     // What the file has now, without another round trip where we already know it: a write
-    // set `mode`; only owner/group of a new file need a fresh look.
+    // set `mode`; owner/group (not read with the content) need a fresh look when asked for.
+    let wants_owner = owner.is_some() || group.is_some();
     let current = match existing {
-        Some(e) => Some(Stat {
+        Some(_) if wants_owner => stat(ctx.t, &dest)?.map(|s| Stat {
             mode: if written {
-                mode.unwrap_or(e.stat.mode)
+                mode.unwrap_or(s.mode)
             } else {
-                e.stat.mode
+                s.mode
             },
-            ..e.stat
+            ..s
         }),
-        None if !ctx.check && (owner.is_some() || group.is_some()) => stat(ctx.t, &dest)?,
+        // fix_attributes looks at owner/group only when asked for, so empty ones are never seen.
+        Some(e) => Some(Stat {
+            is_dir: false,
+            is_file: true,
+            mode: if written {
+                mode.unwrap_or(e.mode)
+            } else {
+                e.mode
+            },
+            owner: String::new(),
+            group: String::new(),
+        }),
+        None if !ctx.check && wants_owner => stat(ctx.t, &dest)?,
         None => None,
     };
     if let Some(current) = current {

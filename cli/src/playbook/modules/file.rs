@@ -1,6 +1,6 @@
 //! `ansible.builtin.file`: directories, removal, and attributes of existing files.
 
-use super::util::{fix_attributes, run_ok, stat, Stat};
+use super::util::{fix_attributes, run_ok, stat_attrs, Stat};
 use super::{arg, arg_alias, Args, Diff, Kind, ModuleCtx, ModuleSpec, Outcome, TaskError};
 use crate::transport::shell_quote;
 
@@ -25,7 +25,10 @@ pub static SPEC: ModuleSpec = ModuleSpec {
 
 fn run(args: &Args, ctx: &mut ModuleCtx) -> Result<Outcome, TaskError> {
     let path = args.req_str("path")?;
-    let existing = stat(ctx.t, &path)?;
+    let owner = args.str("owner")?;
+    let group = args.str("group")?;
+    let need_owner = owner.is_some() || group.is_some();
+    let existing = stat_attrs(ctx.t, &path, need_owner)?;
     let default_state = match &existing {
         Some(s) if s.is_dir => "directory",
         _ => "file",
@@ -36,8 +39,6 @@ fn run(args: &Args, ctx: &mut ModuleCtx) -> Result<Outcome, TaskError> {
         default_state,
     )?;
     let mode = args.mode("mode")?;
-    let owner = args.str("owner")?;
-    let group = args.str("group")?;
     let q = shell_quote(&path);
     let mut out = Outcome::ok(format!("{path} {state}"));
     let kind = |s: &Option<Stat>| match s {
@@ -81,7 +82,7 @@ fn run(args: &Args, ctx: &mut ModuleCtx) -> Result<Outcome, TaskError> {
                 });
                 if !ctx.check {
                     run_ok(ctx.t, &format!("mkdir -p -- {q}"), &format!("mkdir {path}"))?;
-                    current = stat(ctx.t, &path)?;
+                    current = stat_attrs(ctx.t, &path, need_owner)?;
                 }
             }
         },
@@ -89,7 +90,7 @@ fn run(args: &Args, ctx: &mut ModuleCtx) -> Result<Outcome, TaskError> {
             out.changed = true;
             if !ctx.check {
                 run_ok(ctx.t, &format!("touch -- {q}"), &format!("touch {path}"))?;
-                current = stat(ctx.t, &path)?;
+                current = stat_attrs(ctx.t, &path, need_owner)?;
             }
         }
         _ => match &existing {

@@ -56,11 +56,7 @@ fn loaded(ctx: &mut ModuleCtx, name: &str) -> Result<Loaded, TaskError> {
     // Without a modules.builtin list (minimal kernels), a /sys/module entry that is not in
     // /proc/modules is a built-in module.
     let sys = format!("/sys/module/{}", name.replace('-', "_"));
-    if ctx
-        .t
-        .exec(&format!("[ -d {} ]", shell_quote(&sys)), None)?
-        .success()
-    {
+    if super::util::exists(ctx.t, &sys, true)? {
         return Ok(Loaded::BuiltIn(
             "built into the kernel (/sys/module entry, not in /proc/modules)",
         ));

@@ -155,22 +155,25 @@ fn run(args: &Args, ctx: &mut ModuleCtx) -> Result<Outcome, TaskError> {
         });
     }
     if !ctx.check {
-        if set_proc {
-            run_ok(
-                ctx.t,
-                &format!("sysctl -w {}", shell_quote(&format!("{name}={value}"))),
-                &format!("sysctl -w {name}"),
-            )?;
-        }
-        if write_file {
-            super::util::write_if_changed(
-                ctx.t,
-                &file,
-                existing.as_ref(),
-                &after_file,
-                None,
-                false,
-            )?;
+        let set_cmd = format!("sysctl -w {}", shell_quote(&format!("{name}={value}")));
+        if set_proc && write_file && existing.is_some() {
+            // The usual first run: kernel and file both change. One exec instead of two (the
+            // kernel, then the file's rename), as on a slow host each exec is the cost.
+            set_and_write(ctx, &set_cmd, &name, &file, &after_file, existing.as_ref())?;
+        } else {
+            if set_proc {
+                run_ok(ctx.t, &set_cmd, &format!("sysctl -w {name}"))?;
+            }
+            if write_file {
+                super::util::write_if_changed(
+                    ctx.t,
+                    &file,
+                    existing.as_ref(),
+                    &after_file,
+                    None,
+                    false,
+                )?;
+            }
         }
         if changed && reload {
             let e = if ignoreerrors { "-e " } else { "" };
@@ -194,6 +197,45 @@ fn run(args: &Args, ctx: &mut ModuleCtx) -> Result<Outcome, TaskError> {
         out.msg = Some(format!("{name} removed from {file}"));
     }
     Ok(out)
+}
+
+/// `sysctl -w` and the replacement of an existing `file` by `content` in one command: the
+/// content goes through stdin (read first, so the pipe never breaks) into a temporary file beside
+/// `file`, which keeps the mode of the file it replaces. Nothing is renamed when the kernel
+/// refuses the value, as when the two ran apart.
+fn set_and_write(
+    ctx: &mut ModuleCtx,
+    set_cmd: &str,
+    name: &str,
+    file: &str,
+    content: &str,
+    existing: Option<&super::util::Existing>,
+) -> Result<(), TaskError> {
+    let mode = existing.map_or(0o644, |e| e.mode) & 0o7777;
+    let (dir, base) = match file.rfind('/') {
+        Some(i) => (&file[..=i], &file[i + 1..]),
+        None => ("", file),
+    };
+    let tmp = shell_quote(&format!("{dir}.{base}.c1m-{}", std::process::id()));
+    let p = shell_quote(file);
+    let script = format!(
+        "umask 077; cat > {tmp} || {{ rm -f -- {tmp}; exit 91; }}\n\
+         {set_cmd} || {{ echo \"$?\"; rm -f -- {tmp}; exit 90; }}\n\
+         chmod {mode:o} -- {tmp} && mv -f -- {tmp} {p} || {{ rm -f -- {tmp}; exit 91; }}"
+    );
+    let out = ctx.t.exec(&script, Some(content.as_bytes()))?;
+    match out.status {
+        0 => Ok(()),
+        90 => Err(TaskError::Failed(format!(
+            "sysctl -w {name} failed (rc={}): {}",
+            out.stdout_str().lines().last().unwrap_or("?").trim(),
+            out.stderr_str().trim()
+        ))),
+        _ => Err(TaskError::Failed(format!(
+            "cannot write {file}: {}",
+            out.stderr_str().trim()
+        ))),
+    }
 }
 
 #[cfg(test)]

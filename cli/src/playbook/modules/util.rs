@@ -47,6 +47,43 @@ pub fn stat(t: &mut dyn Transport, path: &str) -> Result<Option<Stat>, TaskError
     }))
 }
 
+/// [`stat`] without an exec where the transport can tell (see [`Transport::lstat`]); owner and
+/// group are left empty unless `need_owner`, as only [`fix_attributes`] reads them and only for
+/// what a task asks.
+pub fn stat_attrs(
+    t: &mut dyn Transport,
+    path: &str,
+    need_owner: bool,
+) -> Result<Option<Stat>, TaskError> {
+    if !need_owner {
+        if let Some(meta) = t.lstat(path) {
+            return Ok(meta?.map(|m| Stat {
+                is_dir: m.is_dir,
+                is_file: m.is_file,
+                mode: m.mode,
+                owner: String::new(),
+                group: String::new(),
+            }));
+        }
+    }
+    stat(t, path)
+}
+
+/// `[ -e path ]` (symlinks followed) or, with `dir`, `[ -d path ]`: answered without an exec
+/// when the transport sees a plain file or directory (or nothing at all) there.
+pub fn exists(t: &mut dyn Transport, path: &str, dir: bool) -> Result<bool, TaskError> {
+    match t.lstat(path) {
+        Some(Ok(None)) => return Ok(false),
+        Some(Ok(Some(m))) if m.is_dir => return Ok(true),
+        Some(Ok(Some(m))) if m.is_file => return Ok(!dir),
+        // Symlinks and the rest: the shell follows them as before.
+        _ => {}
+    }
+    let test = if dir { "-d" } else { "-e" };
+    Ok(t.exec(&format!("[ {test} {} ]", shell_quote(path)), None)?
+        .success())
+}
+
 /// Runs `cmd`; a non-zero exit is a task failure naming `what`.
 pub fn run_ok(t: &mut dyn Transport, cmd: &str, what: &str) -> Result<ExecOutput, TaskError> {
     let out = t.exec(cmd, None)?;
@@ -61,21 +98,26 @@ pub fn run_ok(t: &mut dyn Transport, cmd: &str, what: &str) -> Result<ExecOutput
     }
 }
 
-/// A configuration file as read before changing it: its text and its attributes.
+/// A configuration file as read before changing it: its text and its permission bits (owner
+/// and group only where a module asks for them, with [`stat`]: they cost an exec).
 #[derive(Debug, Clone)]
 pub struct Existing {
     pub text: String,
-    pub stat: Stat,
+    pub mode: u32,
 }
 
 /// Reads a configuration file the module may replace: it must be a regular file (or absent).
 /// Reading a fifo would hang and replacing a device by rename would destroy it.
 pub fn read_regular(t: &mut dyn Transport, path: &str) -> Result<Option<Existing>, TaskError> {
-    match stat(t, path)? {
+    let meta = match t.lstat(path) {
+        Some(r) => r?.map(|m| (m.is_file, m.mode)),
+        None => stat(t, path)?.map(|s| (s.is_file, s.mode)),
+    };
+    match meta {
         None => Ok(None),
-        Some(st) if st.is_file => Ok(Some(Existing {
+        Some((true, mode)) => Ok(Some(Existing {
             text: read_text(t, path)?.unwrap_or_default(),
-            stat: st,
+            mode,
         })),
         Some(_) => Err(TaskError::Failed(format!(
             "{path} is not a regular file; not touching it"
@@ -166,7 +208,7 @@ pub fn write_if_changed(
     }
     if !check {
         // Like Ansible, a replaced file keeps its permissions; a new one gets 0644.
-        let mode = mode.unwrap_or(before.map_or(0o644, |b| b.stat.mode));
+        let mode = mode.unwrap_or(before.map_or(0o644, |b| b.mode));
         if let Err(e) = t.write_file(path, content.as_bytes(), mode) {
             // A missing directory is the task's problem, not a broken connection. (Under
             // --check an earlier, simulated task may create it: a change, as in Ansible.)
