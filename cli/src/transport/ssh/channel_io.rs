@@ -21,13 +21,7 @@ pub(super) fn run(
     command: &str,
     stdin: Option<&[u8]>,
 ) -> Result<ExecOutput, TransportError> {
-    let lost = |what: &str, e: &dyn std::fmt::Display| TransportError::Io(format!("{what}: {e}"));
-    let mut channel = session
-        .channel_session()
-        .map_err(|e| lost("cannot open a channel", &e))?;
-    channel
-        .exec(command)
-        .map_err(|e| lost("cannot start the command", &e))?;
+    let mut channel = start(session, command)?;
     session.set_blocking(false);
     let pumped = pump(
         session,
@@ -38,44 +32,32 @@ pub(super) fn run(
     );
     session.set_blocking(true);
     let (stdout, stderr) = pumped?;
-    // The exit status arrives before the close; waiting for the close makes sure we have it.
-    let _ = channel.close();
-    channel
-        .wait_close()
-        .map_err(|e| lost("channel did not close", &e))?;
-    let signal = channel.exit_signal().ok().and_then(|s| s.exit_signal);
-    let status = match signal {
-        Some(_) => -1,
-        None => channel
-            .exit_status()
-            .map_err(|e| lost("no exit status", &e))?,
-    };
     Ok(ExecOutput {
-        status,
+        status: exit_status(&mut channel)?,
         stdout,
         stderr,
     })
 }
 
-/// Runs `command` with its output handed to `sink` line by line; see [`super::super::Transport::stream`].
-pub(super) fn stream(
-    session: &Session,
-    socket: RawFd,
-    keepalive: Duration,
-    command: &str,
-    sink: &mut dyn StreamSink,
-) -> Result<i32, TransportError> {
-    let lost = |what: &str, e: &dyn std::fmt::Display| TransportError::Io(format!("{what}: {e}"));
+fn lost(what: &str, e: &dyn std::fmt::Display) -> TransportError {
+    TransportError::Io(format!("{what}: {e}"))
+}
+
+/// A new channel of the session running `command`.
+fn start(session: &Session, command: &str) -> Result<Channel, TransportError> {
     let mut channel = session
         .channel_session()
         .map_err(|e| lost("cannot open a channel", &e))?;
     channel
         .exec(command)
         .map_err(|e| lost("cannot start the command", &e))?;
-    session.set_blocking(false);
-    let pumped = pump_lines(session, &mut channel, socket, keepalive, sink);
-    session.set_blocking(true);
-    pumped?;
+    Ok(channel)
+}
+
+/// Closes a channel whose output is drained; its command's exit status, `-1` when a signal
+/// killed it.
+fn exit_status(channel: &mut Channel) -> Result<i32, TransportError> {
+    // The exit status arrives before the close; waiting for the close makes sure we have it.
     let _ = channel.close();
     channel
         .wait_close()
@@ -91,6 +73,22 @@ pub(super) fn stream(
     channel
         .exit_status()
         .map_err(|e| lost("no exit status", &e))
+}
+
+/// Runs `command` with its output handed to `sink` line by line; see [`super::super::Transport::stream`].
+pub(super) fn stream(
+    session: &Session,
+    socket: RawFd,
+    keepalive: Duration,
+    command: &str,
+    sink: &mut dyn StreamSink,
+) -> Result<i32, TransportError> {
+    let mut channel = start(session, command)?;
+    session.set_blocking(false);
+    let pumped = pump_lines(session, &mut channel, socket, keepalive, sink);
+    session.set_blocking(true);
+    pumped?;
+    exit_status(&mut channel)
 }
 
 fn pump_lines(
