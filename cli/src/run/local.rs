@@ -5,12 +5,12 @@
 use super::netns::{self, PrivateNetns};
 use super::preflight;
 use super::sampler::{kernel_total, KernelSample};
-use super::summary::{limit_hit, print_summary};
+use super::summary::{limit_hit, print_summary, run_settings};
 use super::track::Track;
 use super::view::{Frame, View};
 use super::{binaries, RunArgs};
 use crate::fmt;
-use crate::rundir::{self, Event, HostSample, HostSummary, RunSettings, RunSummary};
+use crate::rundir::{self, Event, HostSample, HostSummary, RunSummary};
 use anyhow::{bail, Context, Result};
 use c1m_client::targets;
 use c1m_proto::stats::LayoutLine;
@@ -560,21 +560,6 @@ fn summarize(
             failure: None,
         }],
         limit: Some(limit),
-        settings: RunSettings {
-            connections: n,
-            ports: args.ports,
-            rate: args.rate,
-            hold_s: args
-                .hold
-                .0
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(f64::INFINITY),
-            message_interval_s: args
-                .message_interval
-                .and_then(|s| s.0)
-                .map(|d| d.as_secs_f64()),
-            source_ips: source_ips.to_vec(),
-            window: args.window,
-        },
+        settings: run_settings(args, source_ips.to_vec()),
     }
 }

@@ -2,9 +2,29 @@
 
 use super::RunArgs;
 use crate::fmt;
-use crate::rundir::{LimitHit, RunSummary};
+use crate::rundir::{LimitHit, RunSettings, RunSummary};
 use c1m_proto::stats::ClientStats;
 use std::collections::BTreeMap;
+
+/// What the run was asked to do, as run.json records it.
+pub fn run_settings(args: &RunArgs, source_ips: Vec<String>) -> RunSettings {
+    RunSettings {
+        connections: args.connections,
+        ports: args.ports,
+        rate: args.rate,
+        hold_s: args
+            .hold
+            .0
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(f64::INFINITY),
+        message_interval_s: args
+            .message_interval
+            .and_then(|s| s.0)
+            .map(|d| d.as_secs_f64()),
+        source_ips,
+        window: args.window,
+    }
+}
 
 /// The first limit the run hit, in one sentence, with its evidence.
 pub fn limit_hit(

@@ -5,9 +5,9 @@ use super::engine::{HostState, Outcome, Peak, Reached};
 use crate::fmt;
 use crate::report::histogram;
 use crate::run::sampler::kernel_total;
-use crate::run::summary::{limit_hit, print_summary};
+use crate::run::summary::{limit_hit, print_summary, run_settings};
 use crate::run::RunArgs;
-use crate::rundir::{self, HostSummary, RunSettings, RunSummary};
+use crate::rundir::{self, HostSummary, RunSummary};
 use c1m_proto::stats::{ClientStats, LayoutLine};
 
 /// All clients' figures as one: counters summed, histograms merged exactly.
@@ -192,26 +192,14 @@ pub fn summarize(
         kernel_memory: peak.server_kernel.clone(),
         hosts: host_summaries,
         limit: Some(limit),
-        settings: RunSettings {
-            connections: n,
-            ports: args.ports,
-            rate: args.rate,
-            hold_s: args
-                .hold
-                .0
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(f64::INFINITY),
-            message_interval_s: args
-                .message_interval
-                .and_then(|s| s.0)
-                .map(|d| d.as_secs_f64()),
-            source_ips: hosts
+        settings: run_settings(
+            args,
+            hosts
                 .iter()
                 .filter(|h| h.run.is_client())
                 .flat_map(|h| h.run.source_ips.iter().cloned())
                 .collect(),
-            window: args.window,
-        },
+        ),
     }
 }
 
