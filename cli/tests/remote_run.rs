@@ -181,6 +181,23 @@ fn finish_within(mut child: Child, limit: Duration) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// Starts a run of 30,000 connections paced at 3,000/s (so it is still connecting seconds later)
+/// and returns once `host`'s client has connections open.
+fn start_paced_run(lab: &Lab, inv: &Path, hold: &str, host: &str) -> Child {
+    let mut child = spawn_run(&run_args(
+        lab,
+        inv,
+        &["-n", "30000", "--rate", "3000", "--hold", hold],
+    ));
+    wait_for(
+        &mut child,
+        &format!("{host}'s client connecting"),
+        Duration::from_secs(60),
+        || last_line(lab, host, "client.jsonl").is_some_and(|l| l["open"].as_u64() > Some(0)),
+    );
+    child
+}
+
 fn kill_binary(lab: &Lab, host: usize, name: &str) {
     let dir = lab.dir.clone();
     let host_dir = format!("bin-{}", lab.hosts[host].name);
@@ -311,17 +328,7 @@ fn a_client_killed_mid_run_is_marked_and_the_rest_finish() {
         return;
     };
     let inv = inventory(&mut lab);
-    let mut child = spawn_run(&run_args(
-        &lab,
-        &inv,
-        &["-n", "30000", "--rate", "3000", "--hold", "1s"],
-    ));
-    wait_for(
-        &mut child,
-        "h2's client connecting",
-        Duration::from_secs(60),
-        || last_line(&lab, "h2", "client.jsonl").is_some_and(|l| l["open"].as_u64() > Some(0)),
-    );
+    let child = start_paced_run(&lab, &inv, "1s", "h2");
     kill_binary(&lab, 2, "c1m-client");
     let out = finish_within(child, Duration::from_secs(90));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -349,17 +356,7 @@ fn a_server_killed_mid_run_stops_the_run_promptly() {
         return;
     };
     let inv = inventory(&mut lab);
-    let mut child = spawn_run(&run_args(
-        &lab,
-        &inv,
-        &["-n", "30000", "--rate", "3000", "--hold", "30s"],
-    ));
-    wait_for(
-        &mut child,
-        "the clients connecting",
-        Duration::from_secs(60),
-        || last_line(&lab, "h1", "client.jsonl").is_some_and(|l| l["open"].as_u64() > Some(0)),
-    );
+    let child = start_paced_run(&lab, &inv, "30s", "h1");
     let killed = Instant::now();
     kill_binary(&lab, 0, "c1m-server");
     let out = finish_within(child, Duration::from_secs(60));
@@ -419,17 +416,7 @@ fn a_client_host_that_goes_silent_is_declared_lost_and_its_binary_stops_when_it_
         return;
     };
     let inv = inventory(&mut lab);
-    let mut child = spawn_run(&run_args(
-        &lab,
-        &inv,
-        &["-n", "30000", "--rate", "3000", "--hold", "1s"],
-    ));
-    wait_for(
-        &mut child,
-        "h3's client connecting",
-        Duration::from_secs(60),
-        || last_line(&lab, "h3", "client.jsonl").is_some_and(|l| l["open"].as_u64() > Some(0)),
-    );
+    let child = start_paced_run(&lab, &inv, "1s", "h3");
     // h3 drops off the network: no FIN, no RST, just silence, as a crashed VM would.
     let link = |state: &str| {
         let out = lab.hosts[3]

@@ -104,18 +104,39 @@ impl Control {
         Control { requests }
     }
 
-    /// Stops process group `pgid` on the host (blocking, bounded by `timeout`); the answer is
-    /// `gone` (nothing was left), `terminated` or `killed`.
-    pub fn stop_group(&self, pgid: u32, timeout: Duration) -> Result<String, String> {
+    /// Asks the host to stop process group `pgid` and returns at once, so every host works on
+    /// its groups at the same time; [`Stopping::answer`] waits for the outcome.
+    pub fn stop_group(&self, pgid: u32) -> Stopping {
         if pgid <= 1 {
-            return Err(format!("refusing to signal process group {pgid}"));
+            return Stopping::Refused(format!("refusing to signal process group {pgid}"));
         }
         let (reply, answer) = mpsc::channel();
-        self.requests
-            .send(Request::Stop { pgid, reply })
-            .map_err(|_| "the control connection is gone".to_string())?;
-        answer
-            .recv_timeout(timeout)
-            .map_err(|_| format!("no answer in {} s", timeout.as_secs()))?
+        match self.requests.send(Request::Stop { pgid, reply }) {
+            Ok(()) => Stopping::Asked(answer),
+            Err(_) => Stopping::Refused("the control connection is gone".into()),
+        }
     }
 }
+
+/// A group stop on its way.
+pub enum Stopping {
+    Asked(mpsc::Receiver<Result<String, String>>),
+    Refused(String),
+}
+
+impl Stopping {
+    /// `gone` (nothing was left), `terminated` or `killed`; an error after `deadline`.
+    pub fn answer(self, deadline: std::time::Instant) -> Result<String, String> {
+        match self {
+            Stopping::Refused(why) => Err(why),
+            Stopping::Asked(rx) => {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                rx.recv_timeout(left)
+                    .map_err(|_| format!("no answer in {} s", STOP_TIMEOUT.as_secs()))?
+            }
+        }
+    }
+}
+
+/// How long teardown waits for the hosts' answers to its group stops, all asked at once.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);

@@ -1,6 +1,6 @@
 //! The live part of a run over hosts: start, follow, hold, tear down.
 
-use super::control::Control;
+use super::control::{Control, STOP_TIMEOUT};
 use super::finish;
 use super::prepare::{Prepared, RunHost};
 use super::proc::{Ended, RemoteProc, Role};
@@ -79,6 +79,11 @@ impl HostState {
             Role::Server => self.server.as_mut(),
             Role::Client => self.client.as_mut(),
         }
+    }
+
+    /// Errors its client and server counted (one of them is empty unless both run here).
+    fn errors_total(&self) -> u64 {
+        self.track.client.errors_total() + self.track.server.errors.values().sum::<u64>()
     }
 
     fn client_alive(&self) -> bool {
@@ -533,19 +538,12 @@ pub async fn run(args: RunArgs, mut p: Prepared) -> Result<u8> {
 }
 
 fn host_frame(h: &HostState) -> HostFrame<'_> {
-    let (open, rss, errors) = if h.run.is_client() {
-        (
-            h.track.client.open,
-            h.track.client.rss_bytes,
-            h.track.client.errors.values().sum(),
-        )
+    let (open, rss) = if h.run.is_client() {
+        (h.track.client.open, h.track.client.rss_bytes)
     } else {
-        (
-            h.track.server.open,
-            h.track.server.rss_bytes,
-            h.track.server.errors.values().sum(),
-        )
+        (h.track.server.open, h.track.server.rss_bytes)
     };
+    let errors = h.errors_total();
     HostFrame {
         name: &h.run.host.name,
         role: &h.run.role,
@@ -572,8 +570,7 @@ fn sample_event(hosts: &mut [HostState], t: f64, si: usize) -> Event {
             h.rate = 0.0;
         }
         h.track.rate_peak = h.track.rate_peak.max(h.rate);
-        let errors = h.track.client.errors.values().sum::<u64>()
-            + h.track.server.errors.values().sum::<u64>();
+        let errors = h.errors_total();
         host_samples.insert(
             h.run.host.name.clone(),
             HostSample {
@@ -629,7 +626,7 @@ async fn teardown(hosts: &mut [HostState], rx: &mut UnboundedReceiver<Msg>, peak
 
     // Whatever is left of any group — a binary that ignored its stdin, a worker process, a host
     // whose stream broke — is stopped by group id over the control connection.
-    let mut checks = Vec::new();
+    let mut asked = Vec::new();
     for (i, h) in hosts.iter().enumerate() {
         for role in [Role::Server, Role::Client] {
             let Some(pgid) = h.running(role).and_then(|r| r.pgid) else {
@@ -638,12 +635,12 @@ async fn teardown(hosts: &mut [HostState], rx: &mut UnboundedReceiver<Msg>, peak
             let Some(control) = h.control.as_ref() else {
                 continue;
             };
-            let answer =
-                tokio::task::block_in_place(|| control.stop_group(pgid, Duration::from_secs(20)));
-            checks.push((i, role, pgid, answer));
+            asked.push((i, role, pgid, control.stop_group(pgid)));
         }
     }
-    for (i, role, pgid, answer) in checks {
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    for (i, role, pgid, stopping) in asked {
+        let answer = tokio::task::block_in_place(|| stopping.answer(deadline));
         let h = &mut hosts[i];
         let line = match answer {
             Ok(a) if a == "gone" => continue,
