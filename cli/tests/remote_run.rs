@@ -444,6 +444,71 @@ fn a_client_host_that_goes_silent_is_declared_lost_and_its_binary_stops_when_it_
     assert_nothing_left_within(&lab, Duration::from_secs(60));
 }
 
+/// Teardown's check of a host's process groups outlasts a host that does not answer for a while
+/// (a TCG guest closing a million sockets drops its SSH connections): it opens a new connection
+/// when the host is back and confirms there, instead of giving up with "could not check".
+#[test]
+fn teardown_reconnects_to_a_host_that_was_silent_and_confirms_its_processes_ended() {
+    let Some(mut lab) = Lab::start("remote_run_teardown_retry", 4) else {
+        return;
+    };
+    let inv = inventory(&mut lab);
+    let out_path = lab.dir.join("run-stdout.txt");
+    let stdout = fs::File::create(&out_path).unwrap();
+    let mut child = c1m()
+        .args(run_args(
+            &lab,
+            &inv,
+            &["-n", "30000", "--rate", "3000", "--hold", "1s"],
+        ))
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(
+        &mut child,
+        "h3's client connecting",
+        Duration::from_secs(60),
+        || last_line(&lab, "h3", "client.jsonl").is_some_and(|l| l["open"].as_u64() > Some(0)),
+    );
+    let link = |state: &str| {
+        let out = lab.hosts[3]
+            .netns_cmd("ip")
+            .args(["link", "set", "eth0", state])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+    };
+    link("down");
+    // h3 is declared lost, the others finish, and teardown finds h3 silent: only then is it back.
+    wait_for(
+        &mut child,
+        "teardown waiting for h3",
+        Duration::from_secs(120),
+        || fs::read_to_string(&out_path).is_ok_and(|t| t.contains("teardown: waiting for h3")),
+    );
+    link("up");
+    let out = finish_within(child, Duration::from_secs(90));
+    let printed = fs::read_to_string(&out_path).unwrap_or_default();
+    assert_eq!(out.status.code(), Some(1), "{printed}\n{}", text(&out));
+    let (_, run) = latest_run(&lab);
+    let h3 = host(&run, "h3");
+    assert!(
+        h3["failure"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("lost h3"),
+        "{h3:#}"
+    );
+    let findings = h3["teardown"].to_string();
+    assert!(
+        !findings.contains("could not check"),
+        "{findings}\n{printed}"
+    );
+    // Confirmed over the new connection: the group is gone (or was stopped just now).
+    assert_nothing_left_within(&lab, Duration::from_secs(5));
+}
+
 /// Benchmark, not a test: `scripts/remote-bench` runs it. C1M_BENCH_CONNECTIONS connections
 /// (default 300,000) over the four sshd hosts, then the same number on this machine over
 /// loopback, and prints how long each took and at what rate.

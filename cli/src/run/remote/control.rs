@@ -5,8 +5,12 @@ use super::Msg;
 use crate::run::sampler::{cpu_times_from, KernelSample};
 use crate::transport::Transport;
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
+
+/// Opens a fresh connection to the host. Teardown needs it: a host closing a million sockets
+/// under emulation can drop the control connection while it works through their FINs.
+pub type Reconnect = Box<dyn Fn() -> Result<Box<dyn Transport>, String> + Send>;
 
 /// One reading of a host.
 #[derive(Debug, Clone)]
@@ -19,21 +23,69 @@ pub struct HostSample {
 const SAMPLE: &str =
     "cat /proc/meminfo; echo @@; cat /proc/net/sockstat; echo @@; head -n 1 /proc/stat";
 
-/// Stops group `-PGID`: SIGTERM, up to 2 s to go, then SIGKILL; says which it took. The group is
-/// named by number, so nothing else on the host is touched.
+/// Stops group `-PGID`: SIGTERM, up to 2 s to go, then SIGKILL, then up to 60 s for the group
+/// to be gone; says which it took, or `exiting` when it is still there (a process that is
+/// closing many sockets in exit() cannot be hurried, not even by SIGKILL). The group is named by
+/// number, so nothing else on the host is touched. Bounded well below the SSH operation timeout.
 fn kill_script(pgid: u32) -> String {
     format!(
         "kill -TERM -- -{pgid} 2>/dev/null || {{ echo gone; exit 0; }}; i=0; \
          while kill -0 -- -{pgid} 2>/dev/null; do \
-           i=$((i+1)); if [ $i -ge 20 ]; then kill -KILL -- -{pgid} 2>/dev/null; echo killed; exit 0; fi; \
-           sleep 0.1; \
-         done; echo terminated"
+           i=$((i+1)); if [ $i -ge 20 ]; then break; fi; sleep 0.1; \
+         done; \
+         kill -0 -- -{pgid} 2>/dev/null || {{ echo terminated; exit 0; }}; \
+         kill -KILL -- -{pgid} 2>/dev/null; i=0; \
+         while kill -0 -- -{pgid} 2>/dev/null; do \
+           i=$((i+1)); if [ $i -ge 300 ]; then echo exiting; exit 0; fi; sleep 0.2; \
+         done; echo killed"
     )
+}
+
+/// Pause between attempts to reach a host that did not answer a group stop.
+const RETRY_PAUSE: Duration = Duration::from_secs(3);
+
+/// Runs [`kill_script`] until it has an answer or `until` passes; a broken connection is opened
+/// again, as the host may only be too busy to answer for a while.
+fn stop_until(
+    t: &mut Box<dyn Transport>,
+    reconnect: &Reconnect,
+    pgid: u32,
+    until: Instant,
+) -> Result<String, String> {
+    let started = Instant::now();
+    loop {
+        let why = match t.exec(&kill_script(pgid), None) {
+            Ok(out) if out.success() => {
+                let answer = out.stdout_str().trim().to_string();
+                if answer != "exiting" {
+                    return Ok(answer);
+                }
+                "it was still exiting after SIGKILL".to_string()
+            }
+            Ok(out) => format!("the stop script failed: {}", out.stderr_str().trim()),
+            Err(e) => e.to_string(),
+        };
+        if Instant::now() + RETRY_PAUSE >= until {
+            return Err(format!(
+                "{why} (tried for {} s)",
+                started.elapsed().as_secs()
+            ));
+        }
+        std::thread::sleep(RETRY_PAUSE);
+        if !why.starts_with("it was still exiting") {
+            match reconnect() {
+                Ok(fresh) => *t = fresh,
+                // The next attempt on the old connection fails at once and tries again.
+                Err(e) => eprintln!("c1m run: {}: reconnecting for teardown: {e}", t.host()),
+            }
+        }
+    }
 }
 
 enum Request {
     Stop {
         pgid: u32,
+        until: Instant,
         reply: mpsc::Sender<Result<String, String>>,
     },
 }
@@ -46,6 +98,7 @@ pub struct Control {
 impl Control {
     pub fn start(
         mut t: Box<dyn Transport>,
+        reconnect: Reconnect,
         host: usize,
         every: Duration,
         events: UnboundedSender<Msg>,
@@ -61,12 +114,8 @@ impl Control {
                     let got = rx.recv_timeout(wait);
                     wait = every;
                     match got {
-                        Ok(Request::Stop { pgid, reply }) => {
-                            let r = t
-                                .exec(&kill_script(pgid), None)
-                                .map(|o| o.stdout_str().trim().to_string())
-                                .map_err(|e| e.to_string());
-                            let _ = reply.send(r);
+                        Ok(Request::Stop { pgid, until, reply }) => {
+                            let _ = reply.send(stop_until(&mut t, &reconnect, pgid, until));
                         }
                         Err(mpsc::RecvTimeoutError::Timeout) if sampling => {
                             match t.exec(SAMPLE, None) {
@@ -104,14 +153,15 @@ impl Control {
         Control { requests }
     }
 
-    /// Asks the host to stop process group `pgid` and returns at once, so every host works on
-    /// its groups at the same time; [`Stopping::answer`] waits for the outcome.
-    pub fn stop_group(&self, pgid: u32) -> Stopping {
+    /// Asks the host to stop process group `pgid`, trying until `until`, and returns at once,
+    /// so every host works on its groups at the same time; [`Stopping::answer`] waits for the
+    /// outcome.
+    pub fn stop_group(&self, pgid: u32, until: Instant) -> Stopping {
         if pgid <= 1 {
             return Stopping::Refused(format!("refusing to signal process group {pgid}"));
         }
         let (reply, answer) = mpsc::channel();
-        match self.requests.send(Request::Stop { pgid, reply }) {
+        match self.requests.send(Request::Stop { pgid, until, reply }) {
             Ok(()) => Stopping::Asked(answer),
             Err(_) => Stopping::Refused("the control connection is gone".into()),
         }
@@ -125,18 +175,28 @@ pub enum Stopping {
 }
 
 impl Stopping {
-    /// `gone` (nothing was left), `terminated` or `killed`; an error after `deadline`.
-    pub fn answer(self, deadline: std::time::Instant) -> Result<String, String> {
+    /// `gone` (nothing was left), `terminated` or `killed`, or an error; `None` while there is
+    /// no answer yet at `deadline`.
+    pub fn answer_by(&self, deadline: Instant) -> Option<Result<String, String>> {
         match self {
-            Stopping::Refused(why) => Err(why),
+            Stopping::Refused(why) => Some(Err(why.clone())),
             Stopping::Asked(rx) => {
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
-                rx.recv_timeout(left)
-                    .map_err(|_| format!("no answer in {} s", STOP_TIMEOUT.as_secs()))?
+                let left = deadline.saturating_duration_since(Instant::now());
+                match rx.recv_timeout(left) {
+                    Ok(answer) => Some(answer),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => {
+                        Some(Err("the control thread ended".into()))
+                    }
+                }
             }
         }
     }
 }
 
-/// How long teardown waits for the hosts' answers to its group stops, all asked at once.
-pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long teardown tries to stop a host's process groups: 20 s, plus 1 ms for each socket the
+/// host held. A loaded host or an emulated one (a TCG guest works through ~2,000 FINs a second)
+/// needs that long before its processes are gone; a healthy one answers in a second.
+pub fn stop_budget(sockets: u64) -> Duration {
+    Duration::from_secs(20) + Duration::from_millis(sockets)
+}

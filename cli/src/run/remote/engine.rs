@@ -1,6 +1,6 @@
 //! The live part of a run over hosts: start, follow, hold, tear down.
 
-use super::control::{Control, STOP_TIMEOUT};
+use super::control::{stop_budget, Control, Reconnect};
 use super::finish;
 use super::prepare::{Prepared, RunHost};
 use super::proc::{Ended, RemoteProc, Role};
@@ -296,10 +296,14 @@ pub async fn run(args: RunArgs, mut p: Prepared) -> Result<u8> {
             hdir.join("facts.json"),
             serde_json::to_vec_pretty(&run.facts)?,
         )?;
+        let reconnect: Reconnect = {
+            let (conn, host) = (p.conn.clone(), run.host.clone());
+            Box::new(move || conn.connect(&host).map_err(|e| e.to_string()))
+        };
         let control = run
             .control
             .take()
-            .map(|t| Control::start(t, i, Duration::from_secs(1), tx.clone()));
+            .map(|t| Control::start(t, reconnect, i, Duration::from_secs(1), tx.clone()));
         hosts.push(HostState {
             run,
             dir: hdir,
@@ -627,7 +631,9 @@ async fn teardown(hosts: &mut [HostState], rx: &mut UnboundedReceiver<Msg>, peak
     // Whatever is left of any group — a binary that ignored its stdin, a worker process, a host
     // whose stream broke — is stopped by group id over the control connection.
     let mut asked = Vec::new();
+    let now = Instant::now();
     for (i, h) in hosts.iter().enumerate() {
+        let until = now + stop_budget(h.track.server_open_peak + h.track.established_peak);
         for role in [Role::Server, Role::Client] {
             let Some(pgid) = h.running(role).and_then(|r| r.pgid) else {
                 continue;
@@ -635,12 +641,35 @@ async fn teardown(hosts: &mut [HostState], rx: &mut UnboundedReceiver<Msg>, peak
             let Some(control) = h.control.as_ref() else {
                 continue;
             };
-            asked.push((i, role, pgid, control.stop_group(pgid)));
+            asked.push((i, role, pgid, until, control.stop_group(pgid, until)));
         }
     }
-    let deadline = Instant::now() + STOP_TIMEOUT;
-    for (i, role, pgid, stopping) in asked {
-        let answer = tokio::task::block_in_place(|| stopping.answer(deadline));
+    let mut said_waiting = false;
+    for (i, role, pgid, until, stopping) in asked {
+        let quick = Instant::now() + Duration::from_secs(3);
+        let mut answer = tokio::task::block_in_place(|| stopping.answer_by(quick.min(until)));
+        if answer.is_none() {
+            if !said_waiting {
+                // Only said when a host is slow; a healthy one has answered by now.
+                said_waiting = true;
+                println!(
+                    "teardown: waiting for {} to confirm its c1m processes have ended \
+                     (a host closing many connections can take a while; up to {} s)",
+                    hosts[i].run.host.name,
+                    until.saturating_duration_since(Instant::now()).as_secs()
+                );
+            }
+            // The control thread gives up at `until`; its answer says why.
+            let deadline = until + Duration::from_secs(5);
+            answer = tokio::task::block_in_place(|| stopping.answer_by(deadline));
+        }
+        let answer = answer.unwrap_or_else(|| {
+            Err(format!(
+                "no answer in {} s",
+                stop_budget(hosts[i].track.server_open_peak + hosts[i].track.established_peak)
+                    .as_secs()
+            ))
+        });
         let h = &mut hosts[i];
         let line = match answer {
             Ok(a) if a == "gone" => continue,
