@@ -123,6 +123,14 @@ pub trait Transport: Send {
         None
     }
 
+    /// Writes `data` into the existing file `path` in place (opened for writing and truncated;
+    /// never created, no temporary file), without starting a program on the host: how a kernel
+    /// value under `/proc/sys` is set on a slow host, where `sysctl -w` costs a fork of a shell.
+    /// `None` means this transport cannot (no SFTP, `become` through sudo): use the shell.
+    fn write_in_place(&mut self, _path: &str, _data: &[u8]) -> Option<Result<(), TransportError>> {
+        None
+    }
+
     /// Runs a long command like [`Transport::exec`] with an empty stdin that stays open until the
     /// sink asks to close it, handing each output line to the sink as it arrives. Returns the
     /// exit status (`-1` when killed by a signal) once the command has ended.

@@ -374,6 +374,28 @@ impl Transport for SshTransport {
         })))
     }
 
+    fn write_in_place(&mut self, path: &str, data: &[u8]) -> Option<Result<(), TransportError>> {
+        if !self.use_sftp() {
+            return None;
+        }
+        let sftp = self.sftp()?;
+        let result = (|| {
+            // No CREATE: only an existing file is written, as `sysctl -w` would.
+            let mut file = sftp
+                .open_mode(
+                    Path::new(path),
+                    OpenFlags::WRITE | OpenFlags::TRUNCATE,
+                    0,
+                    OpenType::File,
+                )
+                .map_err(|e| format!("cannot open {path}: {e}"))?;
+            file.write_all(data)
+                .map_err(|e| format!("writing {path}: {e}"))?;
+            file.close().map_err(|e| format!("closing {path}: {e}"))
+        })();
+        Some(result.map_err(|m| self.io("write_in_place", m)))
+    }
+
     fn write_file(&mut self, path: &str, data: &[u8], mode: u32) -> Result<(), TransportError> {
         if self.use_sftp() && self.sftp().is_some() {
             return self.write_via_sftp(path, data, mode);
