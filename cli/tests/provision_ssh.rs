@@ -118,7 +118,7 @@ fn sysctl_and_pam_limits_loops_write_each_file_once_over_sftp() {
         "{}",
         r.out
     );
-    assert!(r.execs().len() <= 1, "{}", r.trace);
+    assert!(r.execs().is_empty(), "{}", r.trace);
 
     let r = provision(&lab, "apply", &book, &[]);
     assert_eq!(r.code, 0, "{}", r.out);
@@ -164,11 +164,7 @@ fn sysctl_and_pam_limits_loops_write_each_file_once_over_sftp() {
     let r = provision(&lab, "again", &book, &[]);
     assert_eq!(r.code, 0, "{}", r.out);
     assert!(r.out.contains("changed=0"), "{}", r.out);
-    assert!(
-        r.execs().iter().all(|l| l.contains("kernel=")),
-        "{}",
-        r.trace
-    );
+    assert!(r.execs().is_empty(), "{}", r.trace);
 }
 
 #[test]
