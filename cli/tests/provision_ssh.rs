@@ -216,3 +216,35 @@ fn a_file_that_cannot_be_written_fails_the_task_naming_it() {
     assert!(r.out.contains("does not exist"), "{}", r.out);
     assert!(!lab.dir.join("ran").exists(), "the host stopped");
 }
+
+#[test]
+fn stat_answers_from_sftp_and_leaves_symlinks_to_the_shell() {
+    let Some(lab) = Lab::start("stat_over_ssh", 1) else {
+        return;
+    };
+    let d = lab.dir.join("statdir");
+    std::fs::create_dir(&d).expect("mkdir");
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o750)).expect("chmod");
+    std::os::unix::fs::symlink(&d, lab.dir.join("statlink")).expect("symlink");
+    let show = "\"{{ r.stat.exists }} {{ r.stat.isdir | default('-') }} {{ r.stat.mode | default('-') }} {{ r.stat.pw_name | default('-') }} {{ r.stat.gr_name | default('-') }}\"";
+    let tasks: String = ["statdir", "statlink", "absent"]
+        .iter()
+        .map(|p| {
+            format!(
+                "    - stat: {{path: {}/{p}}}\n      register: r\n    - debug: {{msg: {show}}}\n",
+                lab.dir.display()
+            )
+        })
+        .collect();
+    let book = format!("- hosts: all\n  gather_facts: false\n  tasks:\n{tasks}");
+    let r = provision(&lab, "stat", &book, &[]);
+    assert_eq!(r.code, 0, "{}", r.out);
+    assert!(r.out.contains("True True 0750 root root"), "{}", r.out);
+    // The shell's `stat` (without -L) describes the link itself, as it always did.
+    assert!(r.out.contains("True False 0777 root root"), "{}", r.out);
+    assert!(r.out.contains("False - - - -"), "{}", r.out);
+    // Only the symlink needed the shell's stat.
+    let execs = r.execs();
+    assert_eq!(execs.len(), 1, "{}", r.trace);
+    assert!(execs[0].contains("statlink"), "{}", r.trace);
+}

@@ -180,6 +180,8 @@ impl Transport for LocalTransport {
                 is_dir: m.file_type().is_dir(),
                 is_file: m.file_type().is_file(),
                 mode: m.permissions().mode() & 0o7777,
+                uid: Some(std::os::unix::fs::MetadataExt::uid(&m)),
+                gid: Some(std::os::unix::fs::MetadataExt::gid(&m)),
             }))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(Ok(None)),
             Err(_) => None,

@@ -44,6 +44,9 @@ pub struct FileMeta {
     pub is_file: bool,
     /// Permission bits (`0o7777`).
     pub mode: u32,
+    /// Owner and group ids, when the transport tells them (names need the host's databases).
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
 }
 
 /// Privilege escalation as Ansible's `become`: commands run through `sudo -n`.

@@ -371,6 +371,8 @@ impl Transport for SshTransport {
             is_dir: kind == 0o040_000,
             is_file: kind == 0o100_000,
             mode: perm & 0o7777,
+            uid: st.uid,
+            gid: st.gid,
         })))
     }
 
