@@ -59,7 +59,7 @@ fn from_files(t: &mut dyn Transport) -> Option<Raw> {
     };
     put("service_mgr", &service_mgr);
     put("kernel", &text(t, "/proc/sys/kernel/osrelease")?);
-    // `uname -m`; kernels before 6.1 lack the file and take the probe.
+    // `uname -m`; a kernel without this file (older ones) takes the probe.
     put("arch", &text(t, "/proc/sys/kernel/arch")?);
     put("hostname", &text(t, "/proc/sys/kernel/hostname")?);
     // What glibc's getconf _NPROCESSORS_ONLN counts.
