@@ -2,6 +2,7 @@
 //! `register`, `changed_when`/`failed_when`), then the handlers that were notified. A failed task
 //! stops this host only; a broken connection makes it unreachable.
 
+use super::modules::util::Staged;
 use super::modules::{Args, Diff, ModuleCtx, Outcome, TaskError};
 use super::template::{Templar, Vars};
 use super::{check_kind, facts, Play, Task};
@@ -342,13 +343,14 @@ fn run_task(
     let mut results = Vec::new();
     let mut registered_items = Vec::new();
     let mut stop = false;
+    let mut staged = Staged::default();
     for item in runs {
         let mut v = vars.clone();
         if let Some(i) = &item {
             v.insert("item".into(), i.clone());
         }
         let label = item.as_ref().map(item_label);
-        let (res, reg) = run_once(task, &v, playbook_dir, templar, t, opts, label);
+        let (res, reg) = run_once(task, &v, playbook_dir, templar, t, &mut staged, opts, label);
         if res.status == Status::Unreachable || (res.status == Status::Failed && !res.ignored) {
             stop = true;
         }
@@ -362,13 +364,39 @@ fn run_task(
             break;
         }
     }
+    // The files the items changed, written once. Items that failed leave what the earlier ones
+    // staged to be written, as when each item wrote its own change; a lost host writes nothing.
+    let lost = results.iter().any(|r| r.status == Status::Unreachable);
+    let mut flush_failed = false;
+    if !lost {
+        if let Err((path, e)) = staged.flush(t, None) {
+            let status = match &e {
+                TaskError::Transport(te) if te.is_unreachable() => Status::Unreachable,
+                _ => Status::Failed,
+            };
+            let mut r = result(status, None, Some(format!("writing {path}: {e}")));
+            r.ignored = status == Status::Failed && task.ignore_errors;
+            if !r.ignored {
+                stop = true;
+            }
+            results.push(r);
+            flush_failed = true;
+        }
+    }
     if let Some(name) = &task.register {
         let value = if items.is_some() {
             let changed = registered_items.iter().any(|r| r["changed"] == json!(true));
-            let failed = registered_items.iter().any(|r| r["failed"] == json!(true));
+            let failed =
+                flush_failed || registered_items.iter().any(|r| r["failed"] == json!(true));
             json!({"results": registered_items, "changed": changed, "failed": failed})
         } else {
-            registered_items.pop().unwrap_or(Json::Null)
+            let mut one = registered_items.pop().unwrap_or(Json::Null);
+            if flush_failed {
+                if let Json::Object(m) = &mut one {
+                    m.insert("failed".into(), json!(true));
+                }
+            }
+            one
         };
         registered.insert(name.clone(), value);
     }
@@ -402,6 +430,7 @@ fn run_once(
     playbook_dir: &Path,
     templar: &Templar,
     t: &mut dyn Transport,
+    staged: &mut Staged,
     opts: &RunOptions,
     label: Option<String>,
 ) -> (TaskResult, Json) {
@@ -455,6 +484,7 @@ fn run_once(
         check: opts.check,
         diff: opts.diff,
         playbook_dir: playbook_dir.to_path_buf(),
+        staged,
     };
     let outcome = (task.module.run)(&args, &mut mctx);
     let mut outcome = match outcome {

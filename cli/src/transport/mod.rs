@@ -44,6 +44,9 @@ pub struct FileMeta {
     pub is_file: bool,
     /// Permission bits (`0o7777`).
     pub mode: u32,
+    /// Owner and group ids, when the transport tells them (names need the host's databases).
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
 }
 
 /// Privilege escalation as Ansible's `become`: commands run through `sudo -n`.
@@ -120,6 +123,14 @@ pub trait Transport: Send {
     /// "ask `stat` on the host", also for failures other than absence, so those keep the
     /// shell's error message and stay task failures.
     fn lstat(&mut self, _path: &str) -> Option<Result<Option<FileMeta>, TransportError>> {
+        None
+    }
+
+    /// Writes `data` into the existing file `path` in place (opened for writing and truncated;
+    /// never created, no temporary file), without starting a program on the host: how a kernel
+    /// value under `/proc/sys` is set on a slow host, where `sysctl -w` costs a fork of a shell.
+    /// `None` means this transport cannot (no SFTP, `become` through sudo): use the shell.
+    fn write_in_place(&mut self, _path: &str, _data: &[u8]) -> Option<Result<(), TransportError>> {
         None
     }
 

@@ -371,7 +371,31 @@ impl Transport for SshTransport {
             is_dir: kind == 0o040_000,
             is_file: kind == 0o100_000,
             mode: perm & 0o7777,
+            uid: st.uid,
+            gid: st.gid,
         })))
+    }
+
+    fn write_in_place(&mut self, path: &str, data: &[u8]) -> Option<Result<(), TransportError>> {
+        if !self.use_sftp() {
+            return None;
+        }
+        let sftp = self.sftp()?;
+        let result = (|| {
+            // No CREATE: only an existing file is written, as `sysctl -w` would.
+            let mut file = sftp
+                .open_mode(
+                    Path::new(path),
+                    OpenFlags::WRITE | OpenFlags::TRUNCATE,
+                    0,
+                    OpenType::File,
+                )
+                .map_err(|e| format!("cannot open {path}: {e}"))?;
+            file.write_all(data)
+                .map_err(|e| format!("writing {path}: {e}"))?;
+            file.close().map_err(|e| format!("closing {path}: {e}"))
+        })();
+        Some(result.map_err(|m| self.io("write_in_place", m)))
     }
 
     fn write_file(&mut self, path: &str, data: &[u8], mode: u32) -> Result<(), TransportError> {

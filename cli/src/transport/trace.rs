@@ -96,6 +96,15 @@ impl Transport for Traced {
         self.log(2, t, path);
         r
     }
+    fn write_in_place(&mut self, path: &str, data: &[u8]) -> Option<Result<(), TransportError>> {
+        let t = Instant::now();
+        let r = self.inner.write_in_place(path, data);
+        // Like lstat: a `None` did nothing; the shell's fallback is traced as an exec.
+        if r.is_some() {
+            self.log(2, t, &format!("in place {path}"));
+        }
+        r
+    }
     fn lstat(&mut self, path: &str) -> Option<Result<Option<super::FileMeta>, TransportError>> {
         let t = Instant::now();
         let r = self.inner.lstat(path);

@@ -216,6 +216,9 @@ pub struct ModuleCtx<'a> {
     pub diff: bool,
     /// The playbook's directory, where `copy: src=` files are looked up (then `files/`).
     pub playbook_dir: PathBuf,
+    /// Files this task's loop items change, written once when the task ends (see
+    /// [`util::Staged`]).
+    pub staged: &'a mut util::Staged,
 }
 
 /// Before/after of one file or value, shown with `--diff`.

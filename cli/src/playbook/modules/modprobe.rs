@@ -41,14 +41,7 @@ fn loaded(ctx: &mut ModuleCtx, name: &str) -> Result<Loaded, TaskError> {
     {
         return Ok(Loaded::Module);
     }
-    let q = shell_quote(&format!("/{name}.ko"));
-    let builtin_list = ctx.t.exec(
-        &format!(
-            "f=/lib/modules/$(uname -r)/modules.builtin; [ -r \"$f\" ] && grep -q -- {q}'$' \"$f\""
-        ),
-        None,
-    )?;
-    if builtin_list.success() {
+    if listed_builtin(ctx, name)? {
         return Ok(Loaded::BuiltIn(
             "listed in /lib/modules/$(uname -r)/modules.builtin",
         ));
@@ -64,19 +57,63 @@ fn loaded(ctx: &mut ModuleCtx, name: &str) -> Result<Loaded, TaskError> {
     Ok(Loaded::No)
 }
 
-/// Text of every regular file in `dir` ending in `.conf`, with its path.
-fn conf_files(ctx: &mut ModuleCtx, dir: &str) -> Result<Vec<(String, String)>, TaskError> {
-    let out = ctx.t.exec(
-        &format!(
-            "for f in {}/*.conf; do [ -f \"$f\" ] && printf '%s\\n' \"$f\"; done; true",
-            shell_quote(dir)
-        ),
-        None,
-    )?;
-    let mut files = Vec::new();
-    for path in out.stdout_str().lines() {
+/// Whether `modules.builtin` of the running kernel lists `name`. Read as a file where the
+/// transport reads files without a program (the kernel release from /proc too): on a slow host
+/// the shell's `uname` and `grep` cost two forks. Otherwise, or when the read fails, the shell.
+fn listed_builtin(ctx: &mut ModuleCtx, name: &str) -> Result<bool, TaskError> {
+    let suffix = format!("/{name}.ko");
+    if ctx.t.lstat("/proc/sys/kernel/osrelease").is_some() {
+        if let Ok(Some(release)) = ctx.t.read_file("/proc/sys/kernel/osrelease") {
+            let release = String::from_utf8_lossy(&release).trim().to_string();
+            let list = format!("/lib/modules/{release}/modules.builtin");
+            match ctx.t.read_file(&list) {
+                // As `[ -r "$f" ]`: no list, not listed.
+                Ok(None) => return Ok(false),
+                Ok(Some(bytes)) => {
+                    return Ok(String::from_utf8_lossy(&bytes)
+                        .lines()
+                        .any(|l| l.ends_with(&suffix)))
+                }
+                Err(_) => {}
+            }
+        }
+    }
+    let q = shell_quote(&suffix);
+    Ok(ctx
+        .t
+        .exec(
+            &format!(
+                "f=/lib/modules/$(uname -r)/modules.builtin; [ -r \"$f\" ] && grep -q -- {q}'$' \"$f\""
+            ),
+            None,
+        )?
+        .success())
+}
+
+/// Text of every regular file ending in `.conf` in each of `dirs`, with its path: one listing
+/// for all of them, as each exec costs a fork of a shell on a slow host.
+fn conf_files(ctx: &mut ModuleCtx, dirs: &[&str]) -> Result<Vec<Vec<(String, String)>>, TaskError> {
+    let script: String = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, dir)| {
+            format!(
+                "for f in {}/*.conf; do [ -f \"$f\" ] && printf '{i} %s\\n' \"$f\"; done; ",
+                shell_quote(dir)
+            )
+        })
+        .collect();
+    let out = ctx.t.exec(&format!("{script}true"), None)?;
+    let mut files = vec![Vec::new(); dirs.len()];
+    for line in out.stdout_str().lines() {
+        let Some((i, path)) = line.split_once(' ') else {
+            continue;
+        };
+        let Some(list) = i.parse::<usize>().ok().and_then(|i| files.get_mut(i)) else {
+            continue;
+        };
         if let Some(text) = read_text(ctx.t, path)? {
-            files.push((path.to_string(), text));
+            list.push((path.to_string(), text));
         }
     }
     Ok(files)
@@ -135,7 +172,9 @@ fn run(args: &Args, ctx: &mut ModuleCtx) -> Result<Outcome, TaskError> {
     };
     match persistent.as_str() {
         "present" => {
-            let files = conf_files(ctx, "/etc/modules-load.d")?;
+            let mut lists = conf_files(ctx, &["/etc/modules-load.d", "/etc/modprobe.d"])?;
+            let opts = lists.pop().unwrap_or_default();
+            let files = lists.pop().unwrap_or_default();
             if !files.iter().any(|(_, t)| listed(t)) {
                 let path = format!("/etc/modules-load.d/{name}.conf");
                 if let Some(d) =
@@ -148,7 +187,6 @@ fn run(args: &Args, ctx: &mut ModuleCtx) -> Result<Outcome, TaskError> {
             }
             let wanted: std::collections::BTreeSet<&str> = params.split_whitespace().collect();
             let prefix = format!("options {name} ");
-            let opts = conf_files(ctx, "/etc/modprobe.d")?;
             let have: std::collections::BTreeSet<String> = opts
                 .iter()
                 .flat_map(|(_, t)| {
@@ -173,7 +211,10 @@ fn run(args: &Args, ctx: &mut ModuleCtx) -> Result<Outcome, TaskError> {
             }
         }
         "absent" => {
-            for (path, text) in conf_files(ctx, "/etc/modules-load.d")? {
+            let files = conf_files(ctx, &["/etc/modules-load.d"])?
+                .pop()
+                .unwrap_or_default();
+            for (path, text) in files {
                 if listed(&text) {
                     let after: String = text
                         .lines()

@@ -1,7 +1,7 @@
 //! `community.general.pam_limits`: one `domain type item value` line in a limits.conf file,
 //! written as community.general writes it (tab-separated), replacing the first matching line.
 
-use super::util::{read_regular, write_if_changed};
+use super::util::{read_staged, stage_if_changed};
 use super::{arg, Args, Kind, ModuleCtx, ModuleSpec, Outcome, TaskError};
 
 const ITEMS: &[&str] = &[
@@ -124,7 +124,8 @@ fn run(args: &Args, ctx: &mut ModuleCtx) -> Result<Outcome, TaskError> {
     let use_min = args.bool("use_min", false)?;
     let create = args.bool("create", true)?;
 
-    let before = read_regular(ctx.t, &dest)?;
+    // Staged: a loop over several limits writes the file once, when the task ends.
+    let before = read_staged(ctx.t, ctx.staged, &dest)?;
     if before.is_none() && !create {
         return Err(TaskError::Failed(format!(
             "pam_limits: {dest} does not exist and create is false"
@@ -142,7 +143,9 @@ fn run(args: &Args, ctx: &mut ModuleCtx) -> Result<Outcome, TaskError> {
     );
     let mut out = Outcome::ok(format!("{domain} {ltype} {item} {value} in {dest}"));
     if changed || before.is_none() {
-        if let Some(d) = write_if_changed(ctx.t, &dest, before.as_ref(), &after, None, ctx.check)? {
+        if let Some(d) =
+            stage_if_changed(ctx.staged, &dest, before.as_ref(), &after, None, ctx.check)
+        {
             out.diffs.push(d);
         }
         out.changed = true;

@@ -1,8 +1,9 @@
 //! `ansible.builtin.stat` (facts about a path, for `register` + `when`) and
 //! `ansible.builtin.debug` (print a message or a variable). Neither changes anything.
 
-use super::util::stat;
+use super::util::{stat, Stat};
 use super::{arg, Args, Kind, ModuleCtx, ModuleSpec, Outcome, TaskError};
+use crate::transport::Transport;
 use serde_json::json;
 
 pub static SPEC: ModuleSpec = ModuleSpec {
@@ -27,7 +28,10 @@ pub static DEBUG: ModuleSpec = ModuleSpec {
 
 fn run_stat(args: &Args, ctx: &mut ModuleCtx) -> Result<Outcome, TaskError> {
     let path = args.req_str("path")?;
-    let st = stat(ctx.t, &path)?;
+    let st = match stat_from_files(ctx.t, &path) {
+        Some(st) => st,
+        None => stat(ctx.t, &path)?,
+    };
     let value = match &st {
         None => json!({"exists": false}),
         Some(s) => json!({
@@ -41,6 +45,37 @@ fn run_stat(args: &Args, ctx: &mut ModuleCtx) -> Result<Outcome, TaskError> {
     ));
     out.extra.insert("stat".into(), value);
     Ok(out)
+}
+
+/// The module's answer without an exec where the transport can tell (see `Transport::lstat`):
+/// a plain file or directory, or nothing at all, with owner and group named by /etc/passwd and
+/// /etc/group. A symlink (the shell's stat follows it), an id those files do not name (NSS may)
+/// or any failure: `None`, ask the shell as before.
+fn stat_from_files(t: &mut dyn Transport, path: &str) -> Option<Option<Stat>> {
+    let meta = match t.lstat(path)? {
+        Ok(None) => return Some(None),
+        Ok(Some(m)) if m.is_dir || m.is_file => m,
+        _ => return None,
+    };
+    let owner = name_of(t, "/etc/passwd", meta.uid?)?;
+    let group = name_of(t, "/etc/group", meta.gid?)?;
+    Some(Some(Stat {
+        is_dir: meta.is_dir,
+        is_file: meta.is_file,
+        mode: meta.mode,
+        owner,
+        group,
+    }))
+}
+
+/// The name of `id` in a passwd-format file (`name:x:id:...`).
+fn name_of(t: &mut dyn Transport, db: &str, id: u32) -> Option<String> {
+    let bytes = t.read_file(db).ok()??;
+    let id = id.to_string();
+    String::from_utf8_lossy(&bytes).lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() > 2 && f[2] == id).then(|| f[0].to_string())
+    })
 }
 
 fn run_debug(args: &Args, _ctx: &mut ModuleCtx) -> Result<Outcome, TaskError> {

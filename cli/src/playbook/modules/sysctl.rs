@@ -2,7 +2,7 @@
 //! kernel. Follows ansible.posix's logic: the file line is `name=value`; values compare by
 //! whitespace-separated words; `reload` runs `sysctl -p FILE` after a change.
 
-use super::util::{read_text, run_ok};
+use super::util::{read_staged, read_text, run_ok, stage_if_changed};
 use super::{arg, Args, Diff, Kind, ModuleCtx, ModuleSpec, Outcome, TaskError};
 use crate::transport::shell_quote;
 
@@ -92,7 +92,7 @@ fn run(args: &Args, ctx: &mut ModuleCtx) -> Result<Outcome, TaskError> {
     let ignoreerrors = args.bool("ignoreerrors", false)?;
 
     let proc_value = read_text(ctx.t, &proc_path(&name))?.map(|s| s.trim().to_string());
-    let existing = super::util::read_regular(ctx.t, &file)?;
+    let existing = read_staged(ctx.t, ctx.staged, &file)?;
     let before_file = existing
         .as_ref()
         .map(|e| e.text.clone())
@@ -155,27 +155,24 @@ fn run(args: &Args, ctx: &mut ModuleCtx) -> Result<Outcome, TaskError> {
         });
     }
     if !ctx.check {
-        let set_cmd = format!("sysctl -w {}", shell_quote(&format!("{name}={value}")));
-        if set_proc && write_file && existing.is_some() {
-            // The usual first run: kernel and file both change. One exec instead of two (the
-            // kernel, then the file's rename), as on a slow host each exec is the cost.
-            set_and_write(ctx, &set_cmd, &name, &file, &after_file, existing.as_ref())?;
-        } else {
-            if set_proc {
-                run_ok(ctx.t, &set_cmd, &format!("sysctl -w {name}"))?;
-            }
-            if write_file {
-                super::util::write_if_changed(
-                    ctx.t,
-                    &file,
-                    existing.as_ref(),
-                    &after_file,
-                    None,
-                    false,
-                )?;
-            }
+        if set_proc {
+            set_kernel_value(ctx, &name, &value)?;
+        }
+        if write_file {
+            // Written when the task ends, once for all its loop items (each item rewrote the
+            // whole file, an exec apiece on a slow host).
+            stage_if_changed(
+                ctx.staged,
+                &file,
+                existing.as_ref(),
+                &after_file,
+                None,
+                false,
+            );
         }
         if changed && reload {
+            // `sysctl -p` reads the file: it must hold what this item staged.
+            ctx.staged.flush(ctx.t, Some(&file)).map_err(|(_, e)| e)?;
             let e = if ignoreerrors { "-e " } else { "" };
             run_ok(
                 ctx.t,
@@ -199,43 +196,21 @@ fn run(args: &Args, ctx: &mut ModuleCtx) -> Result<Outcome, TaskError> {
     Ok(out)
 }
 
-/// `sysctl -w` and the replacement of an existing `file` by `content` in one command: the
-/// content goes through stdin (read first, so the pipe never breaks) into a temporary file beside
-/// `file`, which keeps the mode of the file it replaces. Nothing is renamed when the kernel
-/// refuses the value, as when the two ran apart.
-fn set_and_write(
-    ctx: &mut ModuleCtx,
-    set_cmd: &str,
-    name: &str,
-    file: &str,
-    content: &str,
-    existing: Option<&super::util::Existing>,
-) -> Result<(), TaskError> {
-    let mode = existing.map_or(0o644, |e| e.mode) & 0o7777;
-    let (dir, base) = match file.rfind('/') {
-        Some(i) => (&file[..=i], &file[i + 1..]),
-        None => ("", file),
-    };
-    let tmp = shell_quote(&format!("{dir}.{base}.c1m-{}", std::process::id()));
-    let p = shell_quote(file);
-    let script = format!(
-        "umask 077; cat > {tmp} || {{ rm -f -- {tmp}; exit 91; }}\n\
-         {set_cmd} || {{ echo \"$?\"; rm -f -- {tmp}; exit 90; }}\n\
-         chmod {mode:o} -- {tmp} && mv -f -- {tmp} {p} || {{ rm -f -- {tmp}; exit 91; }}"
-    );
-    let out = ctx.t.exec(&script, Some(content.as_bytes()))?;
-    match out.status {
-        0 => Ok(()),
-        90 => Err(TaskError::Failed(format!(
-            "sysctl -w {name} failed (rc={}): {}",
-            out.stdout_str().lines().last().unwrap_or("?").trim(),
-            out.stderr_str().trim()
-        ))),
-        _ => Err(TaskError::Failed(format!(
-            "cannot write {file}: {}",
-            out.stderr_str().trim()
-        ))),
+/// Sets the running kernel's value by writing its `/proc/sys` file directly when the transport
+/// can without a program (SFTP, this machine): on a slow host `sysctl -w` costs a shell's fork.
+/// Any failure there (a value the kernel refuses, no permission) runs `sysctl -w` after all, so
+/// the task fails with sysctl's own message and exit status, as it always did.
+fn set_kernel_value(ctx: &mut ModuleCtx, name: &str, value: &str) -> Result<(), TaskError> {
+    let data = format!("{value}\n");
+    if let Some(Ok(())) = ctx.t.write_in_place(&proc_path(name), data.as_bytes()) {
+        return Ok(());
     }
+    run_ok(
+        ctx.t,
+        &format!("sysctl -w {}", shell_quote(&format!("{name}={value}"))),
+        &format!("sysctl -w {name}"),
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -181,6 +181,108 @@ pub fn fix_attributes(
     }))
 }
 
+/// Configuration files changed by one task, kept here and written once when the task ends
+/// instead of once per loop item: on a slow host each replacement of an existing file costs an
+/// exec (SFTP cannot rename over a file). A later loop item reads what an earlier one staged.
+/// Under --check nothing is staged, so each item sees the file on the host, as before.
+#[derive(Debug, Default)]
+pub struct Staged {
+    files: std::collections::BTreeMap<String, StagedFile>,
+}
+
+#[derive(Debug)]
+struct StagedFile {
+    /// As read from the host (`None`: absent).
+    original: Option<Existing>,
+    /// What the task made of it so far (mode included: what the write will set).
+    current: Option<Existing>,
+}
+
+impl Staged {
+    /// Writes every staged file that differs from what the host has (only `path` if given).
+    /// On failure: the file and why.
+    pub fn flush(
+        &mut self,
+        t: &mut dyn Transport,
+        only: Option<&str>,
+    ) -> Result<(), (String, TaskError)> {
+        for (path, f) in self.files.iter_mut() {
+            if only.is_some_and(|o| o != path) {
+                continue;
+            }
+            let Some(cur) = &f.current else { continue };
+            let same = f
+                .original
+                .as_ref()
+                .is_some_and(|o| o.text == cur.text && o.mode == cur.mode);
+            if same {
+                continue;
+            }
+            write_now(t, path, f.original.is_some(), &cur.text, cur.mode)
+                .map_err(|e| (path.clone(), e))?;
+            f.original = f.current.clone();
+        }
+        Ok(())
+    }
+}
+
+/// [`read_regular`] through the task's staging area: what an earlier loop item staged, else the
+/// host's file (remembered, so the next item does not read it again).
+pub fn read_staged(
+    t: &mut dyn Transport,
+    staged: &mut Staged,
+    path: &str,
+) -> Result<Option<Existing>, TaskError> {
+    if let Some(f) = staged.files.get(path) {
+        return Ok(f.current.clone());
+    }
+    let existing = read_regular(t, path)?;
+    staged.files.insert(
+        path.to_string(),
+        StagedFile {
+            original: existing.clone(),
+            current: existing.clone(),
+        },
+    );
+    Ok(existing)
+}
+
+/// [`write_if_changed`] into the staging area: `before` must come from [`read_staged`]. The
+/// diff is the same; the write happens at [`Staged::flush`].
+pub fn stage_if_changed(
+    staged: &mut Staged,
+    path: &str,
+    before: Option<&Existing>,
+    content: &str,
+    mode: Option<u32>,
+    check: bool,
+) -> Option<Diff> {
+    if before.is_some_and(|b| b.text == content) {
+        return None;
+    }
+    if !check {
+        // Like Ansible, a replaced file keeps its permissions; a new one gets 0644.
+        let mode = mode.unwrap_or(before.map_or(0o644, |b| b.mode));
+        let next = Some(Existing {
+            text: content.to_string(),
+            mode,
+        });
+        staged
+            .files
+            .entry(path.to_string())
+            .and_modify(|f| f.current = next.clone())
+            .or_insert_with(|| StagedFile {
+                original: before.cloned(),
+                current: next,
+            });
+    }
+    Some(Diff {
+        label: path.to_string(),
+        before: before.map(|b| b.text.clone()).unwrap_or_default(),
+        after: content.to_string(),
+    })
+}
+
 /// Writes `content` to `path` if it differs; returns the diff when it did (or would).
 pub fn ensure_content(
     t: &mut dyn Transport,
@@ -209,29 +311,41 @@ pub fn write_if_changed(
     if !check {
         // Like Ansible, a replaced file keeps its permissions; a new one gets 0644.
         let mode = mode.unwrap_or(before.map_or(0o644, |b| b.mode));
-        if let Err(e) = t.write_file(path, content.as_bytes(), mode) {
-            // A missing directory is the task's problem, not a broken connection. (Under
-            // --check an earlier, simulated task may create it: a change, as in Ansible.)
-            let parent = std::path::Path::new(path)
-                .parent()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default();
-            if before.is_none()
-                && !parent.is_empty()
-                && !t
-                    .exec(&format!("[ -d {} ]", shell_quote(&parent)), None)?
-                    .success()
-            {
-                return Err(TaskError::Failed(format!(
-                    "destination directory {parent} does not exist"
-                )));
-            }
-            return Err(e.into());
-        }
+        write_now(t, path, before.is_some(), content, mode)?;
     }
     Ok(Some(Diff {
         label: path.to_string(),
         before: before.map(|b| b.text.clone()).unwrap_or_default(),
         after: content.to_string(),
     }))
+}
+
+/// Replaces (or creates) `path`; a missing directory for a new file is a task failure that says
+/// so, not a broken connection. (Under --check an earlier, simulated task may create it: a
+/// change, as in Ansible.)
+fn write_now(
+    t: &mut dyn Transport,
+    path: &str,
+    existed: bool,
+    content: &str,
+    mode: u32,
+) -> Result<(), TaskError> {
+    if let Err(e) = t.write_file(path, content.as_bytes(), mode) {
+        let parent = std::path::Path::new(path)
+            .parent()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        if !existed
+            && !parent.is_empty()
+            && !t
+                .exec(&format!("[ -d {} ]", shell_quote(&parent)), None)?
+                .success()
+        {
+            return Err(TaskError::Failed(format!(
+                "destination directory {parent} does not exist"
+            )));
+        }
+        return Err(e.into());
+    }
+    Ok(())
 }
