@@ -130,8 +130,8 @@ pub struct CompareRow {
     pub metric: String,
     /// One per run, in order; null when unknown.
     pub values: Vec<Option<f64>>,
-    /// values[i] − values[0]; null for the first run or when either is unknown.
+    /// `values[i] − values[0]`; null for the first run or when either is unknown.
     pub deltas: Vec<Option<f64>>,
-    /// deltas[i] / values[0] × 100.
+    /// `deltas[i] / values[0] × 100`.
     pub delta_pct: Vec<Option<f64>>,
 }

@@ -54,16 +54,20 @@ fn stop_until(
 ) -> Result<String, String> {
     let started = Instant::now();
     loop {
-        let why = match t.exec(&kill_script(pgid), None) {
+        // (why not yet, whether the connection is still good)
+        let (why, connected) = match t.exec(&kill_script(pgid), None) {
             Ok(out) if out.success() => {
                 let answer = out.stdout_str().trim().to_string();
                 if answer != "exiting" {
                     return Ok(answer);
                 }
-                "it was still exiting after SIGKILL".to_string()
+                ("it was still exiting after SIGKILL".to_string(), true)
             }
-            Ok(out) => format!("the stop script failed: {}", out.stderr_str().trim()),
-            Err(e) => e.to_string(),
+            Ok(out) => (
+                format!("the stop script failed: {}", out.stderr_str().trim()),
+                true,
+            ),
+            Err(e) => (e.to_string(), false),
         };
         if Instant::now() + RETRY_PAUSE >= until {
             return Err(format!(
@@ -72,7 +76,7 @@ fn stop_until(
             ));
         }
         std::thread::sleep(RETRY_PAUSE);
-        if !why.starts_with("it was still exiting") {
+        if !connected {
             match reconnect() {
                 Ok(fresh) => *t = fresh,
                 // The next attempt on the old connection fails at once and tries again.
@@ -154,8 +158,8 @@ impl Control {
     }
 
     /// Asks the host to stop process group `pgid`, trying until `until`, and returns at once,
-    /// so every host works on its groups at the same time; [`Stopping::answer`] waits for the
-    /// outcome.
+    /// so every host works on its groups at the same time; [`Stopping::answer_by`] waits for
+    /// the outcome.
     pub fn stop_group(&self, pgid: u32, until: Instant) -> Stopping {
         if pgid <= 1 {
             return Stopping::Refused(format!("refusing to signal process group {pgid}"));

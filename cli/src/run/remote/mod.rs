@@ -1,12 +1,12 @@
 //! `c1m run -i INVENTORY`: one server host and N client hosts over SSH (or `local` hosts).
 //!
-//! 1. [`prepare`]: connect to every host, gather facts, print the capacity plan (refusing a run
+//! 1. `prepare`: connect to every host, gather facts, print the capacity plan (refusing a run
 //!    that cannot fit), deploy the binaries.
-//! 2. [`engine`]: start the server, wait until every port listens, start all clients at once,
+//! 2. `engine`: start the server, wait until every port listens, start all clients at once,
 //!    follow their JSON lines and each host's kernel memory live, hold, then stop clients and
 //!    server — on success, Ctrl-C, error or a lost host — and make sure no process group c1m
 //!    started is left on any host.
-//! 3. [`finish`]: the run directory's `run.json` with per-host figures, and the printed summary.
+//! 3. `finish`: the run directory's `run.json` with per-host figures, and the printed summary.
 
 mod control;
 mod engine;
