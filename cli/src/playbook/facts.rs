@@ -67,17 +67,10 @@ fn from_files(t: &mut dyn Transport) -> Option<Raw> {
         "vcpus",
         &count_cpus(&text(t, "/sys/devices/system/cpu/online")?)?.to_string(),
     );
-    let meminfo = text(t, "/proc/meminfo")?;
-    let field = |name: &str| {
-        meminfo
-            .lines()
-            .filter_map(|l| l.strip_prefix(name))
-            .filter_map(|rest| rest.split_whitespace().next())
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
-    put("memtotal_kb", &field("MemTotal:"));
-    put("memfree_kb", &field("MemAvailable:"));
+    let meminfo = c1m_proto::procfs::parse_meminfo(&text(t, "/proc/meminfo")?);
+    let kb = |name: &str| meminfo.get(name).map(|b| (b / 1024).to_string());
+    put("memtotal_kb", &kb("MemTotal")?);
+    put("memfree_kb", &kb("MemAvailable")?);
     match t.read_file("/etc/os-release").ok()? {
         None => {}
         Some(bytes) => {
