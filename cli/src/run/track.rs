@@ -22,26 +22,42 @@ pub struct Track {
 impl Track {
     /// Takes in one line of the client's output; returns it as a layout line if it is one.
     pub fn client_line(&mut self, l: &str) -> Option<LayoutLine> {
-        if let Ok(s) = serde_json::from_str::<ClientStats>(l) {
-            if s.event == "summary" {
-                self.client_summary = Some(s.clone());
-            }
-            self.client = s;
-            return None;
-        }
-        layout_line(l)
+        take_line(
+            l,
+            |s: &ClientStats| &s.event,
+            &mut self.client,
+            &mut self.client_summary,
+        )
     }
 
     /// Takes in one line of the server's output; returns it as a layout line if it is one.
     pub fn server_line(&mut self, l: &str) -> Option<LayoutLine> {
-        if let Ok(s) = serde_json::from_str::<ServerStats>(l) {
-            if s.event == "summary" {
-                self.server_summary = Some(s.clone());
+        take_line(
+            l,
+            |s: &ServerStats| &s.event,
+            &mut self.server,
+            &mut self.server_summary,
+        )
+    }
+}
+
+/// A stats line becomes the latest (and, if it is the summary, the summary); any other line is
+/// returned if it is the layout line.
+fn take_line<T: serde::de::DeserializeOwned + Clone>(
+    l: &str,
+    event: fn(&T) -> &str,
+    latest: &mut T,
+    summary: &mut Option<T>,
+) -> Option<LayoutLine> {
+    match serde_json::from_str::<T>(l) {
+        Ok(s) => {
+            if event(&s) == "summary" {
+                *summary = Some(s.clone());
             }
-            self.server = s;
-            return None;
+            *latest = s;
+            None
         }
-        layout_line(l)
+        Err(_) => layout_line(l),
     }
 }
 
