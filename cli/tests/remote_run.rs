@@ -159,9 +159,13 @@ fn last_line(lab: &Lab, host: &str, file: &str) -> Option<Value> {
 }
 
 fn spawn_run(args: &[String]) -> Child {
+    spawn_run_to(args, Stdio::piped())
+}
+
+fn spawn_run_to(args: &[String], stdout: Stdio) -> Child {
     c1m()
         .args(args)
-        .stdout(Stdio::piped())
+        .stdout(stdout)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
@@ -184,11 +188,15 @@ fn finish_within(mut child: Child, limit: Duration) -> Output {
 /// Starts a run of 30,000 connections paced at 3,000/s (so it is still connecting seconds later)
 /// and returns once `host`'s client has connections open.
 fn start_paced_run(lab: &Lab, inv: &Path, hold: &str, host: &str) -> Child {
-    let mut child = spawn_run(&run_args(
-        lab,
-        inv,
-        &["-n", "30000", "--rate", "3000", "--hold", hold],
-    ));
+    start_paced_run_to(lab, inv, hold, host, Stdio::piped())
+}
+
+/// [`start_paced_run`] with the run's stdout going to `stdout`.
+fn start_paced_run_to(lab: &Lab, inv: &Path, hold: &str, host: &str, stdout: Stdio) -> Child {
+    let mut child = spawn_run_to(
+        &run_args(lab, inv, &["-n", "30000", "--rate", "3000", "--hold", hold]),
+        stdout,
+    );
     wait_for(
         &mut child,
         &format!("{host}'s client connecting"),
@@ -196,6 +204,16 @@ fn start_paced_run(lab: &Lab, inv: &Path, hold: &str, host: &str) -> Child {
         || last_line(lab, host, "client.jsonl").is_some_and(|l| l["open"].as_u64() > Some(0)),
     );
     child
+}
+
+/// Takes `host`'s network link down or up: no FIN, no RST, just silence, as a crashed VM.
+fn set_link(lab: &Lab, host: usize, state: &str) {
+    let out = lab.hosts[host]
+        .netns_cmd("ip")
+        .args(["link", "set", "eth0", state])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
 }
 
 fn kill_binary(lab: &Lab, host: usize, name: &str) {
@@ -417,18 +435,9 @@ fn a_client_host_that_goes_silent_is_declared_lost_and_its_binary_stops_when_it_
     };
     let inv = inventory(&mut lab);
     let child = start_paced_run(&lab, &inv, "1s", "h3");
-    // h3 drops off the network: no FIN, no RST, just silence, as a crashed VM would.
-    let link = |state: &str| {
-        let out = lab.hosts[3]
-            .netns_cmd("ip")
-            .args(["link", "set", "eth0", state])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", text(&out));
-    };
-    link("down");
+    set_link(&lab, 3, "down");
     let out = finish_within(child, Duration::from_secs(120));
-    link("up");
+    set_link(&lab, 3, "up");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let (_, run) = latest_run(&lab);
     assert_eq!(run["partial"], true, "{run:#}");
@@ -455,31 +464,8 @@ fn teardown_reconnects_to_a_host_that_was_silent_and_confirms_its_processes_ende
     let inv = inventory(&mut lab);
     let out_path = lab.dir.join("run-stdout.txt");
     let stdout = fs::File::create(&out_path).unwrap();
-    let mut child = c1m()
-        .args(run_args(
-            &lab,
-            &inv,
-            &["-n", "30000", "--rate", "3000", "--hold", "1s"],
-        ))
-        .stdout(stdout)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for(
-        &mut child,
-        "h3's client connecting",
-        Duration::from_secs(60),
-        || last_line(&lab, "h3", "client.jsonl").is_some_and(|l| l["open"].as_u64() > Some(0)),
-    );
-    let link = |state: &str| {
-        let out = lab.hosts[3]
-            .netns_cmd("ip")
-            .args(["link", "set", "eth0", state])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", text(&out));
-    };
-    link("down");
+    let mut child = start_paced_run_to(&lab, &inv, "1s", "h3", stdout.into());
+    set_link(&lab, 3, "down");
     // h3 is declared lost, the others finish, and teardown finds h3 silent: only then is it back.
     wait_for(
         &mut child,
@@ -487,7 +473,7 @@ fn teardown_reconnects_to_a_host_that_was_silent_and_confirms_its_processes_ende
         Duration::from_secs(120),
         || fs::read_to_string(&out_path).is_ok_and(|t| t.contains("teardown: waiting for h3")),
     );
-    link("up");
+    set_link(&lab, 3, "up");
     let out = finish_within(child, Duration::from_secs(90));
     let printed = fs::read_to_string(&out_path).unwrap_or_default();
     assert_eq!(out.status.code(), Some(1), "{printed}\n{}", text(&out));
