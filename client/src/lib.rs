@@ -7,6 +7,8 @@
 
 pub mod args;
 pub mod counters;
-pub mod hist;
 pub mod targets;
 pub mod worker;
+
+// The histograms live in c1m-proto; the worker and the orchestrator still name them from here.
+pub use c1m_proto::hist;

@@ -1,11 +1,14 @@
 //! What `c1m-server`, `c1m-client` and the `c1m` orchestrator share: the greeting on the wire,
-//! the JSON stats lines the binaries print every second, and the fd-table layout arithmetic.
+//! the JSON stats lines the binaries print every second, latency histograms, source addresses,
+//! and the fd-table layout arithmetic.
 //! Kept free of SSH and async code: it is linked into the binaries shipped to test hosts.
 
+pub mod addrs;
 pub mod duration;
 pub mod errors;
 pub mod fanout;
 pub mod greeting;
+pub mod hist;
 pub mod layout;
 pub mod procfs;
 pub mod signals;

@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+pub use crate::hist::Percentiles;
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -52,18 +54,6 @@ pub struct ServerStats {
     pub errors: BTreeMap<String, u64>,
     pub rss_bytes: u64,
     pub procs: usize,
-}
-
-/// Latency percentiles in microseconds.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct Percentiles {
-    pub count: u64,
-    pub p50: u64,
-    pub p90: u64,
-    pub p99: u64,
-    pub p999: u64,
-    pub max: u64,
-    pub mean: f64,
 }
 
 /// A client stats line.
