@@ -139,8 +139,8 @@ pub fn open_fds() -> u64 {
         .unwrap_or(0)
 }
 
-/// The flags both binaries take for placing their workers.
-#[derive(clap::Args, Debug, Clone, Default)]
+/// The flags both binaries take for placing their workers (flattened into each launch spec).
+#[derive(clap::Args, Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WorkerArgs {
     /// Worker processes (default: one, with a thread per fd table; more only if asked).
     #[arg(long)]
@@ -164,6 +164,20 @@ pub struct WorkerArgs {
 }
 
 impl WorkerArgs {
+    /// A worker process's flags: one process placed as its supervisor's plan says (its
+    /// threads, the same table choice), tied to the supervisor `parent`, and never the one
+    /// that watches stdin; whatever else there is stays as the supervisor's.
+    pub fn for_worker_process(&self, plan: &Layout, parent: u32) -> WorkerArgs {
+        WorkerArgs {
+            procs: None,
+            threads: Some(plan.threads_per_proc),
+            no_unshare: !plan.unshare,
+            child_of: Some(parent),
+            stop_on_eof: false,
+            ..self.clone()
+        }
+    }
+
     /// For a worker process: dies with its supervisor. False when the supervisor is already
     /// gone, and the worker should exit at once.
     pub fn adopt_parent(&self) -> bool {
