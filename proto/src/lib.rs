@@ -1,7 +1,8 @@
 //! What `c1m-server`, `c1m-client` and the `c1m` orchestrator share: the greeting on the wire,
-//! the JSON stats lines the binaries print every second, latency histograms, source addresses,
-//! the fd-table layout arithmetic, and the binaries' launch specs and exit codes.
-//! Kept free of SSH and async code: it is linked into the binaries shipped to test hosts.
+//! the JSON stats lines the binaries print every second and how they merge, latency histograms,
+//! the fd-table layout arithmetic, the binaries' launch specs and exit codes, and the supervisor
+//! of their worker processes. Kept free of SSH and async code: it is linked into the binaries
+//! shipped to test hosts.
 
 pub mod addrs;
 pub mod duration;
@@ -15,4 +16,5 @@ pub mod layout;
 pub mod procfs;
 pub mod signals;
 pub mod stats;
+pub mod supervise;
 pub mod sys;

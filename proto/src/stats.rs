@@ -1,6 +1,9 @@
 //! The JSON lines `c1m-server` and `c1m-client` print on stdout (one per second with `--json`,
-//! and a final one with `"event": "summary"`). The orchestrator reads them back with these types.
+//! and a final one with `"event": "summary"`). The orchestrator reads them back with these types,
+//! and [`StatsLine::merge`] sums the lines of several processes or hosts into one.
 
+use crate::hist;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -128,6 +131,76 @@ impl ClientStats {
 
     pub fn errors_total(&self) -> u64 {
         self.errors.values().sum()
+    }
+}
+
+/// A stats line that several processes' or hosts' lines merge into.
+pub trait StatsLine: Serialize + DeserializeOwned + Clone + Default {
+    /// `tick` or `summary`.
+    fn event(&self) -> &str;
+    /// One line for the parts together: counters summed, histograms merged. Its event, time
+    /// and uptime are left for [`StatsLine::stamp`].
+    fn merge<'a>(parts: impl IntoIterator<Item = &'a Self>) -> Self
+    where
+        Self: 'a;
+    /// Names a merged line and adds the memory of the process that prints it.
+    fn stamp(&mut self, event: &str, uptime_s: f64, own_rss_bytes: u64);
+}
+
+impl StatsLine for ServerStats {
+    fn event(&self) -> &str {
+        &self.event
+    }
+
+    fn merge<'a>(parts: impl IntoIterator<Item = &'a Self>) -> Self {
+        let mut all = ServerStats::default();
+        for p in parts {
+            all.absorb(p);
+        }
+        all
+    }
+
+    fn stamp(&mut self, event: &str, uptime_s: f64, own_rss_bytes: u64) {
+        self.event = event.into();
+        self.ts_ms = now_ms();
+        self.uptime_s = uptime_s;
+        self.rss_bytes += own_rss_bytes;
+    }
+}
+
+impl StatsLine for ClientStats {
+    fn event(&self) -> &str {
+        &self.event
+    }
+
+    /// Latency histograms are merged exactly; the whole reached its target when its last part
+    /// did (the parts started together), and only if every part did.
+    fn merge<'a>(parts: impl IntoIterator<Item = &'a Self>) -> Self {
+        let mut all = ClientStats::default();
+        let (mut connect, mut rtt) = (Vec::new(), Vec::new());
+        let mut reached: Option<f64> = Some(0.0);
+        for p in parts {
+            all.absorb(p);
+            connect.extend(p.connect_hist.as_deref());
+            rtt.extend(p.rtt_hist.as_deref());
+            reached = match (reached, p.time_to_target_s) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                _ => None,
+            };
+        }
+        all.time_to_target_s = reached.filter(|_| all.verified >= all.target && all.target > 0);
+        let connect = hist::merge_encoded(connect);
+        let rtt = hist::merge_encoded(rtt);
+        (all.connect_latency_us, all.connect_hist) = (connect.percentiles(), connect.encode());
+        (all.rtt_us, all.rtt_hist) = (rtt.percentiles(), rtt.encode());
+        all
+    }
+
+    fn stamp(&mut self, event: &str, uptime_s: f64, own_rss_bytes: u64) {
+        self.event = event.into();
+        self.ts_ms = now_ms();
+        self.uptime_s = uptime_s;
+        self.rss_bytes += own_rss_bytes;
     }
 }
 
