@@ -46,3 +46,20 @@ fn bad_arguments_are_named() {
         .expect("c1m-client runs");
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown unit"));
 }
+
+#[test]
+fn help_lists_the_exit_codes() {
+    let out = Command::new(env!("CARGO_BIN_EXE_c1m-client"))
+        .arg("--help")
+        .output()
+        .expect("c1m-client runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for code in [
+        "  0  the test ran as asked",
+        "  1  the test failed",
+        "  2  bad usage",
+    ] {
+        assert!(text.contains(code), "{code} in {text}");
+    }
+}

@@ -4,8 +4,7 @@
 //! has an RLIMIT_NOFILE budget of its own, then opens its own epoll instance and its own
 //! SO_REUSEPORT listener on every port; the kernel spreads connections over all listeners. No fd
 //! ever crosses threads. Per connection, userspace keeps one byte: how much of the greeting
-//! has arrived.
+//! has arrived. Its command line is [`c1m_proto::launch::ServerSpec`].
 
-pub mod args;
 pub mod counters;
 pub mod worker;

@@ -243,3 +243,94 @@ fn child_pids(parent: u32) -> Vec<u32> {
         .filter_map(|p| p.parse().ok())
         .collect()
 }
+
+/// The arguments a process was started with, without the program name.
+fn argv_of(pid: u32) -> Vec<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    raw.split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .skip(1)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
+}
+
+fn wait_gone(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+    };
+    while alive() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!alive(), "worker {pid} left behind");
+}
+
+#[test]
+fn worker_processes_are_started_from_the_parents_spec() {
+    use c1m_proto::launch::{ServerSpec, Spec};
+    let srv = Server::start(31_600, &["--procs", "3", "--no-unshare"]);
+    let parent = srv.child.id();
+    let kids: Vec<ServerSpec> = child_pids(parent)
+        .into_iter()
+        .map(|pid| ServerSpec::from_argv(argv_of(pid)).expect("a worker's argv parses"))
+        .collect();
+    assert_eq!(kids.len(), 3);
+    let mut shares: Vec<u64> = kids.iter().map(|k| k.connections).collect();
+    shares.sort();
+    assert_eq!(shares, [333, 333, 334]);
+    for k in &kids {
+        assert_eq!(k.workers.child_of, Some(parent));
+        assert_eq!(
+            (k.port, k.ports, k.bind.to_string()),
+            (31_600, 1, "127.0.0.1".into())
+        );
+        assert_eq!(k.workers.interval_ms, 100);
+        assert!(k.workers.no_unshare && k.workers.procs.is_none());
+    }
+}
+
+#[test]
+fn a_worker_process_that_dies_stops_the_others_with_a_summary() {
+    let mut srv = Server::start(31_700, &["--procs", "2", "--no-unshare"]);
+    let mut a = srv.connect();
+    echo_ok(&mut a, 1);
+    srv.wait_for("both processes", |s| s.procs == 2 && s.greeted == 1);
+    let children = child_pids(srv.child.id());
+    assert_eq!(children.len(), 2, "{children:?}");
+    // SAFETY: signalling a process our child started.
+    unsafe { libc::kill(children[0] as i32, libc::SIGKILL) };
+    let s = srv.wait_for("a summary", |s| s.event == "summary");
+    assert_eq!(s.greeted, 1);
+    let status = srv.child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{status}");
+    wait_gone(children[1]);
+}
+
+#[test]
+fn bad_input_exits_2_and_help_lists_the_exit_codes() {
+    let out = Command::new(env!("CARGO_BIN_EXE_c1m-server"))
+        .args(["--port", "65535", "--ports", "2"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--port 65535 --ports 2 does not fit"),
+        "{stderr}"
+    );
+    let help = Command::new(env!("CARGO_BIN_EXE_c1m-server"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        text.contains("Exit status:") && text.contains("  2  bad usage"),
+        "{text}"
+    );
+}
