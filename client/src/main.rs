@@ -20,18 +20,16 @@ use std::sync::{mpsc, Arc, Barrier};
 use std::time::{Duration, Instant};
 
 fn main() -> ExitCode {
-    signals::install();
     exit::main("c1m-client", || run(ClientSpec::parse()))
 }
 
 fn run(spec: ClientSpec) -> Result<Exit> {
-    spec.workers.take_control();
-    if !spec.workers.adopt_parent() {
+    if !spec.workers.begin() {
         return Ok(Exit::Failed);
     }
-    layout::check_ports(spec.port, spec.ports).map_err(BadInput)?;
+    spec.ports.check().map_err(BadInput)?;
     let sources = addrs::expand_ips(&spec.source_ips).map_err(BadInput)?;
-    let targets = Targets::new(sources, spec.target, spec.port, spec.ports);
+    let targets = Targets::new(sources, spec.target, spec.ports.first, spec.ports.count);
     let per_pair = addrs::local_port_count();
     if spec.connections > per_pair * targets.pairs() as u64 {
         return Err(BadInput(format!(
@@ -39,7 +37,7 @@ fn run(spec: ClientSpec) -> Result<Exit> {
              (net.ipv4.ip_local_port_range) = {} offer; add source IPs (--source-ips) or server ports (--ports)",
             spec.connections,
             targets.sources.len(),
-            spec.ports,
+            spec.ports.count,
             per_pair,
             per_pair * targets.pairs() as u64
         ))

@@ -135,11 +135,12 @@ fn abort_reason(spec: &ClientSpec, errs: &BTreeMap<String, u64>, total: u64) -> 
         .iter()
         .max_by_key(|(_, n)| **n)
         .map(|(k, _)| k.as_str());
-    let last_port = u32::from(spec.port) + u32::from(spec.ports) - 1;
     let hint = match top {
         Some("ECONNREFUSED") => format!(
             "nothing accepts connections on {}:{}-{}: is c1m-server running there?",
-            spec.target, spec.port, last_port
+            spec.target,
+            spec.ports.first,
+            spec.ports.last()
         ),
         Some("EADDRNOTAVAIL") => "the source ports of (source IP × server port) are used up: \
              add --source-ips or --ports, or widen net.ipv4.ip_local_port_range"

@@ -4,6 +4,7 @@
 
 use c1m_proto::duration::Span;
 use c1m_proto::launch::{ClientSpec, Spec};
+use c1m_proto::procfs::{self, alive};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -48,36 +49,12 @@ fn start(port: u16, n: u64) -> (Child, TcpListener) {
 fn children(parent: u32) -> Vec<u32> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let text = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
-            .unwrap_or_default();
-        let pids: Vec<u32> = text
-            .split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .collect();
+        let pids = procfs::children(parent);
         if pids.len() == 3 || Instant::now() > deadline {
             return pids;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn argv_of(pid: u32) -> Vec<String> {
-    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
-    raw.split(|&b| b == 0)
-        .filter(|a| !a.is_empty())
-        .skip(1)
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect()
-}
-
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        !s.rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z')
-    })
 }
 
 fn assert_gone(pids: &[u32]) {
@@ -89,9 +66,16 @@ fn assert_gone(pids: &[u32]) {
     assert!(left.is_empty(), "worker processes left behind: {left:?}");
 }
 
-fn signal(pid: u32, sig: i32) {
+/// Sends `sig` to `pid` once the client has run a moment; its stdout, after it exited 1 (the
+/// target was not reached).
+fn failed_after(client: Child, pid: u32, sig: i32) -> String {
+    std::thread::sleep(Duration::from_millis(300));
     // SAFETY: signalling a process this test started, or one its child started.
     unsafe { libc::kill(pid as i32, sig) };
+    let out = client.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    stdout
 }
 
 #[test]
@@ -102,7 +86,7 @@ fn children_get_their_share_of_the_parents_spec_and_sigterm_ends_all() {
     assert_eq!(pids.len(), 3, "{pids:?}");
     let mut kids: Vec<ClientSpec> = pids
         .iter()
-        .map(|&p| ClientSpec::from_argv(argv_of(p)).expect("a worker's argv parses"))
+        .map(|&p| ClientSpec::from_argv(procfs::argv(p)).expect("a worker's argv parses"))
         .collect();
     kids.sort_by_key(|k| k.index_base);
     assert_eq!(
@@ -119,11 +103,7 @@ fn children_get_their_share_of_the_parents_spec_and_sigterm_ends_all() {
         assert_eq!(k.source_ips, ["127.0.0.1"]);
         assert_eq!(k.workers.interval_ms, 100);
     }
-    std::thread::sleep(Duration::from_millis(300));
-    signal(parent, libc::SIGTERM);
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let stdout = failed_after(child, parent, libc::SIGTERM);
     assert!(
         stdout.contains("target not reached: 0 of 600 verified"),
         "{stdout}"
@@ -144,11 +124,7 @@ fn a_child_that_dies_stops_the_others_and_the_summary_says_so() {
     let (child, _listener) = start(31_820, 300);
     let pids = children(child.id());
     assert_eq!(pids.len(), 3, "{pids:?}");
-    std::thread::sleep(Duration::from_millis(300));
-    signal(pids[1], libc::SIGKILL);
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let stdout = failed_after(child, pids[1], libc::SIGKILL);
     assert!(
         stdout.contains("target not reached: 0 of 300 verified"),
         "{stdout}"

@@ -1,5 +1,5 @@
 //! One exit-code table for `c1m-server` and `c1m-client`, printed by both binaries' `--help`,
-//! and the `main` both run: an error of kind [`BadInput`] exits 2, any other error 1.
+//! and the `main` both run: signals set up, an error of kind [`BadInput`] exits 2, any other 1.
 
 use std::error::Error;
 use std::fmt;
@@ -66,13 +66,15 @@ pub fn for_error(e: &(dyn Error + 'static)) -> Exit {
     Exit::Failed
 }
 
-/// Runs a binary's body: an error is printed as `BINARY: error: what: why` on stderr. `E` is
+/// Runs a binary: SIGINT/SIGTERM routed to the stop flag ([`crate::signals`]), then its body;
+/// an error is printed as `BINARY: error: what: why` on stderr. `E` is
 /// any error that shows itself as `dyn Error` (`anyhow::Error`, a `Box`), so the chain can be
 /// searched for a [`BadInput`].
 pub fn main<E>(binary: &str, body: impl FnOnce() -> Result<Exit, E>) -> ExitCode
 where
     E: AsRef<dyn Error + Send + Sync>,
 {
+    crate::signals::install();
     match body() {
         Ok(exit) => exit.into(),
         Err(e) => {

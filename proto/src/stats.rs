@@ -147,10 +147,25 @@ pub trait StatsLine: Serialize + DeserializeOwned + Clone + Default {
     fn stamp(&mut self, event: &str, uptime_s: f64, own_rss_bytes: u64);
 }
 
+/// `event` and `stamp` for a line with the fields every stats line has (`event`, `ts_ms`,
+/// `uptime_s`, `rss_bytes`), written once for both kinds.
+macro_rules! header_fields {
+    () => {
+        fn event(&self) -> &str {
+            &self.event
+        }
+
+        fn stamp(&mut self, event: &str, uptime_s: f64, own_rss_bytes: u64) {
+            self.event = event.into();
+            self.ts_ms = now_ms();
+            self.uptime_s = uptime_s;
+            self.rss_bytes += own_rss_bytes;
+        }
+    };
+}
+
 impl StatsLine for ServerStats {
-    fn event(&self) -> &str {
-        &self.event
-    }
+    header_fields!();
 
     fn merge<'a>(parts: impl IntoIterator<Item = &'a Self>) -> Self {
         let mut all = ServerStats::default();
@@ -159,19 +174,10 @@ impl StatsLine for ServerStats {
         }
         all
     }
-
-    fn stamp(&mut self, event: &str, uptime_s: f64, own_rss_bytes: u64) {
-        self.event = event.into();
-        self.ts_ms = now_ms();
-        self.uptime_s = uptime_s;
-        self.rss_bytes += own_rss_bytes;
-    }
 }
 
 impl StatsLine for ClientStats {
-    fn event(&self) -> &str {
-        &self.event
-    }
+    header_fields!();
 
     /// Latency histograms are merged exactly; the whole reached its target when its last part
     /// did (the parts started together), and only if every part did.
@@ -194,13 +200,6 @@ impl StatsLine for ClientStats {
         (all.connect_latency_us, all.connect_hist) = (connect.percentiles(), connect.encode());
         (all.rtt_us, all.rtt_hist) = (rtt.percentiles(), rtt.encode());
         all
-    }
-
-    fn stamp(&mut self, event: &str, uptime_s: f64, own_rss_bytes: u64) {
-        self.event = event.into();
-        self.ts_ms = now_ms();
-        self.uptime_s = uptime_s;
-        self.rss_bytes += own_rss_bytes;
     }
 }
 

@@ -17,20 +17,18 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 fn main() -> ExitCode {
-    signals::install();
     exit::main("c1m-server", || run(ServerSpec::parse()))
 }
 
 fn run(spec: ServerSpec) -> Result<Exit> {
-    spec.workers.take_control();
-    if !spec.workers.adopt_parent() {
-        return Ok(Exit::Ok);
+    if !spec.workers.begin() {
+        return Ok(Exit::Failed);
     }
-    layout::check_ports(spec.port, spec.ports).map_err(BadInput)?;
+    spec.ports.check().map_err(BadInput)?;
     let (plan, line) = layout::place(
         "server",
         spec.connections,
-        1 + u64::from(spec.ports),
+        1 + u64::from(spec.ports.count),
         &spec.workers,
     )
     .map_err(BadInput)?;
@@ -50,8 +48,10 @@ fn run(spec: ServerSpec) -> Result<Exit> {
 
 /// Runs the workers of this process and reports until told to stop.
 fn serve(spec: &ServerSpec, plan: &Layout, fd_limit: usize, line: LayoutLine) -> Result<Exit> {
-    let addrs: Vec<SocketAddrV4> = (0..spec.ports)
-        .map(|i| SocketAddrV4::new(spec.bind, spec.port + i))
+    let addrs: Vec<SocketAddrV4> = spec
+        .ports
+        .iter()
+        .map(|port| SocketAddrV4::new(spec.bind, port))
         .collect();
     let threads = plan.threads_per_proc;
     let counters: Arc<Vec<Counters>> =

@@ -1,8 +1,8 @@
 //! The server against real sockets: the greeting is echoed, and garbage, oversized writes,
 //! resets and half-closes are each closed and counted without disturbing anything else.
 
-use c1m_proto::greeting;
 use c1m_proto::stats::{LayoutLine, ServerStats};
+use c1m_proto::{greeting, procfs};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
@@ -244,31 +244,12 @@ fn child_pids(parent: u32) -> Vec<u32> {
         .collect()
 }
 
-/// The arguments a process was started with, without the program name.
-fn argv_of(pid: u32) -> Vec<String> {
-    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
-    raw.split(|&b| b == 0)
-        .filter(|a| !a.is_empty())
-        .skip(1)
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect()
-}
-
 fn wait_gone(pid: u32) {
     let deadline = Instant::now() + Duration::from_secs(5);
-    let alive = || {
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-            !s.rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z')
-        })
-    };
-    while alive() && Instant::now() < deadline {
+    while procfs::alive(pid) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(!alive(), "worker {pid} left behind");
+    assert!(!procfs::alive(pid), "worker {pid} left behind");
 }
 
 #[test]
@@ -278,7 +259,7 @@ fn worker_processes_are_started_from_the_parents_spec() {
     let parent = srv.child.id();
     let kids: Vec<ServerSpec> = child_pids(parent)
         .into_iter()
-        .map(|pid| ServerSpec::from_argv(argv_of(pid)).expect("a worker's argv parses"))
+        .map(|pid| ServerSpec::from_argv(procfs::argv(pid)).expect("a worker's argv parses"))
         .collect();
     assert_eq!(kids.len(), 3);
     let mut shares: Vec<u64> = kids.iter().map(|k| k.connections).collect();
@@ -287,7 +268,7 @@ fn worker_processes_are_started_from_the_parents_spec() {
     for k in &kids {
         assert_eq!(k.workers.child_of, Some(parent));
         assert_eq!(
-            (k.port, k.ports, k.bind.to_string()),
+            (k.ports.first, k.ports.count, k.bind.to_string()),
             (31_600, 1, "127.0.0.1".into())
         );
         assert_eq!(k.workers.interval_ms, 100);

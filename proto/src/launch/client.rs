@@ -1,6 +1,6 @@
 //! `c1m-client`'s command line.
 
-use super::{argv, share, Spec};
+use super::{argv, share, Ports, Spec};
 use crate::duration::Span;
 use crate::layout::{Layout, WorkerArgs};
 use clap::Parser;
@@ -18,12 +18,8 @@ pub struct ClientSpec {
     /// Server address.
     #[arg(long, default_value = "127.0.0.1")]
     pub target: Ipv4Addr,
-    /// First server port.
-    #[arg(long, default_value_t = 20000)]
-    pub port: u16,
-    /// Number of consecutive server ports.
-    #[arg(long, default_value_t = 20)]
-    pub ports: u16,
+    #[command(flatten)]
+    pub ports: Ports,
     /// Source addresses (`A`, or an inclusive range `A-B`), comma-separated or repeated.
     /// Default: the kernel's choice (the host's own address).
     #[arg(long, value_delimiter = ',', num_args = 1..)]
@@ -134,8 +130,10 @@ mod tests {
     fn everything_set() -> ClientSpec {
         ClientSpec {
             target: Ipv4Addr::new(10, 1, 2, 3),
-            port: 40_000,
-            ports: 7,
+            ports: Ports {
+                first: 40_000,
+                count: 7,
+            },
             source_ips: vec!["127.0.0.2-127.0.0.9".into(), "127.0.1.1".into()],
             connections: 2_500_001,
             window: 333,

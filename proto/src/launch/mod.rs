@@ -34,6 +34,44 @@ pub trait Spec: clap::Parser + serde::Serialize {
     }
 }
 
+/// The server's consecutive ports, as both binaries take them.
+#[derive(clap::Args, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Ports {
+    /// First server port (the server listens on it and the ports after it).
+    #[arg(long = "port", value_name = "PORT", default_value_t = 20000)]
+    pub first: u16,
+    /// Number of consecutive server ports, so one client IP is not capped at ~64k by the
+    /// 4-tuple.
+    #[arg(long = "ports", value_name = "N", default_value_t = 20)]
+    pub count: u16,
+}
+
+impl Ports {
+    /// The last port, which may lie past 65535 in a range that [`Ports::check`] refuses.
+    pub fn last(&self) -> u32 {
+        u32::from(self.first) + u32::from(self.count) - 1
+    }
+
+    /// `--port P --ports N` must name ports inside 1..=65535.
+    pub fn check(&self) -> Result<(), String> {
+        let Ports { first, count } = *self;
+        if count == 0 || first == 0 || self.last() > 65_535 {
+            return Err(format!(
+                "--port {first} --ports {count} does not fit in 1..65535"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Every port, first to last; stops at 65535.
+    pub fn iter(&self) -> impl Iterator<Item = u16> {
+        (0..self.count).map_while({
+            let first = self.first;
+            move |i| first.checked_add(i)
+        })
+    }
+}
+
 /// Part `index` of `total` split over `parts` as evenly as whole numbers allow: the first
 /// `total % parts` parts get one more, so the parts add up to `total`. No parts, no share.
 pub fn share(total: u64, parts: usize, index: usize) -> u64 {
@@ -47,6 +85,20 @@ pub fn share(total: u64, parts: usize, index: usize) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn port_ranges_fit_in_1_to_65535() {
+        let r = |first, count| Ports { first, count };
+        assert!(r(20000, 20).check().is_ok() && r(65535, 1).check().is_ok());
+        let e = r(65535, 2).check().unwrap_err();
+        assert_eq!(e, "--port 65535 --ports 2 does not fit in 1..65535");
+        assert!(r(0, 1).check().is_err() && r(1, 0).check().is_err());
+        assert_eq!(
+            r(20000, 3).iter().collect::<Vec<_>>(),
+            [20000, 20001, 20002]
+        );
+        assert_eq!((r(20000, 3).last(), r(65535, 2).iter().count()), (20002, 1));
+    }
 
     #[test]
     fn shares_add_up_and_differ_by_one_at_most() {

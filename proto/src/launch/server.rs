@@ -1,6 +1,6 @@
 //! `c1m-server`'s command line.
 
-use super::{argv, share, Spec};
+use super::{argv, share, Ports, Spec};
 use crate::layout::{Layout, WorkerArgs};
 use clap::Parser;
 use serde::{Deserialize, Serialize};
@@ -17,12 +17,8 @@ pub struct ServerSpec {
     /// Address to listen on.
     #[arg(long, default_value = "0.0.0.0")]
     pub bind: Ipv4Addr,
-    /// First port to listen on.
-    #[arg(long, default_value_t = 20000)]
-    pub port: u16,
-    /// Number of consecutive ports, so one client IP is not capped at ~64k by the 4-tuple.
-    #[arg(long, default_value_t = 20)]
-    pub ports: u16,
+    #[command(flatten)]
+    pub ports: Ports,
     /// Connections expected; sizes the number of fd tables (worker threads/processes).
     #[arg(long, default_value_t = 1_000_000)]
     pub connections: u64,
@@ -82,7 +78,10 @@ mod tests {
     #[test]
     fn defaults_round_trip() {
         let d = ServerSpec::default();
-        assert_eq!((d.port, d.ports, d.connections), (20000, 20, 1_000_000));
+        assert_eq!(
+            (d.ports.first, d.ports.count, d.connections),
+            (20000, 20, 1_000_000)
+        );
         assert_eq!(d.workers.interval_ms, 1000);
         round_trips(&d);
     }
@@ -91,8 +90,10 @@ mod tests {
     fn every_field_set_round_trips() {
         let spec = ServerSpec {
             bind: Ipv4Addr::new(127, 0, 0, 1),
-            port: 31_000,
-            ports: 3,
+            ports: Ports {
+                first: 31_000,
+                count: 3,
+            },
             connections: 12_345,
             steer_source_base: Some(Ipv4Addr::new(127, 1, 0, 0)),
             workers: WorkerArgs {
@@ -139,7 +140,10 @@ mod tests {
             assert_eq!(k.workers.child_of, Some(77));
             assert_eq!((k.workers.procs, k.workers.threads), (None, Some(5)));
             assert!(k.workers.no_unshare && !k.workers.stop_on_eof);
-            assert_eq!((k.port, k.ports, k.workers.interval_ms), (20000, 20, 100));
+            assert_eq!(
+                (k.ports.first, k.ports.count, k.workers.interval_ms),
+                (20000, 20, 100)
+            );
             round_trips(k);
         }
     }
