@@ -11,12 +11,13 @@ use c1m_proto::launch::{share, ClientSpec};
 use c1m_proto::layout::{self, Layout};
 use c1m_proto::stats::{emit, now_ms, ClientStats};
 use c1m_proto::supervise::{self, Verdict, Watch};
+use c1m_proto::threads::Workers;
 use c1m_proto::{addrs, errors, hist, procfs, signals};
 use clap::Parser;
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::{mpsc, Arc, Barrier};
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 fn main() -> ExitCode {
@@ -148,7 +149,7 @@ fn connect_all(
     let abort = Arc::new(AtomicBool::new(false));
     let epoch = Instant::now();
     let targets = Arc::new(targets);
-    let (ready_tx, ready_rx) = mpsc::channel();
+    let workers = Workers::new("c1m-client");
     let n = spec.connections;
     // Staged workers fill `width` at a time: one per core, but never more than there are.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -181,30 +182,11 @@ fn connect_all(
             abort: abort.clone(),
             epoch,
         };
-        let ready_tx = ready_tx.clone();
-        std::thread::Builder::new()
-            .name(format!("worker-{index}"))
-            .stack_size(256 * 1024)
-            .spawn(move || match worker::setup(plan, shared) {
-                Ok(w) => {
-                    let _ = ready_tx.send(Ok(()));
-                    if let Err(e) = w.run() {
-                        eprintln!("c1m-client: worker {index}: {e}");
-                        std::process::exit(Exit::Failed.code().into());
-                    }
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                }
-            })
+        workers
+            .spawn(index, move || worker::setup(plan, shared), |w| w.run())
             .context("spawning a worker thread")?;
     }
-    for _ in 0..threads {
-        ready_rx
-            .recv()
-            .context("a worker thread died during setup")?
-            .context("worker setup")?;
-    }
+    workers.wait_ready(threads).context("worker setup")?;
     start.wait();
     let started = Instant::now();
     let offset_s = (started - epoch).as_secs_f64();

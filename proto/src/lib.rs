@@ -1,7 +1,7 @@
 //! What `c1m-server`, `c1m-client` and the `c1m` orchestrator share: the greeting on the wire,
 //! the JSON stats lines the binaries print every second and how they merge, latency histograms,
-//! the fd-table layout arithmetic, the binaries' launch specs and exit codes, and the supervisor
-//! of their worker processes. Kept free of SSH and async code: it is linked into the binaries
+//! the fd-table layout arithmetic, the binaries' launch specs and exit codes, and the starting
+//! of their worker threads and supervision of their worker processes. Kept free of SSH and async code: it is linked into the binaries
 //! shipped to test hosts.
 
 pub mod addrs;
@@ -18,3 +18,4 @@ pub mod signals;
 pub mod stats;
 pub mod supervise;
 pub mod sys;
+pub mod threads;

@@ -7,13 +7,14 @@ use c1m_proto::launch::ServerSpec;
 use c1m_proto::layout::{self, Layout};
 use c1m_proto::stats::{emit, LayoutLine, ServerStats, StatsLine};
 use c1m_proto::supervise::{self, Watch};
+use c1m_proto::threads::Workers;
 use c1m_proto::{procfs, signals, sys};
 use c1m_server::counters::{self, Counters};
 use c1m_server::worker::{self, WorkerConfig};
 use clap::Parser;
 use std::net::SocketAddrV4;
 use std::process::ExitCode;
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn main() -> ExitCode {
@@ -56,7 +57,7 @@ fn serve(spec: &ServerSpec, plan: &Layout, fd_limit: usize, line: LayoutLine) ->
     let threads = plan.threads_per_proc;
     let counters: Arc<Vec<Counters>> =
         Arc::new((0..threads).map(|_| Counters::default()).collect());
-    let (ready_tx, ready_rx) = mpsc::channel();
+    let workers = Workers::new("c1m-server");
     for index in 0..threads {
         let cfg = WorkerConfig {
             addrs: addrs.clone(),
@@ -69,29 +70,16 @@ fn serve(spec: &ServerSpec, plan: &Layout, fd_limit: usize, line: LayoutLine) ->
                 .map(|base| (base, threads as u32)),
         };
         let counters = counters.clone();
-        let ready_tx = ready_tx.clone();
-        std::thread::Builder::new()
-            .name(format!("worker-{index}"))
-            .stack_size(256 * 1024)
-            .spawn(move || match worker::setup(&cfg, counters, index) {
-                Ok(w) => {
-                    let _ = ready_tx.send(Ok(()));
-                    if let Err(e) = w.run() {
-                        eprintln!("c1m-server: worker {index}: {e}");
-                        std::process::exit(Exit::Failed.code().into());
-                    }
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                }
-            })
+        workers
+            .spawn(
+                index,
+                move || worker::setup(&cfg, counters, index),
+                |w| w.run(),
+            )
             .context("spawning a worker thread")?;
         // One at a time: listeners join each port's SO_REUSEPORT group in worker order, which
         // the steering program's numbering relies on.
-        ready_rx
-            .recv()
-            .context("a worker thread died during setup")?
-            .context("worker setup")?;
+        workers.wait_ready(1).context("worker setup")?;
     }
     emit(&line);
     let started = Instant::now();
