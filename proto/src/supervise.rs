@@ -109,95 +109,143 @@ pub fn supervise<S: Spec, T: StatsLine>(
     interval: Duration,
     watch: &mut impl Watch<T>,
 ) -> std::io::Result<Ending<T>> {
-    let mut children = Children::spawn(specs.iter().map(Spec::to_argv).collect())?;
-    let mut parts: Vec<Part<T>> = (0..children.len()).map(|_| Part::Starting).collect();
-    let merged = |parts: &[Part<T>]| T::merge(parts.iter().filter_map(Part::latest));
-    let started = Instant::now();
+    let children = Children::spawn(specs.iter().map(Spec::to_argv).collect())?;
+    let now = Instant::now();
     let interval = interval.max(Duration::from_millis(10));
-    let mut next_tick = started + interval;
-    let mut phase = Phase::Running;
-    let mut failure: Option<String> = None;
-    let mut ready = false;
-    let mut now = T::default();
+    let mut run = Supervision {
+        parts: (0..children.len()).map(|_| Part::Starting).collect(),
+        children,
+        watch,
+        started: now,
+        interval,
+        next_tick: now + interval,
+        phase: Phase::Running,
+        failure: None,
+        ready: false,
+        now: T::default(),
+    };
     loop {
-        if let Phase::Running = phase {
-            let verdict = if signals::stop_requested() {
-                Verdict::Done
-            } else {
-                watch.judge(&now)
-            };
-            if let Verdict::Fail(why) = &verdict {
-                failure = Some(why.clone());
-            }
-            if verdict == Verdict::Go {
-                let at = Instant::now();
-                if ready && at >= next_tick {
-                    let mut line = now.clone();
-                    line.stamp("tick", started.elapsed().as_secs_f64(), procfs::rss_bytes());
-                    watch.tick(&line);
-                    next_tick += interval;
-                    if next_tick < at {
-                        // Late (a slow host): the next tick one interval from now, not a burst.
-                        next_tick = at + interval;
-                    }
-                }
-            } else {
-                phase = Phase::Stopping(Instant::now());
-                children.terminate();
-            }
+        if let Phase::Running = run.phase {
+            run.judge_and_tick();
         }
-        if parts.iter().all(|p| matches!(p, Part::Over(_))) {
+        if run.parts.iter().all(|p| matches!(p, Part::Over(_))) {
             break;
         }
-        if let Phase::Stopping(since) = phase {
-            if since.elapsed() > GRACE {
-                children.kill();
-                if let Some(i) = parts.iter().position(|p| !matches!(p, Part::Over(_))) {
-                    failure.get_or_insert(format!(
-                        "worker process {i} did not stop within {} s; killed",
-                        GRACE.as_secs()
-                    ));
-                }
-                parts.iter_mut().for_each(Part::close);
-                break;
-            }
+        if matches!(run.phase, Phase::Stopping(since) if since.elapsed() > GRACE) {
+            run.kill_the_rest();
+            break;
         }
-        match children.lines.recv_timeout(POLL) {
-            Ok((i, Some(line))) => {
-                parts[i].take(&line);
-                now = merged(&parts);
-                if !ready && !parts.iter().any(|p| matches!(p, Part::Starting)) {
-                    ready = true;
-                    watch.ready();
-                }
-            }
-            Ok((i, None)) => {
-                let early = !matches!(parts[i], Part::Over(_));
-                parts[i].close();
-                now = merged(&parts);
-                if early && matches!(phase, Phase::Running) {
-                    failure = Some(format!("worker process {i} exited unexpectedly"));
-                    phase = Phase::Stopping(Instant::now());
-                    children.terminate();
-                }
-            }
+        match run.children.lines.recv_timeout(POLL) {
+            Ok((i, Some(line))) => run.take(i, &line),
+            Ok((i, None)) => run.closed(i),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
-                parts.iter_mut().for_each(Part::close);
+                run.parts.iter_mut().for_each(Part::close);
                 break;
             }
         }
     }
-    let failed = children.wait();
-    let mut summary = merged(&parts);
-    summary.stamp(
-        "summary",
-        started.elapsed().as_secs_f64(),
-        procfs::rss_bytes(),
-    );
-    Ok(Ending {
-        summary,
-        failure,
-        failed,
-    })
+    Ok(run.finish())
+}
+
+/// One supervision under way.
+struct Supervision<'w, T, W> {
+    children: Children,
+    parts: Vec<Part<T>>,
+    watch: &'w mut W,
+    started: Instant,
+    interval: Duration,
+    next_tick: Instant,
+    phase: Phase,
+    failure: Option<String>,
+    /// Every part has placed its connections.
+    ready: bool,
+    /// The parts' latest lines merged.
+    now: T,
+}
+
+impl<T: StatsLine, W: Watch<T>> Supervision<'_, T, W> {
+    /// Asks the watch (a signal counts as done) and prints a tick when one is due.
+    fn judge_and_tick(&mut self) {
+        let verdict = if signals::stop_requested() {
+            Verdict::Done
+        } else {
+            self.watch.judge(&self.now)
+        };
+        match verdict {
+            Verdict::Go => {}
+            Verdict::Done => return self.stop(None),
+            Verdict::Fail(why) => return self.stop(Some(why)),
+        }
+        let at = Instant::now();
+        if self.ready && at >= self.next_tick {
+            let mut line = self.now.clone();
+            line.stamp("tick", self.uptime_s(), procfs::rss_bytes());
+            self.watch.tick(&line);
+            self.next_tick += self.interval;
+            if self.next_tick < at {
+                // Late (a slow host): the next tick one interval from now, not a burst.
+                self.next_tick = at + self.interval;
+            }
+        }
+    }
+
+    /// Asks every worker process to stop (SIGTERM); `failure` says why, if the test failed.
+    fn stop(&mut self, failure: Option<String>) {
+        if failure.is_some() {
+            self.failure = failure;
+        }
+        self.phase = Phase::Stopping(Instant::now());
+        self.children.terminate();
+    }
+
+    fn take(&mut self, i: usize, line: &str) {
+        self.parts[i].take(line);
+        self.now = self.merged();
+        if !self.ready && !self.parts.iter().any(|p| matches!(p, Part::Starting)) {
+            self.ready = true;
+            self.watch.ready();
+        }
+    }
+
+    /// Part `i`'s stdout closed; before it was asked to stop, that ends the run.
+    fn closed(&mut self, i: usize) {
+        let early = !matches!(self.parts[i], Part::Over(_));
+        self.parts[i].close();
+        self.now = self.merged();
+        if early && matches!(self.phase, Phase::Running) {
+            self.stop(Some(format!("worker process {i} exited unexpectedly")));
+        }
+    }
+
+    /// The grace after the stop is over: what still runs is killed, and counts as it last said.
+    fn kill_the_rest(&mut self) {
+        self.children.kill();
+        if let Some(i) = self.parts.iter().position(|p| !matches!(p, Part::Over(_))) {
+            self.failure.get_or_insert(format!(
+                "worker process {i} did not stop within {} s; killed",
+                GRACE.as_secs()
+            ));
+        }
+        self.parts.iter_mut().for_each(Part::close);
+    }
+
+    fn finish(mut self) -> Ending<T> {
+        let failed = self.children.wait();
+        let mut summary = self.merged();
+        summary.stamp("summary", self.uptime_s(), procfs::rss_bytes());
+        Ending {
+            summary,
+            failure: self.failure,
+            failed,
+        }
+    }
+
+    fn merged(&self) -> T {
+        T::merge(self.parts.iter().filter_map(Part::latest))
+    }
+
+    fn uptime_s(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
 }
