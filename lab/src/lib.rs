@@ -26,50 +26,38 @@ mod down;
 mod status;
 mod up;
 
-use clap::{Args, Subcommand};
 use std::path::PathBuf;
 
-/// Arguments of `c1m lab`.
-#[derive(Args, Debug)]
-pub struct LabArgs {
-    #[command(subcommand)]
-    pub action: Action,
+pub use up::{AccelChoice, UpOptions, DEFAULT_MIRROR};
+
+/// Where `c1m lab` keeps things.
+#[derive(Debug, Clone)]
+pub struct LabOptions {
     /// Where built guest images are cached (keyed by a hash of their recipe).
-    #[arg(long, global = true, default_value = "/var/cache/c1m/lab")]
     pub cache_dir: PathBuf,
     /// Where the running lab keeps its key, known_hosts, overlays, pid files and consoles.
-    #[arg(long, global = true, default_value = "/var/lib/c1m/lab")]
     pub state_dir: PathBuf,
 }
 
-#[derive(Subcommand, Debug)]
+/// What `c1m lab` is asked to do.
+#[derive(Debug)]
 pub enum Action {
     /// Build the image if needed, boot the four VMs, wait for SSH, write the inventory.
-    Up(up::UpArgs),
-    /// Stop every VM and delete the lab network and overlays (also after a crash).
+    Up(UpOptions),
+    /// Stop every VM and delete the lab network and overlays.
     Down,
-    /// Show each VM: address, memory, process, whether SSH answers.
+    /// Show each VM.
     Status,
-    /// Log in to one VM (srv, cli1, cli2, cli3) with the lab key and pinned host key.
-    Ssh {
-        /// VM name.
-        name: String,
-        /// Command to run instead of a login shell.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        command: Vec<String>,
-    },
+    /// Log in to one VM, or run a command there.
+    Ssh { name: String, command: Vec<String> },
     /// Build (or find in the cache) the guest image and print where it is.
-    Image {
-        /// Debian mirror debootstrap fetches from.
-        #[arg(long, default_value = up::DEFAULT_MIRROR)]
-        mirror: String,
-    },
+    Image { mirror: String },
 }
 
-/// Runs `c1m lab`; returns the process exit code.
-pub fn cmd(args: LabArgs) -> anyhow::Result<u8> {
+/// Runs `c1m lab`; returns the exit code of the command `lab ssh` ran, else 0.
+pub fn run(args: &LabOptions, action: Action) -> anyhow::Result<u8> {
     let paths = layout::Paths::new(&args.state_dir);
-    match args.action {
+    match action {
         Action::Up(up) => {
             let _lock = lock(&paths)?;
             up::up(&up, &paths, &args.cache_dir)

@@ -14,9 +14,7 @@ use std::time::{Duration, Instant};
 
 pub const QEMU: &str = "qemu-system-x86_64";
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Accel {
     Kvm,

@@ -11,43 +11,36 @@ use std::time::{Duration, Instant};
 
 pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
 
-#[derive(clap::Args, Debug)]
-pub struct UpArgs {
-    /// Target connections of the runs this lab is for; sizes guest memory
-    /// (~5 GiB server and ~2 GiB per client for 1,000,000).
-    #[arg(long, default_value_t = 1_000_000)]
+/// What `c1m lab up` is asked for.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    /// Target connections of the runs this lab is for; sizes guest memory.
     pub connections: u64,
-    /// Server memory in MiB (overrides the size derived from --connections).
-    #[arg(long)]
+    /// Server memory in MiB (overrides the size derived from `connections`).
     pub server_memory: Option<u64>,
-    /// Memory of each client in MiB (overrides the size derived from --connections).
-    #[arg(long)]
+    /// Memory of each client in MiB (overrides the size derived from `connections`).
     pub client_memory: Option<u64>,
     /// vCPUs per VM.
-    #[arg(long, default_value_t = 1)]
     pub cpus: u32,
-    /// Acceleration: auto tries KVM (it must boot the guest kernel) and falls back to TCG.
-    #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
     pub accel: AccelChoice,
     /// Where to write the inventory.
-    #[arg(long, default_value = "inventory/lab.yml")]
     pub inventory: PathBuf,
     /// Debian mirror debootstrap fetches from (only used when the image is built).
-    #[arg(long, default_value = DEFAULT_MIRROR)]
     pub mirror: String,
     /// Seconds to wait for every VM to answer SSH.
-    #[arg(long, default_value_t = 600)]
     pub timeout: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// Acceleration asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccelChoice {
+    /// KVM when it boots the guest kernel, else TCG.
     Auto,
     Kvm,
     Tcg,
 }
 
-pub fn up(args: &UpArgs, paths: &Paths, cache_dir: &Path) -> Result<u8> {
+pub fn up(args: &UpOptions, paths: &Paths, cache_dir: &Path) -> Result<u8> {
     super::require_tools(&[
         "ip",
         "qemu-system-x86_64",

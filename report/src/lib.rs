@@ -33,8 +33,9 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 /// Output formats, like hyperfine's exports.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Format {
+    #[default]
     Table,
     Json,
     Csv,
@@ -42,30 +43,40 @@ pub enum Format {
     Html,
 }
 
-/// Arguments of `c1m report`.
-#[derive(clap::Args, Debug)]
-pub struct ReportArgs {
+impl Format {
+    /// Every format by the name the command line gives it.
+    pub const NAMES: [&'static str; 5] = ["table", "json", "csv", "markdown", "html"];
+
+    pub fn from_name(name: &str) -> Option<Format> {
+        Some(match name {
+            "table" => Format::Table,
+            "json" => Format::Json,
+            "csv" => Format::Csv,
+            "markdown" => Format::Markdown,
+            "html" => Format::Html,
+            _ => return None,
+        })
+    }
+}
+
+/// What `c1m report` is asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct ReportOptions {
     /// Run directories to report on.
-    #[arg(value_name = "RUN_DIR", default_value = "runs/latest")]
     pub runs: Vec<PathBuf>,
-    /// Output format.
-    #[arg(long, short = 'f', value_enum, default_value_t = Format::Table)]
     pub format: Format,
-    /// Put the runs side by side with deltas against the first (needs two or more runs).
-    #[arg(long)]
+    /// The runs side by side with deltas against the first.
     pub compare: bool,
-    /// Write the report to FILE instead of standard output.
-    #[arg(long, short = 'o', value_name = "FILE")]
-    pub out: Option<PathBuf>,
-    /// Do not write connections.svg / connect-rate.svg into the run directories.
-    #[arg(long)]
+    /// Write the report here instead of standard output.
+    pub output: Option<PathBuf>,
+    /// Do not write the SVG charts into the run directories.
     pub no_charts: bool,
 }
 
-/// Runs `c1m report`; returns the process exit code.
-pub fn cmd(args: ReportArgs) -> anyhow::Result<u8> {
-    let text = render(&args)?;
-    match &args.out {
+/// Runs `c1m report`: renders and writes the report.
+pub fn run(args: &ReportOptions) -> anyhow::Result<()> {
+    let text = render(args)?;
+    match &args.output {
         Some(path) => std::fs::write(path, text)
             .with_context(|| format!("writing the report to {}", path.display()))?,
         None => {
@@ -74,12 +85,12 @@ pub fn cmd(args: ReportArgs) -> anyhow::Result<u8> {
             let _ = stdout.write_all(text.as_bytes());
         }
     }
-    Ok(0)
+    Ok(())
 }
 
 /// The report as text in the chosen format. Writes the charts into the run directories unless
 /// `--no-charts`.
-pub fn render(args: &ReportArgs) -> anyhow::Result<String> {
+pub fn render(args: &ReportOptions) -> anyhow::Result<String> {
     if args.compare && args.runs.len() < 2 {
         anyhow::bail!("--compare needs at least two run directories");
     }

@@ -4,7 +4,7 @@
 
 mod output;
 
-use crate::connect::ConnectSettings;
+use crate::connect::{ConnectSettings, HostOptions};
 use crate::inventory::{self, Inventory};
 use crate::playbook::exec::{
     self, HostContext, HostReport, RunOptions, Stats, Status, Step, TaskResult,
@@ -23,39 +23,31 @@ use std::time::Duration;
 const TUNE_YML: &str = include_str!("../../../playbooks/tune.yml");
 const RESET_YML: &str = include_str!("../../../playbooks/reset.yml");
 
-/// Arguments of `c1m provision`.
-#[derive(clap::Args, Debug, Clone, Default)]
-pub struct ProvisionArgs {
-    /// Inventory file (Ansible YAML); default: the built-in inventory/local.yml.
-    #[arg(short = 'i', long = "inventory")]
-    pub inventory: Option<PathBuf>,
-    /// Playbooks to run in order; default: playbooks/tune.yml.
+/// What `c1m provision` is asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct ProvisionOptions {
+    pub hosts: HostOptions,
+    /// Playbooks to run in order; empty means playbooks/tune.yml.
     pub playbooks: Vec<PathBuf>,
     /// Change nothing; report what would change.
-    #[arg(short = 'C', long)]
     pub check: bool,
     /// Show before/after of every file and value that changes.
-    #[arg(short = 'D', long)]
     pub diff: bool,
-    /// Only these hosts or groups (`,` or `:` separated, `!` excludes).
-    #[arg(short = 'l', long)]
-    pub limit: Option<String>,
-    /// How many hosts at once; default: all.
-    #[arg(short = 'f', long)]
-    pub forks: Option<usize>,
-    /// Undo tune.yml: run playbooks/reset.yml (restores the snapshot kept on each host).
-    #[arg(long)]
+    /// Undo tune.yml: run playbooks/reset.yml.
     pub revert: bool,
-    /// Extra variables KEY=VALUE (highest precedence), e.g. `-e c1m_connections=200000`.
-    #[arg(short = 'e', long = "extra-vars")]
+    /// `KEY=VALUE` pairs, highest precedence.
     pub extra_vars: Vec<String>,
-    /// known_hosts file for SSH hosts; default: the host's `c1m_known_hosts` var (set by
-    /// inventory/lab.yml), else ~/.ssh/known_hosts.
-    #[arg(long)]
-    pub known_hosts: Option<PathBuf>,
-    /// Add unknown SSH host keys to known_hosts (a changed key is still refused).
-    #[arg(long)]
-    pub accept_new_host_keys: bool,
+}
+
+/// How a provisioning ended, in the recap's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProvisionOutcome {
+    /// Every task on every host was ok, changed or skipped.
+    Ok,
+    /// A task failed on some host.
+    TaskFailed,
+    /// No task failed, but a host could not be reached.
+    Unreachable,
 }
 
 /// Loads a playbook from disk; the default ones fall back to the built-in copies.
@@ -88,12 +80,9 @@ fn parse_extra_vars(items: &[String]) -> anyhow::Result<Vars> {
     Ok(vars)
 }
 
-/// Runs `c1m provision`; returns the process exit code.
-pub fn cmd(args: ProvisionArgs) -> anyhow::Result<u8> {
-    let inv = match &args.inventory {
-        Some(p) => inventory::load(p)?,
-        None => inventory::embedded_local(),
-    };
+/// Runs `c1m provision`: parses everything, runs the plays, prints the recap.
+pub fn run(args: &ProvisionOptions) -> anyhow::Result<ProvisionOutcome> {
+    let (inv, _) = args.hosts.load()?;
     let mut paths = args.playbooks.clone();
     if args.revert {
         if !paths.is_empty() {
@@ -113,28 +102,14 @@ pub fn cmd(args: ProvisionArgs) -> anyhow::Result<u8> {
         diff: args.diff,
         extra_vars: parse_extra_vars(&args.extra_vars)?,
     };
-    let limited: Vec<String> = match &args.limit {
-        Some(l) => inventory::select(&inv, l)
-            .map_err(anyhow::Error::msg)?
-            .into_iter()
-            .map(String::from)
-            .collect(),
-        None => inv.hosts.iter().map(|h| h.name.clone()).collect(),
-    };
-    if limited.is_empty() {
-        bail!(
-            "no hosts to run on (inventory {} with limit {:?})",
-            inv.source,
-            args.limit
-        );
-    }
+    let limited = args.hosts.selected(&inv)?;
     let runner = Runner {
         inv: Arc::new(inv),
         opts: Arc::new(opts),
-        forks: args.forks.unwrap_or(usize::MAX).max(1),
+        forks: args.hosts.forks(),
         conn: Arc::new(ConnectSettings {
-            known_hosts: args.known_hosts.clone(),
-            accept_new: args.accept_new_host_keys,
+            known_hosts: args.hosts.connect.known_hosts.clone(),
+            accept_new: args.hosts.connect.accept_new,
             any_become: books
                 .iter()
                 .flat_map(|b| &b.plays)
@@ -160,11 +135,11 @@ pub fn cmd(args: ProvisionArgs) -> anyhow::Result<u8> {
     let failed = recap.iter().any(|(_, s)| s.failed > 0);
     let unreachable = recap.iter().any(|(_, s)| s.unreachable > 0);
     Ok(if failed {
-        2
+        ProvisionOutcome::TaskFailed
     } else if unreachable {
-        4
+        ProvisionOutcome::Unreachable
     } else {
-        0
+        ProvisionOutcome::Ok
     })
 }
 

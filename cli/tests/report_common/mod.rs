@@ -121,7 +121,7 @@ pub fn real_run(out: &Path, connections: u64, port: u16, extra: &[&str]) -> Opti
         "--hold",
         "2s",
         "--no-progress",
-        "--out",
+        "--runs-dir",
         &out_s,
     ];
     args.extend_from_slice(extra);

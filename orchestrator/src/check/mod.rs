@@ -5,36 +5,35 @@ pub mod capacity;
 pub mod facts;
 
 use anyhow::{bail, Result};
-use c1m_ansible::connect::ConnectSettings;
+use c1m_ansible::connect::{ConnectSettings, HostOptions};
 use c1m_ansible::inventory::{self, Host, Inventory};
 use c1m_proto::fmt;
 use c1m_transport::Transport;
 use capacity::{check_host, Finding, HostDemand};
 use facts::HostFacts;
 use serde::Serialize;
-use std::path::PathBuf;
 
-/// Arguments of `c1m check`.
-#[derive(clap::Args, Debug)]
-pub struct CheckArgs {
-    /// Inventory (Ansible YAML); default: this machine (inventory/local.yml).
-    #[arg(short, long)]
-    pub inventory: Option<PathBuf>,
+/// What `c1m check` is asked.
+#[derive(Debug, Clone, Default)]
+pub struct CheckOptions {
+    pub hosts: HostOptions,
     /// Connections the run is to hold, over all clients.
-    #[arg(short = 'n', long, default_value_t = 1_000_000)]
     pub connections: u64,
     /// Server ports.
-    #[arg(long, default_value_t = 20)]
-    pub ports: u16,
-    /// The plan as JSON.
-    #[arg(long)]
+    pub port_count: u16,
+    /// Source IPs of a client on this machine (`--source-ips`).
+    pub source_ips: Vec<String>,
+    /// Print the plan as JSON.
     pub json: bool,
-    /// known_hosts file for SSH hosts (default: the host's c1m_known_hosts, else ~/.ssh/known_hosts).
-    #[arg(long)]
-    pub known_hosts: Option<PathBuf>,
-    /// Add unknown SSH host keys to known_hosts (a changed key is still refused).
-    #[arg(long)]
-    pub accept_new_host_keys: bool,
+}
+
+/// What `c1m check` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckOutcome {
+    Fits,
+    DoesNotFit,
+    /// A host could not be reached or read.
+    Unreachable,
 }
 
 /// One host's part in the plan.
@@ -308,26 +307,21 @@ pub fn print_plan(p: &Plan) {
     }
 }
 
-/// Runs `c1m check`; returns the process exit code (0 fits, 1 does not).
-pub fn cmd(args: CheckArgs) -> Result<u8> {
-    let (inv, source) = match &args.inventory {
-        Some(p) => (inventory::load(p)?, p.display().to_string()),
-        None => (
-            inventory::embedded_local(),
-            "inventory/local.yml (embedded)".into(),
-        ),
-    };
-    let conn = ConnectSettings {
-        known_hosts: args.known_hosts.clone(),
-        accept_new: args.accept_new_host_keys,
-        ..Default::default()
-    };
-    let gathered = gather_all(&inv, &conn);
-    let p = plan(&inv, &source, args.connections, args.ports, &gathered)?;
+/// Runs `c1m check`: reads every host, prints the plan.
+pub fn run(args: &CheckOptions) -> Result<CheckOutcome> {
+    let (inv, source) = args.hosts.load_limited()?;
+    let gathered = gather_all(&inv, &args.hosts.connect);
+    let p = plan(&inv, &source, args.connections, args.port_count, &gathered)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&p)?);
     } else {
         print_plan(&p);
     }
-    Ok(if p.fits { 0 } else { 1 })
+    Ok(if p.hosts.iter().any(|h| h.error.is_some()) {
+        CheckOutcome::Unreachable
+    } else if p.fits {
+        CheckOutcome::Fits
+    } else {
+        CheckOutcome::DoesNotFit
+    })
 }

@@ -8,7 +8,7 @@ use super::sampler::{kernel_total, KernelSample};
 use super::summary::{limit_hit, print_summary, run_settings};
 use super::track::Track;
 use super::view::{Frame, View};
-use super::{binaries, RunArgs};
+use super::{binaries, RunOptions};
 use anyhow::{bail, Context, Result};
 use c1m_client::targets;
 use c1m_proto::fmt;
@@ -119,7 +119,7 @@ async fn append(f: &mut tokio::fs::File, l: &str) {
     let _ = f.write_all(format!("{l}\n").as_bytes()).await;
 }
 
-pub async fn run(args: RunArgs) -> Result<u8> {
+pub async fn run(args: RunOptions) -> Result<u8> {
     let n = args.connections;
     if n == 0 {
         bail!("--connections must be at least 1");
@@ -130,7 +130,7 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     // needs the run to choose the addresses and one server process.
     let steer = args.source_ips.is_empty() && args.procs.is_none() && !args.no_steering;
     let mut source_ips = if args.source_ips.is_empty() {
-        auto_source_ips(n, args.ports)
+        auto_source_ips(n, args.port_count)
     } else {
         args.source_ips.clone()
     };
@@ -142,7 +142,7 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     // Preflight: every limit that would stop the run, with its fix.
     let facts = preflight::local_facts()?;
     let tuning = facts.tuning();
-    let findings = preflight::check(n, args.ports, ips.len(), &facts);
+    let findings = preflight::check(n, args.port_count, ips.len(), &facts);
     println!(
         "preflight for {} connections on this machine (both ends local):",
         fmt::int(n)
@@ -182,7 +182,7 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     };
 
     let started_at = chrono::Utc::now();
-    let dir = c1m_rundir::create(&args.out, &started_at)?;
+    let dir = c1m_rundir::create(&args.runs_dir, &started_at)?;
     let host_dir = dir.join("hosts").join(HOST);
     std::fs::create_dir_all(&host_dir)?;
     println!("run directory: {}", dir.display());
@@ -190,8 +190,8 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     let (tx, mut rx) = mpsc::channel::<Msg>(1024);
     let mut server_args = vec![
         "--bind=127.0.0.1".to_string(),
-        format!("--port={}", args.port),
-        format!("--ports={}", args.ports),
+        format!("--port={}", args.first_port),
+        format!("--ports={}", args.port_count),
         format!("--connections={n}"),
         format!("--interval-ms={STATS_MS}"),
     ];
@@ -237,8 +237,8 @@ pub async fn run(args: RunArgs) -> Result<u8> {
         "server: {} process(es) × {} thread(s) on 127.0.0.1:{}-{}, {} per fd table, capacity {}",
         layout.procs,
         layout.threads_per_proc,
-        args.port,
-        u32::from(args.port) + u32::from(args.ports) - 1,
+        args.first_port,
+        u32::from(args.first_port) + u32::from(args.port_count) - 1,
         fmt::int(layout.conns_per_table),
         fmt::int(layout.capacity)
     );
@@ -257,8 +257,8 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     let mut client_args = vec![
         "--json".to_string(),
         "--target=127.0.0.1".into(),
-        format!("--port={}", args.port),
-        format!("--ports={}", args.ports),
+        format!("--port={}", args.first_port),
+        format!("--ports={}", args.port_count),
         format!("--connections={n}"),
         format!("--source-ips={}", source_ips.join(",")),
         "--hold=forever".into(),
@@ -482,7 +482,7 @@ pub async fn run(args: RunArgs) -> Result<u8> {
 }
 
 fn summarize(
-    args: &RunArgs,
+    args: &RunOptions,
     track: &Track,
     tuning: &BTreeMap<String, String>,
     source_ips: &[String],

@@ -12,76 +12,74 @@ pub mod summary;
 pub mod track;
 pub mod view;
 
+use c1m_ansible::connect::HostOptions;
 use c1m_proto::duration::Span;
 use std::path::PathBuf;
 
-/// Arguments of `c1m run`.
-#[derive(clap::Args, Debug, Clone)]
-pub struct RunArgs {
-    /// Inventory (Ansible YAML). Without one, the run uses this machine over loopback.
-    #[arg(short, long)]
-    pub inventory: Option<PathBuf>,
+/// What `c1m run` is asked to do.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub hosts: HostOptions,
     /// Connections to establish and hold, over all clients.
-    #[arg(short = 'n', long, default_value_t = 1_000_000)]
     pub connections: u64,
-    /// Server ports (consecutive from --port).
-    #[arg(long, default_value_t = 20)]
-    pub ports: u16,
-    /// First server port.
-    #[arg(long, default_value_t = 20000)]
-    pub port: u16,
-    /// New connections per second at most (default: as fast as the machines go).
-    #[arg(long)]
+    /// The server's first port, and how many follow.
+    pub first_port: u16,
+    pub port_count: u16,
+    /// New connections per second at most, over all clients.
     pub rate: Option<u64>,
     /// How long to hold all connections once the target is reached.
-    #[arg(long, default_value = "5s")]
     pub hold: Span,
-    /// While holding, send a message on every connection at this interval and time round trips.
-    #[arg(long)]
+    /// While holding, a message on every connection at this interval.
     pub message_interval: Option<Span>,
-    /// Connects in flight at most, per client host (default: the host var `c1m_window`, else 4096).
-    #[arg(long)]
+    /// Connects in flight at most, per client host.
     pub window: Option<u64>,
-    /// Source IPs for the clients (`A` or `A-B`, comma-separated). Local default: enough
-    /// addresses from 127.0.0.2 up for the 4-tuples the run needs.
-    #[arg(long, value_delimiter = ',')]
+    /// Source IPs of a client on this machine.
     pub source_ips: Vec<String>,
-    /// Server and client worker processes (default: one each, a thread per fd table).
-    #[arg(long)]
+    /// Server and client worker processes.
     pub procs: Option<usize>,
     /// Where run directories go.
-    #[arg(long, default_value = "runs")]
-    pub out: PathBuf,
-    /// Plain lines instead of progress bars (also when stdout is not a terminal).
-    #[arg(long)]
+    pub runs_dir: PathBuf,
+    /// Plain lines instead of progress bars.
     pub no_progress: bool,
-    /// Let the kernel hash connections over all server workers instead of pairing client fd
-    /// table i with server worker i by source address (steering is used when the run picks the
-    /// source IPs and there is one server process).
-    #[arg(long)]
+    /// No source-address steering on a local run.
     pub no_steering: bool,
-    /// Run in this network namespace instead of a private one sized for the test.
-    #[arg(long)]
+    /// No private network namespace on a local run.
     pub no_netns: bool,
     /// Start even when the preflight says the run cannot fit.
-    #[arg(long)]
     pub force: bool,
-    /// known_hosts file for SSH hosts (default: the host's c1m_known_hosts, else ~/.ssh/known_hosts).
-    #[arg(long)]
-    pub known_hosts: Option<PathBuf>,
-    /// Add unknown SSH host keys to known_hosts (a changed key is still refused).
-    #[arg(long)]
-    pub accept_new_host_keys: bool,
 }
 
-/// Runs `c1m run`; returns the process exit code.
-pub fn cmd(args: RunArgs) -> anyhow::Result<u8> {
-    if args.inventory.is_some() {
-        return remote::run(args);
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    rt.block_on(local::run(args))
+/// How `c1m run` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunEnd {
+    /// The target was reached, every echo verified, every host to the end.
+    Passed,
+    /// Not reached, an echo wrong, a host lost, or a binary failed.
+    Failed,
+    /// The preflight refused the run: it cannot fit.
+    Refused,
+    /// A host could not be reached before the run.
+    Unreachable,
+    /// Stopped by a signal; teardown ran.
+    Interrupted,
+}
+
+/// Runs `c1m run`.
+pub fn run(args: RunOptions) -> anyhow::Result<RunEnd> {
+    let code = if args.hosts.inventory.is_some() {
+        remote::run(args)?
+    } else {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        rt.block_on(local::run(args))?
+    };
+    Ok(match code {
+        0 => RunEnd::Passed,
+        3 => RunEnd::Refused,
+        4 => RunEnd::Unreachable,
+        130 => RunEnd::Interrupted,
+        _ => RunEnd::Failed,
+    })
 }

@@ -1,16 +1,16 @@
 //! The end of a run: which limit it hit, and the summary printed for a person.
 
-use super::RunArgs;
+use super::RunOptions;
 use c1m_proto::fmt;
 use c1m_proto::stats::ClientStats;
 use c1m_rundir::{LimitHit, RunSettings, RunSummary};
 use std::collections::BTreeMap;
 
 /// What the run was asked to do, as run.json records it.
-pub fn run_settings(args: &RunArgs, source_ips: Vec<String>) -> RunSettings {
+pub fn run_settings(args: &RunOptions, source_ips: Vec<String>) -> RunSettings {
     RunSettings {
         connections: args.connections,
-        ports: args.ports,
+        ports: args.port_count,
         rate: args.rate,
         hold_s: args
             .hold
@@ -28,7 +28,7 @@ pub fn run_settings(args: &RunArgs, source_ips: Vec<String>) -> RunSettings {
 
 /// The first limit the run hit, in one sentence, with its evidence.
 pub fn limit_hit(
-    args: &RunArgs,
+    args: &RunOptions,
     client: &ClientStats,
     errors: &BTreeMap<String, u64>,
     outcome: &str,

@@ -8,7 +8,7 @@ use super::Msg;
 use crate::run::sampler::{kernel_total, KernelSample};
 use crate::run::track::Track;
 use crate::run::view::{Frame, HostFrame, HostsView};
-use crate::run::RunArgs;
+use crate::run::RunOptions;
 use anyhow::Result;
 use c1m_ansible::connect::ConnectSettings;
 use c1m_proto::fmt;
@@ -135,11 +135,11 @@ fn command(bin_dir: &str, role: Role, args: &[String]) -> String {
     format!("exec {bin} {}", args.join(" "))
 }
 
-fn server_args(args: &RunArgs) -> Vec<String> {
+fn server_args(args: &RunOptions) -> Vec<String> {
     let mut a = vec![
         "--bind=0.0.0.0".to_string(),
-        format!("--port={}", args.port),
-        format!("--ports={}", args.ports),
+        format!("--port={}", args.first_port),
+        format!("--ports={}", args.port_count),
         format!("--connections={}", args.connections),
         format!("--interval-ms={STATS_MS}"),
         "--stop-on-eof".into(),
@@ -150,12 +150,12 @@ fn server_args(args: &RunArgs) -> Vec<String> {
     a
 }
 
-fn client_args(args: &RunArgs, h: &RunHost, target: std::net::Ipv4Addr) -> Vec<String> {
+fn client_args(args: &RunOptions, h: &RunHost, target: std::net::Ipv4Addr) -> Vec<String> {
     let mut a = vec![
         "--json".to_string(),
         format!("--target={target}"),
-        format!("--port={}", args.port),
-        format!("--ports={}", args.ports),
+        format!("--port={}", args.first_port),
+        format!("--ports={}", args.port_count),
         format!("--connections={}", h.share),
         format!("--source-ips={}", h.source_ips.join(",")),
         format!("--index-base={}", h.index_base),
@@ -286,10 +286,10 @@ fn absorb(hosts: &mut [HostState], msg: Msg, connecting: bool, peak: &mut Peak) 
     }
 }
 
-pub async fn run(args: RunArgs, mut p: Prepared) -> Result<u8> {
+pub async fn run(args: RunOptions, mut p: Prepared) -> Result<u8> {
     let n = args.connections;
     let started_at = chrono::Utc::now();
-    let dir = c1m_rundir::create(&args.out, &started_at)?;
+    let dir = c1m_rundir::create(&args.runs_dir, &started_at)?;
     println!("run directory: {}", dir.display());
     std::fs::write(dir.join("plan.json"), serde_json::to_vec_pretty(&p.plan)?)?;
     let (tx, mut rx) = unbounded_channel::<Msg>();
@@ -358,8 +358,8 @@ pub async fn run(args: RunArgs, mut p: Prepared) -> Result<u8> {
                 Some(Happened::Layout(h, Role::Server, l)) => {
                     println!(
                         "server {}: {} process(es) × {} thread(s) on {}:{}-{}, capacity {}",
-                        hosts[h].run.host.name, l.procs, l.threads_per_proc, p.target, args.port,
-                        u32::from(args.port) + u32::from(args.ports) - 1, fmt::int(l.capacity)
+                        hosts[h].run.host.name, l.procs, l.threads_per_proc, p.target, args.first_port,
+                        u32::from(args.first_port) + u32::from(args.port_count) - 1, fmt::int(l.capacity)
                     );
                     break;
                 }

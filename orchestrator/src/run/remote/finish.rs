@@ -4,7 +4,7 @@
 use super::engine::{HostState, Outcome, Peak, Reached};
 use crate::run::sampler::kernel_total;
 use crate::run::summary::{limit_hit, print_summary, run_settings};
-use crate::run::RunArgs;
+use crate::run::RunOptions;
 use c1m_proto::fmt;
 use c1m_proto::stats::{ClientStats, LayoutLine};
 use c1m_report::histogram;
@@ -51,7 +51,7 @@ fn layout(l: &Option<LayoutLine>) -> Option<String> {
 }
 
 pub fn summarize(
-    args: &RunArgs,
+    args: &RunOptions,
     inventory: &str,
     hosts: &[HostState],
     si: usize,

@@ -14,7 +14,7 @@ mod finish;
 mod prepare;
 mod proc;
 
-use super::RunArgs;
+use super::RunOptions;
 use control::HostSample;
 use proc::{Ended, Role};
 
@@ -39,7 +39,7 @@ pub enum Msg {
 }
 
 /// Runs `c1m run -i`; returns the process exit code.
-pub fn run(args: RunArgs) -> anyhow::Result<u8> {
+pub fn run(args: RunOptions) -> anyhow::Result<u8> {
     let prepared = match prepare::prepare(&args)? {
         Ok(p) => p,
         Err(code) => return Ok(code),

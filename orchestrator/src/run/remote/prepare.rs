@@ -3,7 +3,7 @@
 
 use crate::check::{self, facts::HostFacts, Plan};
 use crate::run::deploy::{deploy, REMOTE_DIR};
-use crate::run::{binaries, RunArgs};
+use crate::run::{binaries, RunOptions};
 use anyhow::{bail, Context, Result};
 use c1m_ansible::connect::ConnectSettings;
 use c1m_ansible::inventory::{self, Connection, Host};
@@ -55,9 +55,9 @@ pub struct Prepared {
 }
 
 /// `Err(code)` when the run must not start (the reason is already printed).
-pub fn prepare(args: &RunArgs) -> Result<std::result::Result<Prepared, u8>> {
+pub fn prepare(args: &RunOptions) -> Result<std::result::Result<Prepared, u8>> {
     let invoked = std::time::Instant::now();
-    let path = args.inventory.clone().context("an inventory")?;
+    let path = args.hosts.inventory.clone().context("an inventory")?;
     let source = path.display().to_string();
     let inv = inventory::load(&path)?;
     if args.connections == 0 {
@@ -67,8 +67,8 @@ pub fn prepare(args: &RunArgs) -> Result<std::result::Result<Prepared, u8>> {
         bail!("--source-ips is for runs on this machine; over an inventory, set the host var c1m_source_ips");
     }
     let conn = ConnectSettings {
-        known_hosts: args.known_hosts.clone(),
-        accept_new: args.accept_new_host_keys,
+        known_hosts: args.hosts.connect.known_hosts.clone(),
+        accept_new: args.hosts.connect.accept_new,
         ..Default::default()
     };
     let hosts = check::run_hosts(&inv);
@@ -86,7 +86,7 @@ pub fn prepare(args: &RunArgs) -> Result<std::result::Result<Prepared, u8>> {
             )
         })
         .collect();
-    let plan = check::plan(&inv, &source, args.connections, args.ports, &gathered)?;
+    let plan = check::plan(&inv, &source, args.connections, args.port_count, &gathered)?;
     for h in plan.hosts.iter().filter(|h| h.client_share > 0) {
         if let Err(e) = c1m_client::targets::expand_ips(&h.source_ips) {
             bail!("{source}: host {}: c1m_source_ips: {e}", h.name);
