@@ -29,8 +29,7 @@ pub struct RunSummary {
     pub finished_at: Option<String>,
     /// `local` (embedded inventory, loopback) or the inventory path.
     pub inventory: String,
-    /// `reached` | `not_reached` | `interrupted` | `failed` | `running`.
-    pub outcome: String,
+    pub outcome: Outcome,
     /// Why the run ended the way it did, in one sentence.
     pub reason: Option<String>,
     /// True when a host was lost or data is missing.
@@ -64,6 +63,46 @@ pub struct RunSummary {
     /// The first limit hit, if one was.
     pub limit: Option<LimitHit>,
     pub settings: RunSettings,
+}
+
+/// How a run ended, as `run.json` records it.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every client reached its share and the hold ran its course.
+    Reached,
+    /// The clients stopped, or were stopped, before the target.
+    NotReached,
+    /// A binary or a host failed after the start (server gone, client lost).
+    Failed,
+    /// Stopped by a signal (SIGINT, SIGTERM, SIGHUP); teardown ran.
+    Interrupted,
+    /// The run has not finished writing (or was killed before it could).
+    Running,
+    /// Missing, or a word this version does not know.
+    #[default]
+    #[serde(other)]
+    Unknown,
+}
+
+impl Outcome {
+    /// The word `run.json` uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Reached => "reached",
+            Outcome::NotReached => "not_reached",
+            Outcome::Failed => "failed",
+            Outcome::Interrupted => "interrupted",
+            Outcome::Running => "running",
+            Outcome::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// How kernel memory per connection was computed: deltas between the baseline and the peak.
