@@ -19,6 +19,13 @@ impl Default for Templar {
     }
 }
 
+/// Whether `name` can be a variable: letters, digits and `_`, not starting with a digit.
+pub fn is_var_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// Whether `s` contains anything Jinja would act on.
 pub fn is_template(s: &str) -> bool {
     s.contains("{{") || s.contains("{%") || s.contains("{#")

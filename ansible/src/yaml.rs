@@ -205,6 +205,18 @@ impl Ctx<'_> {
     }
 }
 
+/// The key node of `key` in mapping `map` (where an error about that entry points), else the
+/// mapping itself.
+pub fn key_node<'n>(map: &'n Node, key: &str) -> &'n Node {
+    match &map.value {
+        Value::Map(pairs) => pairs
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map_or(map, |(k, _)| k),
+        _ => map,
+    }
+}
+
 /// Ansible's boolean spellings (`module_utils.parsing.convert_bool`).
 pub fn parse_bool(s: &str) -> Option<bool> {
     match s.to_ascii_lowercase().as_str() {
