@@ -31,11 +31,9 @@ pub use vars_dirs::VarsDirs;
 use crate::template::Vars;
 use crate::yaml::{self, SourceError};
 use build::Builder;
-use c1m_transport::ssh::SshConfig;
 use c1m_transport::Become;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// `inventory/local.yml`, compiled in for commands run without `-i`.
 const LOCAL_YML: &str = include_str!("../../../inventory/local.yml");
@@ -91,7 +89,8 @@ pub enum Connection {
 }
 
 impl Host {
-    fn var_str(&self, name: &str) -> Option<String> {
+    /// A var as text (`None` when unset or null).
+    pub fn var_str(&self, name: &str) -> Option<String> {
         match self.vars.get(name)? {
             serde_json::Value::String(s) => Some(s.clone()),
             serde_json::Value::Null => None,
@@ -116,49 +115,6 @@ impl Host {
         Become {
             enabled,
             user: self.var_str("ansible_become_user"),
-        }
-    }
-
-    /// `c1m_known_hosts` (inventory/lab.yml pins the lab's host keys there), else
-    /// ~/.ssh/known_hosts.
-    pub fn known_hosts(&self) -> PathBuf {
-        self.var_str("c1m_known_hosts")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
-                    .join(".ssh/known_hosts")
-            })
-    }
-
-    /// The SSH settings for this host from its `ansible_*` vars.
-    pub fn ssh_config(
-        &self,
-        known_hosts: &Path,
-        accept_new_host_keys: bool,
-        become_: Become,
-    ) -> SshConfig {
-        let port = match self.vars.get("ansible_port") {
-            Some(serde_json::Value::Number(n)) => n.as_u64().and_then(|p| u16::try_from(p).ok()),
-            Some(serde_json::Value::String(s)) => s.parse().ok(),
-            _ => None,
-        };
-        SshConfig {
-            name: self.name.clone(),
-            address: self
-                .var_str("ansible_host")
-                .unwrap_or_else(|| self.name.clone()),
-            port: port.unwrap_or(22),
-            user: self
-                .var_str("ansible_user")
-                .or_else(|| std::env::var("USER").ok())
-                .unwrap_or_else(|| "root".into()),
-            key_file: self
-                .var_str("ansible_ssh_private_key_file")
-                .map(PathBuf::from),
-            known_hosts: known_hosts.to_path_buf(),
-            accept_new_host_keys,
-            become_,
-            connect_timeout: Duration::from_secs(10),
         }
     }
 }

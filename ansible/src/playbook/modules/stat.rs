@@ -13,6 +13,7 @@ pub static SPEC: ModuleSpec = ModuleSpec {
     required: &["path"],
     one_of: &[],
     free_form: false,
+    any_args: false,
     run: run_stat,
 };
 
@@ -23,6 +24,7 @@ pub static DEBUG: ModuleSpec = ModuleSpec {
     required: &[],
     one_of: &[],
     free_form: false,
+    any_args: false,
     run: run_debug,
 };
 
