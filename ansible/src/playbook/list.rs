@@ -93,9 +93,8 @@ fn collect(
             Item::Block(b) => {
                 let mut tags = inherited.clone();
                 tags.extend(b.scope.tags.iter().cloned());
-                for part in [&b.block, &b.rescue, &b.always] {
-                    collect(part, &tags, selection, out);
-                }
+                // As ansible-playbook lists them: a block's own tasks, not rescue or always.
+                collect(&b.block, &tags, selection, out);
                 continue;
             }
             Item::Task(t) => (t.title(), &t.scope.tags),

@@ -2,15 +2,23 @@
 //! argument names and defaults. Each reads the current state first, changes only what differs,
 //! honours check mode and produces before/after diffs.
 
+mod assert;
+mod blockinfile;
 mod command;
 mod copy;
+mod fail;
 mod file;
+mod lineinfile;
 mod modprobe;
 mod pam_limits;
+mod service;
+mod set_fact;
 mod stat;
 mod sysctl;
 mod systemd;
+mod template_file;
 pub mod util;
+mod wait_for_connection;
 
 use crate::template::{Templar, Vars};
 use c1m_transport::{Transport, TransportError};
@@ -95,6 +103,14 @@ pub static MODULES: &[&ModuleSpec] = &[
     &systemd::SYSTEMD_SERVICE,
     &stat::SPEC,
     &stat::DEBUG,
+    &template_file::SPEC,
+    &lineinfile::SPEC,
+    &blockinfile::SPEC,
+    &set_fact::SPEC,
+    &assert::SPEC,
+    &fail::SPEC,
+    &wait_for_connection::SPEC,
+    &service::SPEC,
 ];
 
 /// Finds a module by its short name, its FQCN, or `ansible.legacy.` name.

@@ -224,11 +224,13 @@ impl FileParser<'_> {
         if let Some(r) = &self.origin.role {
             candidates.push(r.path.join("tasks").join(name));
         }
-        candidates
+        let found = candidates
             .iter()
             .find(|p| p.is_file())
             .cloned()
-            .unwrap_or_else(|| candidates[0].clone())
+            .unwrap_or_else(|| candidates[0].clone());
+        // Shown in `included: FILE for HOST` as Ansible shows it: absolute.
+        std::path::absolute(&found).unwrap_or(found)
     }
 
     /// Parses a task file named at `at`, its tasks belonging to this file's role.
