@@ -221,7 +221,7 @@ fn wait(via: &SshTransport, local: &UnixStream, up: &Pending, down: &Pending) {
 /// they asked for.
 pub(super) fn via_error(target: &SshConfig, via: &SshConfig, e: TransportError) -> TransportError {
     let prefix = format!(
-        "{} ({}:{}): through jump host {} ({}:{})",
+        "{} ({}:{}): through {} ({}:{})",
         target.name, target.address, target.port, via.name, via.address, via.port
     );
     match e {
