@@ -36,9 +36,10 @@ pub fn is_template(s: &str) -> bool {
 }
 
 /// The expression inside `s` when `s` is exactly one `{{ expr }}`, so its value keeps its type
-/// (a list stays a list) as Ansible's templating does.
+/// (a list stays a list) as Ansible's templating does. Text around it (even a newline) makes
+/// the result a string, as in Ansible.
 fn single_expression(s: &str) -> Option<&str> {
-    let inner = s.trim().strip_prefix("{{")?.strip_suffix("}}")?;
+    let inner = s.strip_prefix("{{")?.strip_suffix("}}")?;
     if inner.contains("{{") || inner.contains("}}") {
         return None;
     }
@@ -291,7 +292,7 @@ fn contains_template(v: &Json) -> bool {
 
 /// `when: "{{ x }}"` is accepted by Ansible (with a warning); treat it as `x`.
 fn strip_braces(expr: &str) -> &str {
-    single_expression(expr).unwrap_or(expr.trim())
+    single_expression(expr.trim()).unwrap_or(expr.trim())
 }
 
 /// An error with the template line it is on, when known.
