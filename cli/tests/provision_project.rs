@@ -31,6 +31,19 @@ struct Project {
     state: PathBuf,
 }
 
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
 fn write(path: &Path, text: &str) {
     fs::create_dir_all(path.parent().unwrap()).unwrap();
     fs::write(path, text).unwrap();
@@ -43,16 +56,12 @@ impl Project {
         let home = lab.dir.join("home");
         let state = lab.dir.join("state");
         fs::create_dir_all(&home).unwrap();
-        let p = |rel: &str| dir.join(rel);
-        write(
-            &p("ansible.cfg"),
-            &format!(
-                "[defaults]\ninventory = hosts\nremote_user = root\nprivate_key_file = {}\nforks = 5\n\
-                 host_key_checking = True\nretry_files_enabled = False\nroles_path = roles\n\
-                 stdout_callback = default\n\n[privilege_escalation]\nbecome = False\n",
-                lab.keys.ed25519.display()
-            ),
+        // The project as shipped, with the test's hosts and paths in its own vars files.
+        copy_dir(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../playbooks/project"),
+            &dir,
         );
+        let p = |rel: &str| dir.join(rel);
         write(
             &p("hosts"),
             &format!(
@@ -63,94 +72,35 @@ impl Project {
             ),
         );
         write(
-            &p("group_vars/all.yml"),
+            &p("group_vars/all/connection.yml"),
             &format!(
-                "ansible_ssh_common_args: -o UserKnownHostsFile={} -o StrictHostKeyChecking=yes\n\
-                 ansible_python_interpreter: /usr/bin/python3\nc1m_connections: 30000\n\
-                 tune_dir: \"{{{{ c1m_root }}}}/{{{{ inventory_hostname }}}}\"\n",
+                "ansible_ssh_private_key_file: {}\n\
+                 ansible_ssh_common_args: -o UserKnownHostsFile={} -o StrictHostKeyChecking=yes\n",
+                lab.keys.ed25519.display(),
                 lab.known_hosts.display()
             ),
         );
+        // The namespaced hosts share this machine's files: everything goes under the test's
+        // directory, one per host.
         write(
-            &p("group_vars/server.json"),
-            "{\"tune_role\": \"server\", \"tune_somaxconn\": 8192}\n",
+            &p("group_vars/all/paths.yml"),
+            "c1m_connections: 30000\ntune_dir: \"{{ c1m_root }}/{{ inventory_hostname }}\"\n\
+             tune_sysctl_file: \"{{ tune_dir }}/sysctl.conf\"\ntune_limits_file: \"{{ tune_dir }}/limits.conf\"\n\
+             tune_profile_file: \"{{ tune_dir }}/profile\"\n",
         );
-        write(
-            &p("group_vars/clients/main.yml"),
-            "tune_role: client\ntune_port_range: \"10000 65000\"\n",
-        );
+        fs::remove_file(p("group_vars/all/main.yml")).unwrap();
         write(
             &p("host_vars/cli1.yml"),
             &format!("ansible_host: {}\n", lab.hosts[1].address),
         );
+        fs::remove_file(p("host_vars/cli2.yml")).unwrap();
+        fs::remove_file(p("host_vars/cli3.yml")).unwrap();
+        // A host_vars directory of several files.
         write(
             &p("host_vars/cli2/connection.yml"),
             &format!("ansible_host: {}\n", lab.hosts[2].address),
         );
         write(&p("host_vars/cli2/tuning.yml"), "tune_fin_timeout: 25\n");
-        write(
-            &p("site.yml"),
-            "- name: Tune the hosts for a C1M run\n  hosts: lab\n  gather_facts: true\n  roles:\n\
-             \x20   - role: c1m_tuning\n      tags: [tuning]\n  post_tasks:\n\
-             \x20   - name: Record that the tuning is done\n      ansible.builtin.copy:\n\
-             \x20       dest: \"{{ tune_dir }}/done\"\n        content: \"tuned for {{ c1m_connections }}\\n\"\n\
-             \x20       mode: \"0644\"\n      tags: [record]\n",
-        );
-        let r = |rel: &str| dir.join("roles/c1m_tuning").join(rel);
-        write(
-            &r("defaults/main.yml"),
-            "tune_somaxconn: 4096\ntune_fin_timeout: 15\ntune_port_range: \"1024 65535\"\ntune_role: none\n",
-        );
-        write(
-            &r("vars/main.yml"),
-            "tune_nofile: \"{{ (c1m_connections | int) * 2 + 1024 }}\"\n",
-        );
-        write(
-            &r("meta/main.yml"),
-            "galaxy_info:\n  author: c1m test\ndependencies:\n  - role: c1m_base\n",
-        );
-        write(
-            &r("tasks/main.yml"),
-            "- name: Kernel parameters for many connections\n  ansible.posix.sysctl:\n\
-             \x20   name: \"{{ item.name }}\"\n    value: \"{{ item.value }}\"\n\
-             \x20   sysctl_file: \"{{ tune_dir }}/sysctl.conf\"\n    sysctl_set: true\n    reload: false\n\
-             \x20 loop:\n    - {name: net.core.somaxconn, value: \"{{ tune_somaxconn }}\"}\n\
-             \x20   - {name: net.ipv4.tcp_fin_timeout, value: \"{{ tune_fin_timeout }}\"}\n\
-             \x20   - {name: net.ipv4.ip_local_port_range, value: \"{{ tune_port_range }}\"}\n\
-             \x20 tags: [sysctl]\n\n\
-             - name: Limits file from a template\n  ansible.builtin.template:\n\
-             \x20   src: limits.conf.j2\n    dest: \"{{ tune_dir }}/limits.conf\"\n    mode: \"0640\"\n\
-             \x20 notify: Note that the limits changed\n  tags: [limits]\n\n\
-             - name: Shell limit in the profile\n  ansible.builtin.lineinfile:\n\
-             \x20   path: \"{{ tune_dir }}/profile\"\n    regexp: '^ulimit -n'\n\
-             \x20   line: \"ulimit -n {{ tune_nofile }}\"\n    create: true\n    mode: \"0644\"\n  tags: [limits]\n\n\
-             - name: Probe for an optional module\n  tags: [probe]\n  block:\n\
-             \x20   - name: Look for a module this kernel does not have\n\
-             \x20     ansible.builtin.command: cat /proc/c1m-not-a-module\n      changed_when: false\n\
-             \x20 rescue:\n    - name: Note the module is absent\n\
-             \x20     ansible.builtin.set_fact:\n        tune_probe: absent\n\
-             \x20 always:\n    - name: Record the probe\n      ansible.builtin.copy:\n\
-             \x20       dest: \"{{ tune_dir }}/probe\"\n        content: \"{{ tune_probe | default('present') }}\\n\"\n\
-             \x20       mode: \"0644\"\n\n\
-             - name: Show the plan only when asked\n  ansible.builtin.debug:\n\
-             \x20   msg: \"{{ tune_role }} holds {{ c1m_connections }}\"\n  tags: [never, plan]\n",
-        );
-        write(
-            &r("handlers/main.yml"),
-            "- name: Note that the limits changed\n  ansible.builtin.copy:\n\
-             \x20   dest: \"{{ tune_dir }}/limits.changed\"\n    content: \"{{ tune_role }}\\n\"\n    mode: \"0644\"\n",
-        );
-        write(
-            &r("templates/limits.conf.j2"),
-            "# {{ ansible_managed }} for {{ inventory_hostname }} ({{ tune_role }})\n\
-             {% for kind in ['soft', 'hard'] %}\n*    {{ kind }}    nofile    {{ tune_nofile }}\n{% endfor %}\n\
-             root soft nofile {{ tune_nofile }}\n",
-        );
-        write(
-            &dir.join("roles/c1m_base/tasks/main.yml"),
-            "- name: State directory of the host\n  ansible.builtin.file:\n\
-             \x20   path: \"{{ tune_dir }}\"\n    state: directory\n    mode: \"0755\"\n",
-        );
         Some(Project {
             lab,
             dir,
