@@ -42,13 +42,15 @@ pub enum Command {
 /// Which hosts a subcommand reaches and how: the same flags for `provision`, `run` and `check`.
 #[derive(Args, Debug, Clone, Default)]
 pub struct HostArgs {
-    /// Inventory (Ansible YAML). Default: this machine alone (the built-in inventory/local.yml).
-    #[arg(short, long, value_name = "FILE")]
+    /// Inventory: an Ansible YAML or INI file, a directory of them, or `host1,host2,`; with
+    /// group_vars/ and host_vars/ beside it. Default: ansible.cfg's `inventory`, else this
+    /// machine alone (the built-in inventory/local.yml).
+    #[arg(short, long, value_name = "PATH")]
     pub inventory: Option<PathBuf>,
     /// Only these hosts or groups (`,` or `:` separated, `*` wildcards, `!` excludes).
     #[arg(short, long, value_name = "PATTERN")]
     pub limit: Option<String>,
-    /// Hosts connected to at once. Default: all.
+    /// Hosts connected to at once. Default: ansible.cfg's `forks`, else all.
     #[arg(short, long, value_name = "N")]
     pub forks: Option<usize>,
     /// known_hosts file for SSH hosts. Default: the host's `c1m_known_hosts` var, else
@@ -76,9 +78,25 @@ pub struct ProvisionArgs {
     /// Undo tune.yml: run playbooks/reset.yml (restores the snapshot kept on each host).
     #[arg(long)]
     pub revert: bool,
-    /// Extra variables KEY=VALUE (highest precedence), e.g. `-e c1m_connections=200000`.
-    #[arg(short = 'e', long = "extra-vars", value_name = "KEY=VALUE")]
+    /// Extra variables (highest precedence): `KEY=VALUE …`, a YAML/JSON mapping, or `@FILE`,
+    /// e.g. `-e c1m_connections=200000`. Repeatable; later ones win.
+    #[arg(short = 'e', long = "extra-vars", value_name = "VARS")]
     pub extra_vars: Vec<String>,
+    /// Only tasks tagged with these (comma-separated, repeatable); `always` tasks run too.
+    #[arg(short = 't', long, value_name = "TAGS")]
+    pub tags: Vec<String>,
+    /// Not tasks tagged with these (comma-separated, repeatable).
+    #[arg(long, value_name = "TAGS")]
+    pub skip_tags: Vec<String>,
+    /// Print each play's hosts and run nothing.
+    #[arg(long)]
+    pub list_hosts: bool,
+    /// Print the tasks that would run (with their tags) and run nothing.
+    #[arg(long)]
+    pub list_tasks: bool,
+    /// Print the tags of the tasks that would run and run nothing.
+    #[arg(long)]
+    pub list_tags: bool,
 }
 
 /// The server's ports: the first one and how many follow it.
