@@ -57,16 +57,19 @@ pub struct Survey {
     pub plan: plan::Plan,
 }
 
-/// Loads the inventory, reaches every run host and builds the plan.
-pub fn survey(hosts: &HostOptions, demand: Demand) -> Result<Survey> {
+/// Loads the inventory, reaches every run host and builds the plan; `say`: tell a person what
+/// is happening (not when the output is JSON).
+pub fn survey(hosts: &HostOptions, demand: Demand, say: bool) -> Result<Survey> {
     if demand.connections == 0 {
         anyhow::bail!("--connections must be at least 1");
     }
     let (inventory, source) = hosts.load_limited()?;
-    println!(
-        "connecting to {} host(s) of {source} and reading their limits…",
-        plan::run_hosts(&inventory).len()
-    );
+    if say {
+        println!(
+            "connecting to {} host(s) of {source} and reading their limits…",
+            plan::run_hosts(&inventory).len()
+        );
+    }
     let reached = gather::connect_and_gather(&inventory, &hosts.connect, hosts.forks());
     let plan = plan::build(
         &plan::Ask {
@@ -95,6 +98,7 @@ pub fn run(args: &CheckOptions) -> Result<CheckOutcome> {
             port_count: args.port_count,
             source_ips: &args.source_ips,
         },
+        !args.json,
     )?
     .plan;
     if args.json {

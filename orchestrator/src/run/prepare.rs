@@ -85,6 +85,7 @@ pub fn prepare(args: &RunOptions) -> Result<Readiness> {
             port_count: args.port_count,
             source_ips: &args.source_ips,
         },
+        true,
     )?;
     let conn = args.hosts.connect.clone();
     plan::print(&plan);
