@@ -61,7 +61,7 @@ fn run_args(lab: &Lab, inv: &Path, extra: &[&str]) -> Vec<String> {
         "run".into(),
         "-i".into(),
         inv.display().to_string(),
-        "--out".into(),
+        "--runs-dir".into(),
         lab.dir.join("runs").display().to_string(),
         "--no-progress".into(),
     ];
@@ -529,7 +529,15 @@ fn bench_remote_run_against_the_local_engine() {
 
     let local_out = lab.dir.join("local-runs");
     let out = c1m()
-        .args(["run", "-n", &ns, "--hold", "0s", "--no-progress", "--out"])
+        .args([
+            "run",
+            "-n",
+            &ns,
+            "--hold",
+            "0s",
+            "--no-progress",
+            "--runs-dir",
+        ])
         .arg(&local_out)
         .output()
         .unwrap();

@@ -6,6 +6,7 @@
 pub mod duration;
 pub mod errors;
 pub mod fanout;
+pub mod fmt;
 pub mod greeting;
 pub mod layout;
 pub mod procfs;
