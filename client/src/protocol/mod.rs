@@ -39,7 +39,7 @@ pub enum Event {
 /// client run, from `--index-base`); the machine derives from it whatever differs per connection.
 pub trait Protocol {
     /// What the worker keeps per connection: a few bytes, `Copy`, no heap.
-    type State: Copy + Default;
+    type State: Copy + Default + Send;
 
     /// The opening request, written once the connection is established.
     fn open(&self, n: u32, st: &mut Self::State, out: &mut Vec<u8>);

@@ -342,7 +342,8 @@ http {{
     Some(Server::start("nginx", cmd, dir, port))
 }
 
-/// redis-server without persistence, `maxclients` as given.
+/// redis-server without persistence, `maxclients` as given, an accept backlog of 4096 (its
+/// default, 511, drops SYNs under a burst of connects: each costs a 1 s retransmit).
 pub fn redis(test: &str, maxclients: usize) -> Option<Server> {
     if !require(test, &[REDIS]) {
         return None;
@@ -352,7 +353,12 @@ pub fn redis(test: &str, maxclients: usize) -> Option<Server> {
     let mut cmd = Command::new("/usr/bin/redis-server");
     cmd.args(["--bind", "127.0.0.1", "--port", &port.to_string()])
         .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
-        .args(["--maxclients", &maxclients.to_string()])
+        .args([
+            "--maxclients",
+            &maxclients.to_string(),
+            "--tcp-backlog",
+            "4096",
+        ])
         .arg("--dir")
         .arg(&dir);
     Some(Server::start("redis-server", cmd, dir, port))
@@ -376,6 +382,10 @@ pub fn memcached(test: &str, max_conns: usize) -> Option<Server> {
 }
 
 /// mosquitto: anonymous when `users` is empty, else only those (user, password) pairs.
+///
+/// mosquitto 2.0 listens with a fixed backlog of 100: more connects in flight than that
+/// (`c1m-client --window`) overflow its accept queue, and each dropped SYN costs a retransmit a
+/// second (then three) later.
 pub fn mosquitto(test: &str, users: &[(&str, &str)]) -> Option<Server> {
     let needs: &[Need] = if users.is_empty() {
         &[MOSQUITTO]
