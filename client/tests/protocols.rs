@@ -67,10 +67,7 @@ fn nginx_http_keepalive_verified_held_and_404_counted() {
     };
     let r = client(
         &nginx,
-        &["--protocol", "http", "--connections", "3000"]
-            .into_iter()
-            .chain(["--hold", "2s", "--message-interval", "500ms"])
-            .collect::<Vec<_>>(),
+        "--protocol http --connections 3000 --hold 2s --message-interval 500ms",
         BUDGET,
     );
     show("nginx http 3000", &r);
@@ -84,15 +81,7 @@ fn nginx_http_keepalive_verified_held_and_404_counted() {
     // Chunked bodies: nginx gzips on the fly and cannot know the length.
     let r = client(
         &nginx,
-        &["--protocol", "http", "--connections", "500"]
-            .into_iter()
-            .chain([
-                "--path",
-                "/gz/index.html",
-                "--header",
-                "Accept-Encoding: gzip",
-            ])
-            .collect::<Vec<_>>(),
+        "--protocol http --connections 500 --path /gz/index.html --header Accept-Encoding:gzip",
         BUDGET,
     );
     show("nginx http chunked 500", &r);
@@ -100,17 +89,7 @@ fn nginx_http_keepalive_verified_held_and_404_counted() {
 
     let r = client(
         &nginx,
-        &[
-            "--protocol",
-            "http",
-            "--connections",
-            "200",
-            "--path",
-            "/missing",
-        ]
-        .into_iter()
-        .chain(["--max-errors", "200"])
-        .collect::<Vec<_>>(),
+        "--protocol http --connections 200 --path /missing --max-errors 200",
         BUDGET,
     );
     show("nginx http 404", &r);
@@ -132,10 +111,7 @@ fn nginx_keepalive_requests_close_held_connections() {
     // The opening request and two messages use up keepalive_requests; nginx then closes.
     let r = client(
         &nginx,
-        &["--protocol", "http", "--connections", "300"]
-            .into_iter()
-            .chain(["--hold", "2s", "--message-interval", "300ms"])
-            .collect::<Vec<_>>(),
+        "--protocol http --connections 300 --hold 2s --message-interval 300ms",
         BUDGET,
     );
     show("nginx keepalive_requests 3", &r);
@@ -157,10 +133,7 @@ fn redis_ping_verified_and_maxclients_counted() {
     };
     let r = client(
         &redis,
-        &["--protocol", "redis", "--connections", "3000"]
-            .into_iter()
-            .chain(["--hold", "1s", "--message-interval", "300ms"])
-            .collect::<Vec<_>>(),
+        "--protocol redis --connections 3000 --hold 1s --message-interval 300ms",
         BUDGET,
     );
     show("redis 3000", &r);
@@ -169,14 +142,7 @@ fn redis_ping_verified_and_maxclients_counted() {
     // Worker processes speak the protocol too (their flags are rendered by the supervisor).
     let r = client(
         &redis,
-        &[
-            "--protocol",
-            "redis",
-            "--connections",
-            "1000",
-            "--procs",
-            "2",
-        ],
+        "--protocol redis --connections 1000 --procs 2",
         BUDGET,
     );
     show("redis 1000, 2 processes", &r);
@@ -189,22 +155,11 @@ fn redis_ping_verified_and_maxclients_counted() {
     let Some(small) = servers::redis(test, 100) else {
         return;
     };
-    let r = client(
-        &small,
-        &["--protocol", "redis", "--connections", "100"],
-        BUDGET,
-    );
+    let r = client(&small, "--protocol redis --connections 100", BUDGET);
     assert_all_verified(&small, &r, 100);
     let r = client(
         &small,
-        &[
-            "--protocol",
-            "redis",
-            "--connections",
-            "300",
-            "--max-errors",
-            "150",
-        ],
+        "--protocol redis --connections 300 --max-errors 150",
         BUDGET,
     );
     show("redis maxclients 100", &r);
@@ -224,10 +179,7 @@ fn memcached_version_verified_and_max_conns_counted() {
     };
     let r = client(
         &mc,
-        &["--protocol", "memcached", "--connections", "3000"]
-            .into_iter()
-            .chain(["--hold", "1s", "--message-interval", "300ms"])
-            .collect::<Vec<_>>(),
+        "--protocol memcached --connections 3000 --hold 1s --message-interval 300ms",
         BUDGET,
     );
     show("memcached 3000", &r);
@@ -241,14 +193,7 @@ fn memcached_version_verified_and_max_conns_counted() {
     };
     let r = client(
         &small,
-        &[
-            "--protocol",
-            "memcached",
-            "--connections",
-            "300",
-            "--max-errors",
-            "150",
-        ],
+        "--protocol memcached --connections 300 --max-errors 150",
         BUDGET,
     );
     show("memcached -c 100", &r);
@@ -269,17 +214,7 @@ fn mosquitto_connack_verified_pings_held_and_refusals_counted() {
     // --window 100: mosquitto's accept backlog is 100 (see servers::mosquitto).
     let r = client(
         &open,
-        &[
-            "--protocol",
-            "mqtt",
-            "--connections",
-            "3000",
-            "--window",
-            "100",
-        ]
-        .into_iter()
-        .chain(["--mqtt-keepalive", "2", "--hold", "4s"])
-        .collect::<Vec<_>>(),
+        "--protocol mqtt --connections 3000 --window 100 --mqtt-keepalive 2 --hold 4s",
         BUDGET,
     );
     show("mosquitto 3000", &r);
@@ -287,17 +222,8 @@ fn mosquitto_connack_verified_pings_held_and_refusals_counted() {
 
     let r = client(
         &open,
-        &[
-            "--protocol",
-            "mqtt",
-            "--connections",
-            "1000",
-            "--mqtt-subscribe",
-        ]
-        .into_iter()
-        .chain(["--window", "100"])
-        .chain(["--hold", "1s", "--message-interval", "300ms"])
-        .collect::<Vec<_>>(),
+        "--protocol mqtt --connections 1000 --mqtt-subscribe --window 100 \
+         --hold 1s --message-interval 300ms",
         BUDGET,
     );
     show("mosquitto subscribe 1000", &r);
@@ -308,17 +234,17 @@ fn mosquitto_connack_verified_pings_held_and_refusals_counted() {
     let Some(locked) = servers::mosquitto(test, &[("load", "secret")]) else {
         return;
     };
-    let login = |pw: &str, n: &str| {
-        let args = ["--protocol", "mqtt", "--connections", n, "--window", "100"];
-        let mut v: Vec<&str> = args.to_vec();
-        v.extend(["--mqtt-username", "load"]);
-        v.extend(["--mqtt-password", pw, "--max-errors", "200"]);
-        client(&locked, &v, BUDGET)
+    let login = |password: &str, n: u64| {
+        let args = format!(
+            "--protocol mqtt --connections {n} --window 100 --max-errors 200 \
+             --mqtt-username load --mqtt-password {password}"
+        );
+        client(&locked, &args, BUDGET)
     };
-    let r = login("secret", "500");
+    let r = login("secret", 500);
     show("mosquitto with password 500", &r);
     assert_all_verified(&locked, &r, 500);
-    let r = login("wrong", "200");
+    let r = login("wrong", 200);
     show("mosquitto wrong password", &r);
     assert_only_errors(&r, "mqtt_refused_not_authorized", 200);
     locked.stop();
@@ -333,17 +259,8 @@ fn websocket_echo_handshakes_verified_pings_answered_and_wrong_accept_detected()
     // Python answers a few hundred handshakes a second while the other tests run: give it time.
     let r = client(
         &ws,
-        &["--protocol", "websocket", "--connections", "5000"]
-            .into_iter()
-            .chain([
-                "--connect-timeout",
-                "60s",
-                "--hold",
-                "2s",
-                "--message-interval",
-                "1s",
-            ])
-            .collect::<Vec<_>>(),
+        "--protocol websocket --connections 5000 --connect-timeout 60s \
+         --hold 2s --message-interval 1s",
         BUDGET,
     );
     show("websockets echo 5000", &r);
@@ -358,14 +275,7 @@ fn websocket_echo_handshakes_verified_pings_answered_and_wrong_accept_detected()
     };
     let r = client(
         &ws,
-        &[
-            "--protocol",
-            "websocket",
-            "--connections",
-            "200",
-            "--hold",
-            "4s",
-        ],
+        "--protocol websocket --connections 200 --hold 4s",
         BUDGET,
     );
     show("websockets pinging 200", &r);
@@ -377,14 +287,7 @@ fn websocket_echo_handshakes_verified_pings_answered_and_wrong_accept_detected()
     };
     let r = client(
         &wrong,
-        &[
-            "--protocol",
-            "websocket",
-            "--connections",
-            "200",
-            "--max-errors",
-            "200",
-        ],
+        "--protocol websocket --connections 200 --max-errors 200",
         BUDGET,
     );
     show("websocket wrong accept", &r);

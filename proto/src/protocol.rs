@@ -99,8 +99,9 @@ pub struct ProtocolArgs {
     /// Password in CONNECT (mqtt).
     #[arg(long)]
     pub mqtt_password: Option<String>,
-    /// Subscribe each connection to its own topic (mqtt): verified by the SUBACK, and a
-    /// --message-interval round trip is a PUBLISH that comes back (QoS 0) instead of a PUBACK (QoS 1).
+    /// Subscribe each connection to its own topic (mqtt): verified by the SUBACK too, and a
+    /// --message-interval round trip is a PUBLISH that comes back (QoS 0) instead of a
+    /// PUBACK (QoS 1).
     #[arg(long)]
     pub mqtt_subscribe: bool,
     /// Topic prefix (mqtt): connection n publishes to `PREFIX<n>`.

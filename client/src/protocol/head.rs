@@ -1,7 +1,7 @@
 //! The head of an HTTP/1.x response — status line and header fields — parsed byte by byte from
 //! partial reads within a byte budget, keeping only what `http` and `websocket` act on: the
-//! status, `Content-Length`, and whether `Transfer-Encoding` says chunked, `Connection` says close
-//! or upgrade, `Upgrade` says websocket and `Sec-WebSocket-Accept` is the expected value. Twelve
+//! status, `Content-Length`, and whether `Transfer-Encoding` says chunked, `Connection` says
+//! upgrade, `Upgrade` says websocket and `Sec-WebSocket-Accept` is the expected value. Twelve
 //! bytes; nothing is buffered.
 
 /// Header fields looked at (lower case); any other is skipped.
@@ -23,7 +23,6 @@ const ALL_FIELDS: u8 = (1 << FIELDS.len()) - 1;
 /// Facts found, bits of [`Head::flags`].
 pub const HAS_LENGTH: u8 = 1;
 pub const CHUNKED: u8 = 2;
-pub const CLOSE: u8 = 4;
 pub const CONNECTION_UPGRADE: u8 = 8;
 pub const UPGRADE_WEBSOCKET: u8 = 16;
 pub const ACCEPT_SEEN: u8 = 32;
@@ -63,8 +62,8 @@ pub enum HeadError {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Head {
     at: At,
-    /// Offset in the current item; in a value, two token-match offsets (low and high nibble) or
-    /// the count of Accept bytes compared.
+    /// Offset in the current item; in a value, the token-match offset or the count of Accept
+    /// bytes compared.
     pos: u8,
     field: u8,
     pub flags: u8,
@@ -250,13 +249,9 @@ impl Head {
                 }
             }
             CONNECTION => {
-                let (lo, close) = token_step(self.pos & 0x0f, b"close", c);
-                let (hi, upgrade) = token_step(self.pos >> 4, b"upgrade", c);
-                self.pos = lo | hi << 4;
-                if close {
-                    self.flags |= CLOSE;
-                }
-                if upgrade {
+                let (p, hit) = token_step(self.pos, b"upgrade", c);
+                self.pos = p;
+                if hit {
                     self.flags |= CONNECTION_UPGRADE;
                 }
             }
@@ -332,10 +327,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(h.status, 101);
-        assert_eq!(
-            h.flags,
-            CHUNKED | CLOSE | CONNECTION_UPGRADE | UPGRADE_WEBSOCKET
-        );
+        assert_eq!(h.flags, CHUNKED | CONNECTION_UPGRADE | UPGRADE_WEBSOCKET);
     }
 
     #[test]

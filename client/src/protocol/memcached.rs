@@ -1,7 +1,7 @@
 //! `memcached`: the text protocol's `version` answered by `VERSION <printable>\r\n`, on open and
-//! on every message. One byte of state: where in the reply line the connection is.
+//! on every message. One byte of state ([`Reply`]): where in the reply line the connection is.
 
-use super::{Event, Protocol};
+use super::{reply_bytes, request_again, Event, Protocol, Reply};
 
 const VERSION: &[u8] = b"version\r\n";
 const PREFIX: &[u8] = b"VERSION ";
@@ -11,18 +11,6 @@ const MAX_VERSION: usize = 64;
 /// memcached (and text-protocol servers such as Twemproxy or mcrouter).
 #[derive(Debug, Clone, Copy)]
 pub struct Memcached;
-
-/// Bytes of the reply line received so far, or [`IDLE`] when no reply is awaited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct State(u8);
-
-const IDLE: u8 = u8::MAX;
-
-impl Default for State {
-    fn default() -> Self {
-        State(IDLE)
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Failure {
@@ -51,64 +39,36 @@ impl From<Failure> for super::Failure {
 }
 
 impl Protocol for Memcached {
-    type State = State;
+    type State = Reply;
 
-    fn open(&self, _n: u32, st: &mut State, out: &mut Vec<u8>) {
-        st.0 = 0;
+    fn open(&self, _n: u32, st: &mut Reply, out: &mut Vec<u8>) {
+        st.start();
         out.extend_from_slice(VERSION);
     }
 
     fn input(
         &self,
         _n: u32,
-        st: &mut State,
+        st: &mut Reply,
         bytes: &[u8],
         _out: &mut Vec<u8>,
     ) -> Result<Event, super::Failure> {
-        let mut done = false;
-        for &b in bytes {
-            let at = st.0 as usize;
-            if st.0 == IDLE || done {
-                return Err(Failure::Unexpected.into());
-            }
-            let ok = match at {
-                _ if at < PREFIX.len() => b == PREFIX[at],
-                _ if b == b'\n' => {
-                    // At least one character of version, then CR LF.
-                    if at < PREFIX.len() + 2 {
-                        return Err(Failure::Unexpected.into());
-                    }
-                    st.0 = IDLE;
-                    done = true;
-                    continue;
-                }
-                _ if at == PREFIX.len() + MAX_VERSION + 1 => return Err(Failure::TooLong.into()),
-                _ => b.is_ascii_graphic() || b == b' ' || b == b'\r',
-            };
-            if !ok {
-                let error = at == 0 && matches!(b, b'E' | b'C' | b'S');
-                let f = if error {
-                    Failure::Error
-                } else {
-                    Failure::Unexpected
-                };
-                return Err(f.into());
-            }
-            st.0 += 1;
-        }
-        Ok(if done {
-            Event::Complete
-        } else {
-            Event::Pending
+        reply_bytes(st, bytes, Failure::Unexpected, |at, b| match b {
+            _ if at < PREFIX.len() && b == PREFIX[at] => Ok(false),
+            // `ERROR`, `CLIENT_ERROR …`, `SERVER_ERROR …`.
+            b'E' | b'C' | b'S' if at == 0 => Err(Failure::Error),
+            _ if at < PREFIX.len() => Err(Failure::Unexpected),
+            // At least one character of version, then CR LF.
+            b'\n' if at < PREFIX.len() + 2 => Err(Failure::Unexpected),
+            b'\n' => Ok(true),
+            _ if at == PREFIX.len() + MAX_VERSION + 1 => Err(Failure::TooLong),
+            _ if b.is_ascii_graphic() || b == b' ' || b == b'\r' => Ok(false),
+            _ => Err(Failure::Unexpected),
         })
     }
 
-    fn message(&self, n: u32, st: &mut State, out: &mut Vec<u8>) -> bool {
-        if st.0 != IDLE {
-            return false;
-        }
-        self.open(n, st, out);
-        true
+    fn message(&self, n: u32, st: &mut Reply, out: &mut Vec<u8>) -> bool {
+        request_again(self, n, st, out)
     }
 }
 

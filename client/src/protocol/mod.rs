@@ -82,7 +82,8 @@ pub enum Failure {
 }
 
 impl Failure {
-    /// The counter name: `echo_mismatch`, `http_404`, `ws_bad_accept`, `mqtt_refused_not_authorized`…
+    /// The counter name: `echo_mismatch`, `http_404`, `ws_bad_accept`,
+    /// `mqtt_refused_not_authorized`…
     pub fn name(&self) -> Cow<'static, str> {
         match self {
             Failure::Echo(f) => f.name().into(),
@@ -153,6 +154,71 @@ impl AnyProtocol {
     }
 }
 
+/// The state of the request/reply protocols (echo, redis, memcached): how many bytes of the
+/// awaited reply have come, or none awaited. One byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reply(u8);
+
+impl Reply {
+    const IDLE: u8 = u8::MAX;
+
+    /// Bytes of the awaited reply so far; `None` when no reply is awaited.
+    fn awaited(self) -> Option<usize> {
+        (self.0 != Reply::IDLE).then_some(self.0 as usize)
+    }
+
+    fn start(&mut self) {
+        self.0 = 0;
+    }
+}
+
+impl Default for Reply {
+    fn default() -> Self {
+        Reply(Reply::IDLE)
+    }
+}
+
+/// Runs a reply through `step` byte by byte: `step(offset, byte)` says whether the byte ends the
+/// reply, or why it cannot come there. Bytes when no reply is awaited are `unexpected`.
+fn reply_bytes<F: Into<Failure>>(
+    st: &mut Reply,
+    bytes: &[u8],
+    unexpected: F,
+    mut step: impl FnMut(usize, u8) -> Result<bool, F>,
+) -> Result<Event, Failure> {
+    let mut done = false;
+    for &b in bytes {
+        let Some(at) = st.awaited().filter(|_| !done) else {
+            return Err(unexpected.into());
+        };
+        if step(at, b).map_err(Into::into)? {
+            *st = Reply::default();
+            done = true;
+        } else {
+            st.0 += 1;
+        }
+    }
+    Ok(if done {
+        Event::Complete
+    } else {
+        Event::Pending
+    })
+}
+
+/// A request/reply protocol's message: its opening request again, once the last reply is in.
+fn request_again<P: Protocol<State = Reply>>(
+    p: &P,
+    n: u32,
+    st: &mut Reply,
+    out: &mut Vec<u8>,
+) -> bool {
+    if st.awaited().is_some() {
+        return false;
+    }
+    p.open(n, st, out);
+    true
+}
+
 /// splitmix64: a per-connection number turned into well-spread bits (WebSocket keys and masks).
 fn mix(n: u64) -> u64 {
     let mut z = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -163,18 +229,7 @@ fn mix(n: u64) -> u64 {
 
 /// Decimal digits of `n` into `out`.
 fn push_decimal(out: &mut Vec<u8>, n: u32) {
-    let mut digits = [0u8; 10];
-    let mut i = digits.len();
-    let mut v = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
+    out.extend_from_slice(c1m_proto::greeting::decimal(u64::from(n), &mut [0; 20]));
 }
 
 #[cfg(test)]

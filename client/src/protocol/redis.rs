@@ -1,7 +1,7 @@
 //! `redis`: RESP `PING` answered by `+PONG`, on open and on every message. One byte of state: how
 //! much of the `+PONG\r\n` has come back.
 
-use super::{Event, Protocol};
+use super::{reply_bytes, request_again, Event, Protocol, Reply};
 
 /// PING as a RESP array, the form every Redis (and every RESP server) accepts.
 const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
@@ -10,18 +10,6 @@ const PONG: &[u8] = b"+PONG\r\n";
 /// Redis and RESP servers (Valkey, KeyDB, Dragonfly…).
 #[derive(Debug, Clone, Copy)]
 pub struct Redis;
-
-/// Bytes of `+PONG\r\n` received so far, or [`IDLE`] when no reply is awaited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct State(u8);
-
-const IDLE: u8 = u8::MAX;
-
-impl Default for State {
-    fn default() -> Self {
-        State(IDLE)
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Failure {
@@ -47,54 +35,29 @@ impl From<Failure> for super::Failure {
 }
 
 impl Protocol for Redis {
-    type State = State;
+    type State = Reply;
 
-    fn open(&self, _n: u32, st: &mut State, out: &mut Vec<u8>) {
-        st.0 = 0;
+    fn open(&self, _n: u32, st: &mut Reply, out: &mut Vec<u8>) {
+        st.start();
         out.extend_from_slice(PING);
     }
 
     fn input(
         &self,
         _n: u32,
-        st: &mut State,
+        st: &mut Reply,
         bytes: &[u8],
         _out: &mut Vec<u8>,
     ) -> Result<Event, super::Failure> {
-        let mut done = false;
-        for &b in bytes {
-            let at = st.0 as usize;
-            if st.0 == IDLE || done {
-                return Err(Failure::Unexpected.into());
-            }
-            if b != PONG[at] {
-                let f = if at == 0 && b == b'-' {
-                    Failure::Error
-                } else {
-                    Failure::Unexpected
-                };
-                return Err(f.into());
-            }
-            if at + 1 == PONG.len() {
-                st.0 = IDLE;
-                done = true;
-            } else {
-                st.0 += 1;
-            }
-        }
-        Ok(if done {
-            Event::Complete
-        } else {
-            Event::Pending
+        reply_bytes(st, bytes, Failure::Unexpected, |at, b| match b {
+            _ if b == PONG[at] => Ok(at + 1 == PONG.len()),
+            b'-' if at == 0 => Err(Failure::Error),
+            _ => Err(Failure::Unexpected),
         })
     }
 
-    fn message(&self, n: u32, st: &mut State, out: &mut Vec<u8>) -> bool {
-        if st.0 != IDLE {
-            return false;
-        }
-        self.open(n, st, out);
-        true
+    fn message(&self, n: u32, st: &mut Reply, out: &mut Vec<u8>) -> bool {
+        request_again(self, n, st, out)
     }
 }
 

@@ -91,6 +91,11 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("local address").port()
 }
 
+/// A fixture's scratch directory and port, or `None` when its packages are missing.
+fn prepare(test: &str, needs: &[Need], name: &str) -> Option<(PathBuf, u16)> {
+    require(test, needs).then(|| (scratch(name), free_port()))
+}
+
 /// A fresh directory for one server's files, removed when the server is.
 fn scratch(name: &str) -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);
@@ -265,6 +270,9 @@ pub struct Nginx {
     pub worker_connections: usize,
     pub keepalive_timeout_s: u32,
     pub keepalive_requests: u32,
+    /// A listening socket per worker (`listen … reuseport`): the kernel spreads connections
+    /// evenly by hash, so no worker runs out of `worker_connections` while others have room.
+    pub reuseport: bool,
 }
 
 impl Default for Nginx {
@@ -274,6 +282,7 @@ impl Default for Nginx {
             worker_connections: 4096,
             keepalive_timeout_s: 75,
             keepalive_requests: 1000,
+            reuseport: false,
         }
     }
 }
@@ -285,11 +294,7 @@ pub const NGINX_INDEX: &str = "<html><body>c1m under test</body></html>\n";
 /// (the same file gzipped on the fly: a chunked body when the request says
 /// `Accept-Encoding: gzip`) and 404 for anything missing, e.g. `/missing`.
 pub fn nginx(test: &str, conf: &Nginx) -> Option<Server> {
-    if !require(test, &[NGINX]) {
-        return None;
-    }
-    let dir = scratch("nginx");
-    let port = free_port();
+    let (dir, port) = prepare(test, &[NGINX], "nginx")?;
     let www = dir.join("www");
     fs::create_dir_all(www.join("gz")).expect("create the docroot");
     write(&www.join("index.html"), NGINX_INDEX);
@@ -317,9 +322,9 @@ http {{
     keepalive_requests {kr};
     default_type text/html;
     server {{
-        listen 127.0.0.1:{port} backlog=4096;
+        listen 127.0.0.1:{port} backlog=4096{reuseport};
         root {www};
-        location /gz/ {{ gzip on; gzip_min_length 0; gzip_types text/html; }}
+        location /gz/ {{ gzip on; gzip_min_length 0; }}
     }}
 }}
 ",
@@ -328,6 +333,7 @@ http {{
         wc = conf.worker_connections,
         kt = conf.keepalive_timeout_s,
         kr = conf.keepalive_requests,
+        reuseport = if conf.reuseport { " reuseport" } else { "" },
         www = www.display(),
     );
     let path = dir.join("nginx.conf");
@@ -345,11 +351,7 @@ http {{
 /// redis-server without persistence, `maxclients` as given, an accept backlog of 4096 (its
 /// default, 511, drops SYNs under a burst of connects: each costs a 1 s retransmit).
 pub fn redis(test: &str, maxclients: usize) -> Option<Server> {
-    if !require(test, &[REDIS]) {
-        return None;
-    }
-    let dir = scratch("redis");
-    let port = free_port();
+    let (dir, port) = prepare(test, &[REDIS], "redis")?;
     let mut cmd = Command::new("/usr/bin/redis-server");
     cmd.args(["--bind", "127.0.0.1", "--port", &port.to_string()])
         .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
@@ -366,11 +368,7 @@ pub fn redis(test: &str, maxclients: usize) -> Option<Server> {
 
 /// memcached with `max_conns` (`-c`) and two threads.
 pub fn memcached(test: &str, max_conns: usize) -> Option<Server> {
-    if !require(test, &[MEMCACHED]) {
-        return None;
-    }
-    let dir = scratch("memcached");
-    let port = free_port();
+    let (dir, port) = prepare(test, &[MEMCACHED], "memcached")?;
     let mut cmd = Command::new("/usr/bin/memcached");
     cmd.args(["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0"])
         .args(["-c", &max_conns.to_string(), "-t", "2", "-b", "4096"]);
@@ -392,11 +390,7 @@ pub fn mosquitto(test: &str, users: &[(&str, &str)]) -> Option<Server> {
     } else {
         &[MOSQUITTO, MOSQUITTO_PASSWD]
     };
-    if !require(test, needs) {
-        return None;
-    }
-    let dir = scratch("mosquitto");
-    let port = free_port();
+    let (dir, port) = prepare(test, needs, "mosquitto")?;
     let mut text = format!(
         "listener {port} 127.0.0.1\npersistence false\nlog_dest stderr\nmax_connections -1\n\
          max_keepalive 65535\n"
@@ -481,11 +475,7 @@ asyncio.run(main())
 "#;
 
 pub fn websocket(test: &str, kind: WebSocket) -> Option<Server> {
-    if !require(test, &[WEBSOCKETS]) {
-        return None;
-    }
-    let dir = scratch("websocket");
-    let port = free_port();
+    let (dir, port) = prepare(test, &[WEBSOCKETS], "websocket")?;
     let (script, ping) = match kind {
         WebSocket::Echo { ping_s } => (WS_ECHO, ping_s.map_or("none".into(), |p| p.to_string())),
         WebSocket::WrongAccept => (WS_WRONG_ACCEPT, String::new()),
@@ -522,9 +512,20 @@ impl ClientRun {
     }
 }
 
+/// Reads a pipe to its end on a thread of its own.
+fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(mut p) = pipe {
+            let _ = p.read_to_string(&mut s);
+        }
+        s
+    })
+}
+
 /// Runs `c1m-client --json ARGS` against `server` (its port, `--ports 1`), at most `budget`
-/// long, and parses its summary line.
-pub fn client(server: &Server, args: &[&str], budget: Duration) -> ClientRun {
+/// long, and parses its summary line. `args` are split at white space.
+pub fn client(server: &Server, args: &str, budget: Duration) -> ClientRun {
     let port = server.port.to_string();
     let mut child = Command::new(client_bin())
         .args([
@@ -536,7 +537,7 @@ pub fn client(server: &Server, args: &[&str], budget: Duration) -> ClientRun {
             "--ports",
             "1",
         ])
-        .args(args)
+        .args(args.split_whitespace())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -544,18 +545,8 @@ pub fn client(server: &Server, args: &[&str], budget: Duration) -> ClientRun {
         .expect("c1m-client starts");
     let started = Instant::now();
     // Drain the pipes while waiting, so a chatty client never blocks on a full pipe.
-    let mut out_pipe = child.stdout.take().expect("stdout piped");
-    let mut err_pipe = child.stderr.take().expect("stderr piped");
-    let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut out_pipe, &mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut err_pipe, &mut s);
-        s
-    });
+    let out_reader = drain(child.stdout.take());
+    let err_reader = drain(child.stderr.take());
     let status = loop {
         if let Some(s) = child.try_wait().expect("wait for c1m-client") {
             break s;
