@@ -93,16 +93,28 @@ pub struct PortArgs {
     pub port_count: u16,
 }
 
-/// Arguments of `c1m run`.
+/// What a run asks of the hosts: the same flags for `run` and `check`, judged by the same code.
 #[derive(Args, Debug, Clone)]
-pub struct RunArgs {
-    #[command(flatten)]
-    pub hosts: HostArgs,
+pub struct DemandArgs {
     /// Connections to establish and hold, over all clients.
     #[arg(short = 'n', long, default_value_t = 1_000_000)]
     pub connections: u64,
     #[command(flatten)]
     pub ports: PortArgs,
+    /// Source IPs for a client on this machine (`A` or `A-B`, comma-separated). Default: enough
+    /// addresses from 127.0.0.2 up for the 4-tuples the run needs. Inventory hosts use their
+    /// `c1m_source_ips` var.
+    #[arg(long, value_delimiter = ',', value_name = "IPS")]
+    pub source_ips: Vec<String>,
+}
+
+/// Arguments of `c1m run`.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub hosts: HostArgs,
+    #[command(flatten)]
+    pub demand: DemandArgs,
     /// New connections per second at most, over all clients (default: as fast as they go).
     #[arg(long, value_name = "PER_SECOND")]
     pub rate: Option<u64>,
@@ -116,11 +128,6 @@ pub struct RunArgs {
     /// 4096).
     #[arg(long, value_name = "N")]
     pub window: Option<u64>,
-    /// Source IPs for a client on this machine (`A` or `A-B`, comma-separated). Default: enough
-    /// addresses from 127.0.0.2 up for the 4-tuples the run needs. Inventory hosts use their
-    /// `c1m_source_ips` var.
-    #[arg(long, value_delimiter = ',', value_name = "IPS")]
-    pub source_ips: Vec<String>,
     /// Server and client worker processes (default: one each, a thread per fd table).
     #[arg(long, value_name = "K")]
     pub procs: Option<usize>,
@@ -149,14 +156,8 @@ pub struct RunArgs {
 pub struct CheckArgs {
     #[command(flatten)]
     pub hosts: HostArgs,
-    /// Connections the run is to hold, over all clients.
-    #[arg(short = 'n', long, default_value_t = 1_000_000)]
-    pub connections: u64,
     #[command(flatten)]
-    pub ports: PortArgs,
-    /// Source IPs for a client on this machine, as `c1m run --source-ips`.
-    #[arg(long, value_delimiter = ',', value_name = "IPS")]
-    pub source_ips: Vec<String>,
+    pub demand: DemandArgs,
     /// The plan as JSON.
     #[arg(long)]
     pub json: bool,

@@ -67,14 +67,14 @@ fn provision(a: ProvisionArgs) -> anyhow::Result<Exit> {
 fn run(a: RunArgs) -> anyhow::Result<Exit> {
     let end = c1m_orchestrator::run::run(RunOptions {
         hosts: hosts(a.hosts),
-        connections: a.connections,
-        first_port: a.ports.first_port,
-        port_count: a.ports.port_count,
+        connections: a.demand.connections,
+        first_port: a.demand.ports.first_port,
+        port_count: a.demand.ports.port_count,
         rate: a.rate,
         hold: a.hold,
         message_interval: a.message_interval,
         window: a.window,
-        source_ips: a.source_ips,
+        source_ips: a.demand.source_ips,
         procs: a.procs,
         runs_dir: a.runs_dir,
         no_progress: a.no_progress,
@@ -94,9 +94,9 @@ fn run(a: RunArgs) -> anyhow::Result<Exit> {
 fn check(a: CheckArgs) -> anyhow::Result<Exit> {
     let outcome = c1m_orchestrator::check::run(&CheckOptions {
         hosts: hosts(a.hosts),
-        connections: a.connections,
-        port_count: a.ports.port_count,
-        source_ips: a.source_ips,
+        connections: a.demand.connections,
+        port_count: a.demand.ports.port_count,
+        source_ips: a.demand.source_ips,
         json: a.json,
     })?;
     Ok(match outcome {

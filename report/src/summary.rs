@@ -174,9 +174,9 @@ pub fn build(data: &RunData, path: &str) -> RunReport {
         complete: false,
         notices: Vec::new(),
         outcome: s
-            .map(|s| s.outcome.clone())
-            .filter(|o| !o.is_empty())
-            .unwrap_or_else(|| "unknown".into()),
+            .map_or(c1m_rundir::Outcome::Unknown, |s| s.outcome)
+            .as_str()
+            .to_string(),
         reason: s.and_then(|s| s.reason.clone()),
         started_at: s.map(|s| s.started_at.clone()).filter(|x| !x.is_empty()),
         finished_at: s.and_then(|s| s.finished_at.clone()),

@@ -1,8 +1,8 @@
 //! The control connection of one host, in a thread of its own: it samples the host's kernel
 //! memory and CPU once a second for the engine, and stops process groups when asked.
 
-use super::Msg;
-use crate::run::sampler::{cpu_times_from, KernelSample};
+use super::msg::{HostSample, Msg};
+use super::sampler::{cpu_times_from, KernelSample};
 use c1m_transport::Transport;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -11,14 +11,6 @@ use tokio::sync::mpsc::UnboundedSender;
 /// Opens a fresh connection to the host. Teardown needs it: a host closing a million sockets
 /// under emulation can drop the control connection while it works through their FINs.
 pub type Reconnect = Box<dyn Fn() -> Result<Box<dyn Transport>, String> + Send>;
-
-/// One reading of a host.
-#[derive(Debug, Clone)]
-pub struct HostSample {
-    pub kernel: KernelSample,
-    /// /proc/stat: (all ticks, idle ticks).
-    pub cpu: (u64, u64),
-}
 
 const SAMPLE: &str =
     "cat /proc/meminfo; echo @@; cat /proc/net/sockstat; echo @@; head -n 1 /proc/stat";

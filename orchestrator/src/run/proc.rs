@@ -2,7 +2,7 @@
 //! a local host), in a thread of its own: its stdout lines go to the run directory and to the
 //! engine, its stderr to a log, and closing its stdin is its graceful stop (`--stop-on-eof`).
 
-use super::Msg;
+use super::msg::{Ended, Msg, Role};
 use c1m_transport::{StreamSink, Transport};
 use std::fs::File;
 use std::io::{LineWriter, Write};
@@ -10,37 +10,6 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedSender;
-
-/// Which binary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Server,
-    Client,
-}
-
-impl Role {
-    pub fn binary(self) -> &'static str {
-        match self {
-            Role::Server => "c1m-server",
-            Role::Client => "c1m-client",
-        }
-    }
-    pub fn file_stem(self) -> &'static str {
-        match self {
-            Role::Server => "server",
-            Role::Client => "client",
-        }
-    }
-}
-
-/// How a binary's run ended.
-#[derive(Debug, Clone)]
-pub enum Ended {
-    /// It exited with this status (-1: killed by a signal); the last line it wrote to stderr.
-    Exited(i32, Option<String>),
-    /// The connection to its host broke; the transport's words.
-    Lost(String),
-}
 
 /// A started binary; [`RemoteProc::stop`] closes its stdin.
 pub struct RemoteProc {
