@@ -4,6 +4,7 @@
 use anyhow::{Context, Result};
 use c1m_client::counters::{self, Counters};
 use c1m_client::progress::Watcher;
+use c1m_client::protocol::AnyProtocol;
 use c1m_client::targets::Targets;
 use c1m_client::worker::{self, Plan, Shared};
 use c1m_proto::exit::{self, BadInput, Exit};
@@ -44,6 +45,7 @@ fn run(spec: ClientSpec) -> Result<Exit> {
         ))
         .into());
     }
+    let protocol = AnyProtocol::new(&spec.protocol, spec.target).map_err(BadInput)?;
     let (plan, line) =
         layout::place("client", spec.connections, 1, &spec.workers).map_err(BadInput)?;
     if spec.json {
@@ -51,7 +53,7 @@ fn run(spec: ClientSpec) -> Result<Exit> {
     } else if spec.workers.child_of.is_none() {
         println!(
             "layout: {} process(es) × {} thread(s), {} fd table(s) of {} connections \
-             (hard nofile {}, {}% headroom{}), capacity {}",
+             (hard nofile {}, {}% headroom{}), capacity {}; protocol {} ({} B of state a connection)",
             plan.procs,
             plan.threads_per_proc,
             plan.tables(),
@@ -63,13 +65,15 @@ fn run(spec: ClientSpec) -> Result<Exit> {
             } else {
                 ""
             },
-            plan.capacity()
+            plan.capacity(),
+            spec.protocol.protocol.name(),
+            protocol.state_bytes(),
         );
     }
     if plan.procs > 1 {
         supervise(&spec, &plan)
     } else {
-        connect_all(&spec, &plan, targets, line.nofile_hard as usize)
+        connect_all(&spec, &plan, targets, line.nofile_hard as usize, protocol)
     }
 }
 
@@ -82,13 +86,12 @@ fn totals(all: &[Counters], target: u64, started: Instant, with_hists: bool) -> 
             errs.insert(errors::slot_name(slot).to_string(), v);
         }
     }
-    let mismatch = counters::sum(all, |c| &c.echo_mismatch);
-    if mismatch > 0 {
-        errs.insert("echo_mismatch".into(), mismatch);
-    }
-    let unexpected = counters::sum(all, |c| &c.unexpected_data);
-    if unexpected > 0 {
-        errs.insert("unexpected_data".into(), unexpected);
+    for c in all {
+        if let Ok(failures) = c.failures.lock() {
+            for (f, v) in failures.iter() {
+                *errs.entry(f.name().into_owned()).or_default() += v;
+            }
+        }
     }
     let verified = counters::sum(all, |c| &c.verified);
     let dropped = counters::sum(all, |c| &c.dropped);
@@ -141,6 +144,7 @@ fn connect_all(
     plan: &Layout,
     targets: Targets,
     fd_limit: usize,
+    protocol: AnyProtocol,
 ) -> Result<Exit> {
     let threads = plan.threads_per_proc;
     let counters: Arc<Vec<Counters>> =
@@ -173,6 +177,7 @@ fn connect_all(
             message_interval: spec.message_interval.and_then(|s| s.0),
             unshare: plan.unshare,
             fd_limit,
+            protocol: protocol.clone(),
             stages: stages.clone(),
         };
         let shared = Shared {

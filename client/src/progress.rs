@@ -3,6 +3,7 @@
 //! human lines), the summary, and the verdict on errors and on the hold.
 
 use c1m_proto::launch::ClientSpec;
+use c1m_proto::protocol::ProtocolKind;
 use c1m_proto::stats::{emit, ClientStats};
 use c1m_proto::supervise::{Verdict, Watch};
 use std::collections::BTreeMap;
@@ -137,10 +138,14 @@ fn abort_reason(spec: &ClientSpec, errs: &BTreeMap<String, u64>, total: u64) -> 
         .map(|(k, _)| k.as_str());
     let hint = match top {
         Some("ECONNREFUSED") => format!(
-            "nothing accepts connections on {}:{}-{}: is c1m-server running there?",
+            "nothing accepts connections on {}:{}-{}: is {} running there?",
             spec.target,
             spec.ports.first,
-            spec.ports.last()
+            spec.ports.last(),
+            match spec.protocol.protocol {
+                ProtocolKind::Echo => "c1m-server",
+                _ => "the server",
+            }
         ),
         Some("EADDRNOTAVAIL") => "the source ports of (source IP × server port) are used up: \
              add --source-ips or --ports, or widen net.ipv4.ip_local_port_range"

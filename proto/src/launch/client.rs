@@ -3,6 +3,7 @@
 use super::{argv, share, Ports, Spec};
 use crate::duration::Span;
 use crate::layout::{Layout, WorkerArgs};
+use crate::protocol::ProtocolArgs;
 use clap::Parser;
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
@@ -36,7 +37,9 @@ pub struct ClientSpec {
     /// How long to hold the connections once all are up (`30s`, `forever`).
     #[arg(long, default_value = "0s")]
     pub hold: Span,
-    /// Send the greeting again on every connection at this interval and time the round trips.
+    /// Send the protocol's message on every connection at this interval and time the round
+    /// trips (echo: the greeting; http: the request; websocket: a frame; mqtt: a PUBLISH;
+    /// redis: PING; memcached: version).
     #[arg(long)]
     pub message_interval: Option<Span>,
     /// Give up on a connect or an echo after this long (counted as ETIMEDOUT).
@@ -60,6 +63,8 @@ pub struct ClientSpec {
 
     #[command(flatten)]
     pub workers: WorkerArgs,
+    #[command(flatten)]
+    pub protocol: ProtocolArgs,
 }
 
 impl Spec for ClientSpec {}
@@ -108,6 +113,7 @@ impl ClientSpec {
 mod tests {
     use super::*;
     use crate::launch::argv::tests::{flags_and_fields_match, round_trips};
+    use crate::protocol::ProtocolKind;
     use std::time::Duration;
 
     #[test]
@@ -152,6 +158,12 @@ mod tests {
                 interval_ms: 250,
                 child_of: Some(99),
                 stop_on_eof: true,
+            },
+            protocol: ProtocolArgs {
+                protocol: ProtocolKind::Mqtt,
+                headers: vec!["X-One: 1".into(), "Accept: */*".into()],
+                mqtt_subscribe: true,
+                ..ProtocolArgs::default()
             },
         }
     }
@@ -205,6 +217,7 @@ mod tests {
             );
             assert!(!k.workers.no_unshare && !k.workers.stop_on_eof && k.workers.procs.is_none());
             assert_eq!(k.connect_timeout, parent.connect_timeout);
+            assert_eq!(k.protocol, parent.protocol);
             round_trips(k);
         }
     }
