@@ -122,6 +122,8 @@ mod tests {
                 "larger shares first: {v:?}"
             );
         }
+        let clients: Vec<u64> = (0..3).map(|i| share(1_000_000, 3, i)).collect();
+        assert_eq!(clients, [333_334, 333_333, 333_333]);
         assert_eq!(share(10, 3, 0), 4);
         assert_eq!(share(10, 3, 2), 3);
         assert_eq!(share(10, 0, 0), 0);
