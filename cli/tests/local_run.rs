@@ -52,9 +52,11 @@ fn read_json(p: &Path) -> Value {
 }
 
 fn lines(p: &Path) -> Vec<Value> {
-    std::fs::read_to_string(p)
-        .unwrap()
-        .lines()
+    json_lines(&std::fs::read_to_string(p).unwrap())
+}
+
+fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
 }
@@ -252,10 +254,11 @@ fn start_holding(out_dir: &Path, port: &str) -> std::process::Child {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
+        // The run directory and the client's file appear while the run starts: absent is "not
+        // yet", not a failure.
         let holding = std::fs::canonicalize(out_dir.join("latest"))
-            .ok()
-            .map(|run| lines(&run.join("hosts/localhost/client.jsonl")))
-            .is_some_and(|l| l.iter().any(|v| v["open"] == 20000));
+            .and_then(|run| std::fs::read_to_string(run.join("hosts/localhost/client.jsonl")))
+            .is_ok_and(|text| json_lines(&text).iter().any(|v| v["open"] == 20000));
         if holding {
             return child;
         }
