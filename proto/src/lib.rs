@@ -13,6 +13,7 @@ pub mod greeting;
 pub mod hist;
 pub mod launch;
 pub mod layout;
+pub mod model;
 pub mod procfs;
 pub mod signals;
 pub mod stats;
