@@ -17,14 +17,13 @@ const LISTENER_TOKEN: u64 = u64::MAX - 65_536;
 pub const SCRATCH: usize = 16 * 1024;
 
 /// How a loop's listeners are shared with other loops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Listening {
     /// Listeners of its own, one per port in each port's SO_REUSEPORT group: the kernel picks
     /// the loop for each new connection.
     Own,
-    /// Listeners shared with other processes' loops, woken one at a time (EPOLLEXCLUSIVE). A
-    /// loop whose table holds `cap` connections stops listening until one closes, so the
-    /// others take the new ones.
-    Shared { cap: u64 },
+    /// Listeners shared with other processes' loops, woken one at a time (EPOLLEXCLUSIVE).
+    Shared,
 }
 
 /// A loop ready to run.
@@ -32,7 +31,11 @@ pub struct Loop {
     epoll: Epoll,
     listeners: Vec<RawFd>,
     listening: Listening,
-    /// Whether the listeners are in the epoll set now ([`Listening::Shared`] only).
+    /// Connections this loop holds at most: at `cap` it stops listening until one closes, so
+    /// the table keeps room for the process's other fds and (shared listeners) other loops
+    /// take the new connections.
+    cap: u64,
+    /// Whether the listeners are in the epoll set now.
     armed: bool,
     open: u64,
     /// Greeting bytes received, by fd: the whole per-connection state.
@@ -47,6 +50,7 @@ impl Loop {
     pub fn new(
         listeners: Vec<RawFd>,
         listening: Listening,
+        cap: u64,
         fd_limit: usize,
         counters: Arc<Vec<Counters>>,
         index: usize,
@@ -55,6 +59,7 @@ impl Loop {
             epoll: Epoll::new(1024)?,
             listeners,
             listening,
+            cap,
             armed: false,
             open: 0,
             got: Slots::new(fd_limit),
@@ -73,7 +78,7 @@ impl Loop {
         }
         let exclusive = match self.listening {
             Listening::Own => 0,
-            Listening::Shared { .. } => libc::EPOLLEXCLUSIVE as u32,
+            Listening::Shared => libc::EPOLLEXCLUSIVE as u32,
         };
         for (i, &fd) in self.listeners.iter().enumerate() {
             if on {
@@ -102,9 +107,7 @@ impl Loop {
                     self.serve(token as RawFd, hup);
                 }
             }
-            if let Listening::Shared { cap } = self.listening {
-                self.arm(self.open < cap)?;
-            }
+            self.arm(self.open < self.cap)?;
         }
     }
 
@@ -114,11 +117,9 @@ impl Loop {
 
     fn accept_all(&mut self, listener: RawFd) {
         loop {
-            if let Listening::Shared { cap } = self.listening {
-                if self.open >= cap {
-                    // Full: leave the rest in the queue for the other processes.
-                    break;
-                }
+            if self.open >= self.cap {
+                // Full: the rest wait in the queue (for another loop, or for a close).
+                break;
             }
             match sys::accept(listener) {
                 Ok(fd) => {

@@ -31,7 +31,15 @@ pub fn start(ctx: &Ctx) -> anyhow::Result<Arc<Vec<Counters>>> {
                 unshare_fd_table()?;
             }
             let listeners = open_listeners(&addrs, steer)?;
-            Loop::new(listeners, Listening::Own, fd_limit, counters, index)
+            // The table is this thread's alone: it may fill up to the fd limit.
+            Loop::new(
+                listeners,
+                Listening::Own,
+                u64::MAX,
+                fd_limit,
+                counters,
+                index,
+            )
         };
         workers
             .spawn(index, setup, Loop::run)

@@ -272,7 +272,9 @@ fn one_loop(
     use anyhow::Context;
     let counters = counter_blocks(1);
     let listeners = listeners(ctx).context("taking the listeners")?;
-    let lp = crate::event_loop::Loop::new(listeners, listening, ctx.fd_limit, counters.clone(), 0)?;
+    let cap = ctx.plan.conns_per_table;
+    let lp =
+        crate::event_loop::Loop::new(listeners, listening, cap, ctx.fd_limit, counters.clone(), 0)?;
     let workers = c1m_proto::threads::Workers::new("c1m-server");
     workers
         .spawn(0, move || Ok(lp), crate::event_loop::Loop::run)

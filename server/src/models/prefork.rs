@@ -12,10 +12,5 @@ use crate::event_loop::Listening;
 use std::sync::Arc;
 
 pub fn start(ctx: &Ctx) -> anyhow::Result<Arc<Vec<Counters>>> {
-    one_loop(
-        ctx,
-        Listening::Shared {
-            cap: ctx.plan.conns_per_table,
-        },
-    )
+    one_loop(ctx, Listening::Shared)
 }

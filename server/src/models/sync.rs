@@ -22,13 +22,21 @@ pub(super) fn one_at_a_time(ctx: &Ctx, after: After) -> anyhow::Result<Arc<Vec<C
     let counters = counter_blocks(1);
     let listeners = listeners(ctx).context("taking the listeners")?;
     let c = counters.clone();
+    let cap = ctx.plan.conns_per_table;
     let run = move |mut acceptor: BlockingAccept| -> std::io::Result<()> {
         let mut scratch = [0u8; 4096];
+        let mut kept = 0u64;
         loop {
+            if kept >= cap {
+                // The table is full but for the process's own fds; `sync` never closes what it
+                // keeps, so this is where it stops.
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                continue;
+            }
             match acceptor.accept() {
                 Ok(fd) => {
                     add(&c[0].accepted, 1);
-                    conn::serve_blocking(&c[0], fd, &mut scratch, after);
+                    kept += u64::from(conn::serve_blocking(&c[0], fd, &mut scratch, after));
                 }
                 Err(e) => accept_failed(&c[0], e),
             }

@@ -14,6 +14,7 @@ use anyhow::Context;
 use c1m_proto::layout::unshare_fd_table;
 use c1m_proto::sys;
 use c1m_proto::threads::Workers;
+use std::os::fd::RawFd;
 use std::sync::Arc;
 
 /// Bytes a connection thread reads at once, on its own stack.
@@ -49,16 +50,14 @@ pub fn start(ctx: &Ctx) -> anyhow::Result<Arc<Vec<Counters>>> {
                     }
                 };
                 add(&c.accepted, 1);
-                let mine = counters.clone();
-                let spawned = std::thread::Builder::new()
-                    .stack_size(stack)
-                    .spawn(move || {
-                        let mut buf = [0u8; READ];
-                        conn::serve_blocking(&mine[index], fd, &mut buf, After::Serve);
-                    });
-                if let Err(e) = spawned {
+                let job = Box::new(Job {
+                    fd,
+                    counters: counters.clone(),
+                    index,
+                });
+                if let Err(errno) = spawn_detached(stack, job) {
                     // pid_max, threads-max, max_map_count or memory: the ceiling, counted.
-                    c.accept_error(e.raw_os_error().unwrap_or(libc::EAGAIN));
+                    c.accept_error(errno);
                     add(&c.refused, 1);
                     add(&c.closed, 1);
                     sys::close(fd);
@@ -71,4 +70,48 @@ pub fn start(ctx: &Ctx) -> anyhow::Result<Arc<Vec<Counters>>> {
         workers.wait_ready(1).context("acceptor setup")?;
     }
     Ok(counters)
+}
+
+/// What a connection's thread is given.
+struct Job {
+    fd: RawFd,
+    counters: Arc<Vec<Counters>>,
+    index: usize,
+}
+
+/// Starts a detached thread with a `stack`-byte stack that serves `job`'s connection; the errno
+/// when the kernel or glibc refuse one. A bare pthread, not `std::thread`: std gives each of its
+/// threads a signal stack of its own (two more mappings, so `vm.max_map_count` would stop the
+/// model at half the threads) and aborts the process when it cannot map one.
+fn spawn_detached(stack: usize, job: Box<Job>) -> Result<(), i32> {
+    extern "C" fn serve(arg: *mut libc::c_void) -> *mut libc::c_void {
+        // SAFETY: `arg` is the Box leaked below, taken back exactly once, here.
+        let job = unsafe { Box::from_raw(arg.cast::<Job>()) };
+        // Nothing may unwind out of an extern "C" function.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut buf = [0u8; READ];
+            conn::serve_blocking(&job.counters[job.index], job.fd, &mut buf, After::Serve);
+        }));
+        std::ptr::null_mut()
+    }
+    // SAFETY: the attribute object is initialised, used for one pthread_create and destroyed;
+    // the job pointer is handed to the thread, or taken back when no thread was created.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        let r = libc::pthread_attr_init(&mut attr);
+        if r != 0 {
+            return Err(r);
+        }
+        libc::pthread_attr_setstacksize(&mut attr, stack);
+        libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
+        let arg = Box::into_raw(job).cast::<libc::c_void>();
+        let mut tid: libc::pthread_t = 0;
+        let r = libc::pthread_create(&mut tid, &attr, serve, arg);
+        libc::pthread_attr_destroy(&mut attr);
+        if r != 0 {
+            drop(Box::from_raw(arg.cast::<Job>()));
+            return Err(r);
+        }
+    }
+    Ok(())
 }

@@ -15,6 +15,7 @@ use c1m_proto::threads::Workers;
 use std::cell::RefCell;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::Interest;
@@ -29,6 +30,7 @@ pub fn start(ctx: &Ctx) -> anyhow::Result<Arc<Vec<Counters>>> {
     let counters = counter_blocks(1);
     let addrs = ctx.addrs();
     let c = counters.clone();
+    let cap = ctx.plan.conns_per_table;
     let setup = move || -> io::Result<(tokio::runtime::Runtime, Vec<std::net::TcpListener>)> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_io()
@@ -47,7 +49,7 @@ pub fn start(ctx: &Ctx) -> anyhow::Result<Arc<Vec<Counters>>> {
             let mut accepts = Vec::new();
             for l in listeners {
                 let l = TcpListener::from_std(l)?;
-                accepts.push(tokio::spawn(accept_loop(l, c.clone())));
+                accepts.push(tokio::spawn(accept_loop(l, c.clone(), cap)));
             }
             for a in accepts {
                 a.await.map_err(io::Error::other)?;
@@ -63,8 +65,18 @@ pub fn start(ctx: &Ctx) -> anyhow::Result<Arc<Vec<Counters>>> {
     Ok(counters)
 }
 
-async fn accept_loop(listener: TcpListener, c: Arc<Vec<Counters>>) {
+/// Accepts on one port while the process's table has room (`cap` connections: the runtime's
+/// threads and the stats reader share the table with them).
+async fn accept_loop(listener: TcpListener, c: Arc<Vec<Counters>>, cap: u64) {
     loop {
+        let open = c[0]
+            .accepted
+            .load(Relaxed)
+            .saturating_sub(c[0].closed.load(Relaxed));
+        if open >= cap {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        }
         match listener.accept().await {
             Ok((stream, _)) => {
                 add(&c[0].accepted, 1);
