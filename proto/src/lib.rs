@@ -5,6 +5,7 @@
 //! shipped to test hosts.
 
 pub mod addrs;
+pub mod ceiling;
 pub mod duration;
 pub mod errors;
 pub mod exit;
