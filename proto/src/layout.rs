@@ -237,6 +237,7 @@ pub fn place(
         pid: std::process::id(),
         // SAFETY: getpgrp has no preconditions.
         pgid: unsafe { libc::getpgrp() } as u32,
+        model: String::new(),
     };
     Ok((plan, line))
 }

@@ -6,6 +6,7 @@
 //! test hosts.
 
 pub mod addrs;
+pub mod ceiling;
 pub mod duration;
 pub mod errors;
 pub mod exit;
@@ -15,6 +16,7 @@ pub mod greeting;
 pub mod hist;
 pub mod launch;
 pub mod layout;
+pub mod model;
 pub mod procfs;
 pub mod protocol;
 pub mod signals;

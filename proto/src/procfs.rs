@@ -13,6 +13,18 @@ pub fn rss_bytes() -> u64 {
         .unwrap_or(0)
 }
 
+/// Threads of this process (`Threads:` of /proc/self/status).
+pub fn threads() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 pub fn page_size() -> u64 {
     // SAFETY: sysconf has no preconditions.
     let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
@@ -113,6 +125,7 @@ mod tests {
         let s = read_with("/proc/net/sockstat", parse_sockstat);
         assert!(s.contains_key("TCP.inuse") && s.contains_key("TCP.mem"));
         assert!(rss_bytes() > 0);
+        assert!(threads() >= 1);
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub struct LayoutLine {
     /// The process group a controller signals to stop this binary and its worker processes.
     #[serde(default)]
     pub pgid: u32,
+    /// The server model (`c1m-server --model`); empty for the client.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub model: String,
 }
 
 /// A server stats line.
@@ -57,6 +60,10 @@ pub struct ServerStats {
     pub errors: BTreeMap<String, u64>,
     pub rss_bytes: u64,
     pub procs: usize,
+    /// Threads alive in the server's processes (worker processes' summed; the supervisor's own
+    /// are not counted).
+    #[serde(default)]
+    pub threads: u64,
 }
 
 /// A client stats line.
@@ -110,6 +117,7 @@ impl ServerStats {
         self.resets += o.resets;
         self.rss_bytes += o.rss_bytes;
         self.procs += o.procs;
+        self.threads += o.threads;
         absorb_errors(&mut self.errors, &o.errors);
     }
 }

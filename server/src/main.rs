@@ -1,20 +1,19 @@
-//! `c1m-server` entry point: plan the fd-table layout, start the workers (threads, or
-//! processes when asked), print a JSON stats line every interval and a summary on SIGTERM.
+//! `c1m-server` entry point: place the model's connections, start its workers (threads, or
+//! worker processes under one supervisor), print a JSON stats line every interval and a summary
+//! on SIGTERM.
 
 use anyhow::{Context, Result};
 use c1m_proto::exit::{self, BadInput, Exit};
 use c1m_proto::launch::ServerSpec;
-use c1m_proto::layout::{self, Layout};
+use c1m_proto::layout::Layout;
+use c1m_proto::model::ServerModel;
 use c1m_proto::stats::{emit, LayoutLine, ServerStats, StatsLine};
 use c1m_proto::supervise::{self, Watch};
-use c1m_proto::threads::Workers;
-use c1m_proto::{procfs, signals, sys};
-use c1m_server::counters::{self, Counters};
-use c1m_server::worker::{self, WorkerConfig};
+use c1m_proto::{procfs, signals};
+use c1m_server::counters;
+use c1m_server::models::{self, MIN_STACK_KIB};
 use clap::Parser;
-use std::net::SocketAddrV4;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn main() -> ExitCode {
@@ -26,13 +25,14 @@ fn run(spec: ServerSpec) -> Result<Exit> {
         return Ok(Exit::Failed);
     }
     spec.ports.check().map_err(BadInput)?;
-    let (plan, line) = layout::place(
-        "server",
-        spec.connections,
-        1 + u64::from(spec.ports.count),
-        &spec.workers,
-    )
-    .map_err(BadInput)?;
+    if spec.model == ServerModel::ThreadPerConn && spec.stack_kib < MIN_STACK_KIB {
+        return Err(BadInput(format!(
+            "--stack-kib {} is below the smallest stack a connection thread can run on ({MIN_STACK_KIB})",
+            spec.stack_kib
+        ))
+        .into());
+    }
+    let (plan, line) = models::place(&spec).map_err(BadInput)?;
     let fd_limit = line.nofile_hard as usize;
     if plan.procs > 1 {
         if spec.steer_source_base.is_some() {
@@ -47,45 +47,20 @@ fn run(spec: ServerSpec) -> Result<Exit> {
     }
 }
 
-/// Runs the workers of this process and reports until told to stop.
+/// Runs the model's workers in this process and reports until told to stop.
 fn serve(spec: &ServerSpec, plan: &Layout, fd_limit: usize, line: LayoutLine) -> Result<Exit> {
-    let addrs: Vec<SocketAddrV4> = spec
-        .ports
-        .iter()
-        .map(|port| SocketAddrV4::new(spec.bind, port))
-        .collect();
-    let threads = plan.threads_per_proc;
-    let counters: Arc<Vec<Counters>> =
-        Arc::new((0..threads).map(|_| Counters::default()).collect());
-    let workers = Workers::new("c1m-server");
-    for index in 0..threads {
-        let cfg = WorkerConfig {
-            addrs: addrs.clone(),
-            backlog: sys::somaxconn(),
-            unshare: plan.unshare,
-            fd_limit,
-            steer: spec
-                .steer_source_base
-                .filter(|_| index == 0)
-                .map(|base| (base, threads as u32)),
-        };
-        let counters = counters.clone();
-        workers
-            .spawn(
-                index,
-                move || worker::setup(&cfg, counters, index),
-                |w| w.run(),
-            )
-            .context("spawning a worker thread")?;
-        // One at a time: listeners join each port's SO_REUSEPORT group in worker order, which
-        // the steering program's numbering relies on.
-        workers.wait_ready(1).context("worker setup")?;
-    }
+    let ctx = models::Ctx {
+        spec,
+        plan: *plan,
+        fd_limit,
+    };
+    let counters = models::start(&ctx)?;
     emit(&line);
     let started = Instant::now();
     let tick = |event: &str| {
         let mut s = counters::snapshot(&counters);
         s.procs = 1;
+        s.threads = procfs::threads();
         s.stamp(event, started.elapsed().as_secs_f64(), procfs::rss_bytes());
         emit(&s);
     };
@@ -129,7 +104,7 @@ impl Watch<ServerStats> for Lines {
 
 /// Runs `plan.procs` worker processes and reports their sum.
 fn supervise(spec: &ServerSpec, plan: &Layout, mut layout: LayoutLine) -> Result<Exit> {
-    let specs = spec.worker_processes(plan, std::process::id());
+    let specs = models::worker_specs(spec, plan).context("opening the listeners")?;
     layout.procs = specs.len();
     let interval = Duration::from_millis(spec.workers.interval_ms);
     let end = supervise::supervise(&specs, interval, &mut Lines { layout })

@@ -2,6 +2,7 @@
 
 use super::{argv, share, Ports, Spec};
 use crate::layout::{Layout, WorkerArgs};
+use crate::model::ServerModel;
 use clap::Parser;
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
@@ -28,6 +29,19 @@ pub struct ServerSpec {
     /// time and each wake-up serves a batch. Without it the kernel hashes the 4-tuple.
     #[arg(long, value_name = "BASE")]
     pub steer_source_base: Option<Ipv4Addr>,
+    /// The server model: how connections are accepted and served (the course's list).
+    #[arg(long, value_enum, default_value_t = ServerModel::EpollThreads)]
+    pub model: ServerModel,
+    /// Stack size of each connection's thread (`--model thread-per-conn`), in KiB.
+    #[arg(long, value_name = "KIB", default_value_t = 64)]
+    pub stack_kib: usize,
+    /// Blocking workers per reactor (`--model half-sync`).
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub pool: usize,
+    /// Internal: listening sockets inherited from the master process, one per port (the
+    /// worker processes of `prefork` and `prefork-sync`).
+    #[arg(long, hide = true, value_delimiter = ',', value_name = "FD")]
+    pub listen_fds: Vec<i32>,
 
     #[command(flatten)]
     pub workers: WorkerArgs,
@@ -96,6 +110,10 @@ mod tests {
             },
             connections: 12_345,
             steer_source_base: Some(Ipv4Addr::new(127, 1, 0, 0)),
+            model: ServerModel::HalfSync,
+            stack_kib: 32,
+            pool: 7,
+            listen_fds: vec![5, 6],
             workers: WorkerArgs {
                 procs: Some(4),
                 threads: Some(7),
