@@ -10,9 +10,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A client of `n` connections in 3 worker processes against a listener that never answers, so
-/// the children stay busy until told otherwise.
-fn start(port: u16, n: u64) -> (Child, TcpListener) {
-    let listener = TcpListener::bind(("127.0.0.1", port)).expect("a free test port");
+/// the children stay busy until told otherwise. The port is the kernel's pick: a fixed one may
+/// be some other run's ephemeral port.
+fn start(n: u64) -> (Child, TcpListener) {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).expect("a loopback listener");
+    let port = listener.local_addr().expect("its address").port();
     let child = Command::new(env!("CARGO_BIN_EXE_c1m-client"))
         .args([
             "--target",
@@ -80,7 +82,7 @@ fn failed_after(client: Child, pid: u32, sig: i32) -> String {
 
 #[test]
 fn children_get_their_share_of_the_parents_spec_and_sigterm_ends_all() {
-    let (child, _listener) = start(31_810, 600);
+    let (child, _listener) = start(600);
     let parent = child.id();
     let pids = children(parent);
     assert_eq!(pids.len(), 3, "{pids:?}");
@@ -121,7 +123,7 @@ fn children_get_their_share_of_the_parents_spec_and_sigterm_ends_all() {
 
 #[test]
 fn a_child_that_dies_stops_the_others_and_the_summary_says_so() {
-    let (child, _listener) = start(31_820, 300);
+    let (child, _listener) = start(300);
     let pids = children(child.id());
     assert_eq!(pids.len(), 3, "{pids:?}");
     let stdout = failed_after(child, pids[1], libc::SIGKILL);
