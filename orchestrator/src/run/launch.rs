@@ -57,6 +57,8 @@ pub fn server_spec(opts: &RunOptions, target: Ipv4Addr, steer: bool) -> ServerSp
         connections: opts.connections,
         steer_source_base: steer.then_some(loopback::FIRST_SOURCE),
         workers: controlled(opts),
+        // The model and its knobs keep the binary's defaults (epoll-threads).
+        ..ServerSpec::default()
     }
 }
 
