@@ -4,11 +4,15 @@
 //! A [`Transport`] is one live connection to one host, reused for every task and transfer of a
 //! run. Implementations are blocking; async callers drive them under `spawn_blocking`.
 
+pub mod interrupted;
 pub mod local;
+pub mod pace;
 pub mod quote;
 pub mod ssh;
 pub mod trace;
 pub mod upload;
+
+pub use interrupted::{Flow, Halt, Interrupted};
 
 pub use quote::shell_quote;
 
@@ -78,6 +82,10 @@ pub enum TransportError {
     /// The session broke during an operation.
     #[error("transport: {0}")]
     Io(String),
+    /// The link stopped moving (nothing for the progress timeout) or broke partway through an
+    /// operation: what was being done, how far it got and how long it waited are in the value.
+    #[error("transport: {0}")]
+    Interrupted(Box<Interrupted>),
 }
 
 impl TransportError {
@@ -138,8 +146,13 @@ pub trait Transport: Send {
     /// exit status (`-1` when killed by a signal) once the command has ended.
     fn stream(&mut self, cmd: &str, sink: &mut dyn StreamSink) -> Result<i32, TransportError>;
 
-    /// How often a quiet connection proves the host alive and after how long without an answer
-    /// the host counts as lost. Only SSH has such a notion; local hosts cannot be lost.
+    /// How often a quiet connection proves the host alive, and the progress timeout: how long
+    /// any operation may go without progress before it fails with
+    /// [`TransportError::Interrupted`]. A transfer progresses while its bytes move; a command
+    /// while the host says anything (its output, or the answer to a keepalive), so a quiet
+    /// command on a live host is never cut off and a stopped link is. There is no budget per
+    /// call: a slow transfer that keeps moving takes as long as it takes. Only SSH has such a
+    /// notion; local hosts cannot be lost.
     fn set_liveness(&mut self, _keepalive: Duration, _dead_after: Duration) {}
 }
 
