@@ -13,13 +13,13 @@ pub enum Flow {
     Received,
 }
 
-/// Why the last attempt of an operation ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why an operation was given up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Halt {
-    /// Nothing moved for the progress timeout.
+    /// Nothing moved for the progress timeout (an upload: for twice that, over reconnects).
     NoProgress,
-    /// The connection failed (the socket's error, or a reconnect that did not get through).
-    Lost(String),
+    /// The connection failed under it (the socket's error, the host's SSH server gone).
+    Lost,
 }
 
 /// An operation given up partway.
@@ -40,15 +40,18 @@ pub struct Interrupted {
     /// Attempts made: a failed upload is resumed over a new connection.
     pub attempts: u32,
     pub halt: Halt,
+    /// What the connection said last, when it said anything: the socket's error, a reconnect
+    /// that did not get through.
+    pub error: Option<String>,
 }
 
 impl fmt::Display for Interrupted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}: ", self.host, self.what)?;
         let quiet = self.quiet.as_secs_f64();
-        match &self.halt {
+        match self.halt {
             Halt::NoProgress => write!(f, "no progress for {quiet:.1} s")?,
-            Halt::Lost(why) => write!(f, "{why}, after {quiet:.1} s without progress")?,
+            Halt::Lost => write!(f, "connection lost after {quiet:.1} s without progress")?,
         }
         let verb = match self.flow {
             Flow::Sent => "sent",
@@ -61,6 +64,9 @@ impl fmt::Display for Interrupted {
         write!(f, " in {:.1} s", self.took.as_secs_f64())?;
         if self.attempts > 1 {
             write!(f, " over {} attempts", self.attempts)?;
+        }
+        if let Some(error) = &self.error {
+            write!(f, " (last error: {error})")?;
         }
         Ok(())
     }
@@ -82,6 +88,7 @@ mod tests {
             took: Duration::from_millis(52_310),
             attempts: 3,
             halt: Halt::NoProgress,
+            error: None,
         };
         assert_eq!(
             i.to_string(),
@@ -91,11 +98,12 @@ mod tests {
         i.flow = Flow::Received;
         i.total = None;
         i.attempts = 1;
-        i.halt = Halt::Lost("Connection timed out".into());
+        i.halt = Halt::Lost;
+        i.error = Some("Connection timed out".into());
         assert_eq!(
             i.to_string(),
-            "cli2: uploading /var/lib/c1m/bin/c1m-server: Connection timed out, after 30.0 s \
-             without progress; 2621440 bytes received in 52.3 s"
+            "cli2: uploading /var/lib/c1m/bin/c1m-server: connection lost after 30.0 s without \
+             progress; 2621440 bytes received in 52.3 s (last error: Connection timed out)"
         );
     }
 }

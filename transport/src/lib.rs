@@ -148,11 +148,12 @@ pub trait Transport: Send {
 
     /// How often a quiet connection proves the host alive, and the progress timeout: how long
     /// any operation may go without progress before it fails with
-    /// [`TransportError::Interrupted`]. A transfer progresses while its bytes move; a command
-    /// while the host says anything (its output, or the answer to a keepalive), so a quiet
-    /// command on a live host is never cut off and a stopped link is. There is no budget per
-    /// call: a slow transfer that keeps moving takes as long as it takes. Only SSH has such a
-    /// notion; local hosts cannot be lost.
+    /// [`TransportError::Interrupted`]. An upload progresses while the host confirms its bytes;
+    /// anything else while the host says anything (output, answers to keepalives) or its kernel
+    /// takes our bytes, so a quiet command on a live host, or on one too busy to schedule its
+    /// SSH server, is never cut off, and a stopped link is. There is no budget per call: a slow
+    /// transfer that keeps moving takes as long as it takes. Only SSH has such a notion; local
+    /// hosts cannot be lost.
     fn set_liveness(&mut self, _keepalive: Duration, _dead_after: Duration) {}
 }
 

@@ -123,14 +123,13 @@ impl SshTransport {
     }
 
     /// Sets how often a quiet session sends a keepalive and the progress timeout (see
-    /// [`Transport::set_liveness`]). Keepalives go out at least twice per timeout, so a quiet
-    /// command on a live host always progresses; libssh2's floor is 2 s.
+    /// [`Transport::set_liveness`]). Keepalives go out at least three times per timeout, so a
+    /// quiet command on a live host always progresses; libssh2's floor is 2 s, so the timeout
+    /// is at least 3 s.
     pub fn set_liveness(&mut self, keepalive: Duration, dead_after: Duration) {
         self.liveness = (keepalive, dead_after);
-        self.patience = dead_after.max(Duration::from_secs(1));
-        let keepalive = keepalive
-            .min(self.patience / 2)
-            .max(Duration::from_secs(2));
+        self.patience = dead_after.max(Duration::from_secs(3));
+        let keepalive = keepalive.min(self.patience / 3).max(Duration::from_secs(2));
         self.session
             .set_keepalive(true, keepalive.as_secs().try_into().unwrap_or(u32::MAX));
         // Operations run non-blocking under a progress watch; libssh2's own per-call budget is
@@ -272,7 +271,6 @@ impl SshTransport {
             other => other,
         }
     }
-
 }
 
 impl Transport for SshTransport {

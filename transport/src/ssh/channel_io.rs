@@ -8,8 +8,8 @@
 //! keeps talking (output, or answers to keepalives), and fails once the link is silent for the
 //! progress timeout.
 
-use super::progress::{Link, Measure, NonBlocking, Watch};
-use crate::interrupted::{Flow, Halt};
+use super::progress::{Link, Measure, NonBlocking, Stop, Watch};
+use crate::interrupted::Flow;
 use crate::{ExecOutput, StreamSink, TransportError, STREAM_POLL};
 use ssh2::Channel;
 use std::io::{self, Read, Write};
@@ -95,7 +95,7 @@ fn pump_lines(
     watch: &mut Watch,
     channel: &mut Channel,
     sink: &mut dyn StreamSink,
-) -> Result<(), Halt> {
+) -> Result<(), Stop> {
     let mut partial: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
     let mut eof_sent = false;
     let mut buf = vec![0u8; 64 * 1024];
@@ -143,7 +143,7 @@ fn hand_over_lines(pending: &mut Vec<u8>, stderr: bool, sink: &mut dyn StreamSin
 
 type Streams = (Vec<u8>, Vec<u8>);
 
-fn pump(watch: &mut Watch, channel: &mut Channel, mut input: &[u8]) -> Result<Streams, Halt> {
+fn pump(watch: &mut Watch, channel: &mut Channel, mut input: &[u8]) -> Result<Streams, Stop> {
     let count_output = input.is_empty();
     let mut stdout = Vec::new();
     let mut stderr = Vec::new();
@@ -195,7 +195,7 @@ fn drain(
     buf: &mut [u8],
     out: &mut Vec<u8>,
     count: bool,
-) -> Result<bool, Halt> {
+) -> Result<bool, Stop> {
     let mut stream = channel.stream(id);
     let mut got = false;
     loop {
@@ -211,7 +211,11 @@ fn drain(
                 got = true;
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(got),
-            Err(e) => return Err(Halt::Lost(format!("connection lost during the command: {e}"))),
+            Err(e) => {
+                return Err(Stop::Lost(format!(
+                    "connection lost during the command: {e}"
+                )))
+            }
         }
     }
 }

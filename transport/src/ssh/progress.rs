@@ -26,8 +26,11 @@ const TICK: Duration = Duration::from_secs(1);
 /// What proves an operation is still getting somewhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Measure {
-    /// Any byte from the host, keepalive answers included: a command that prints nothing for
-    /// minutes on a live host is fine, a link that carries nothing is not.
+    /// Any byte from the host (keepalive answers included), or any byte of ours its kernel
+    /// acknowledges: a command that prints nothing for minutes on a live host is fine, and so
+    /// is a host so busy that its SSH server is starved while its kernel still takes our
+    /// keepalives (a guest working through a million sockets); a link that carries nothing is
+    /// not.
     Host,
     /// Only the operation's own bytes (an SFTP transfer): a host that still answers keepalives
     /// but stopped taking the file is stalled.
@@ -56,7 +59,7 @@ impl<'a> Link<'a> {
             done: 0,
             started: now,
             last_progress: now,
-            heard: bytes_received(self.socket),
+            heard: link_counters(self.socket),
         }
     }
 
@@ -86,13 +89,22 @@ impl Drop for NonBlocking<'_> {
     }
 }
 
+/// Why a watched operation stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Stop {
+    /// Nothing moved for the progress timeout.
+    NoProgress,
+    /// The connection failed; what it said.
+    Lost(String),
+}
+
 /// Why a step of an operation did not complete.
 pub(super) enum Failed {
     /// The host answered with an error (an SFTP status such as "no such file"): not a link
     /// problem, and nothing a retry would change.
     Refused(ssh2::Error),
     /// The link stopped moving or broke.
-    Halted(Halt),
+    Halted(Stop),
 }
 
 /// The progress of one operation.
@@ -105,8 +117,8 @@ pub(super) struct Watch<'a> {
     done: u64,
     started: Instant,
     last_progress: Instant,
-    /// The socket's received-bytes counter at the last look.
-    heard: Option<u64>,
+    /// The socket's counters at the last look (see [`link_counters`]).
+    heard: Option<(u64, u64)>,
 }
 
 impl<'a> Watch<'a> {
@@ -124,7 +136,7 @@ impl<'a> Watch<'a> {
     /// Changes what counts as progress from here on (the data phase of a transfer).
     pub fn measure(&mut self, measure: Measure) {
         self.measure = measure;
-        self.heard = bytes_received(self.link.socket);
+        self.heard = link_counters(self.link.socket);
     }
 
     /// Counts `n` bytes of the operation as moved.
@@ -142,10 +154,14 @@ impl<'a> Watch<'a> {
 
     /// Sleeps until the socket is ready the way libssh2 needs, or `cap` passes; sends a
     /// keepalive when one is due; fails when nothing moved for the progress timeout.
-    pub fn wait(&mut self, cap: Duration) -> Result<(), Halt> {
+    pub fn wait(&mut self, cap: Duration) -> Result<(), Stop> {
         let session = self.link.session;
-        let left = self.link.patience.saturating_sub(self.last_progress.elapsed());
-        let nap = cap.min(left).min(TICK);
+        let left = self
+            .link
+            .patience
+            .saturating_sub(self.last_progress.elapsed());
+        // Short naps against a short timeout: keepalives are sent when due only if we look.
+        let nap = cap.min(left).min(TICK).min(self.link.patience / 8);
         let mut events = libc::POLLIN;
         if matches!(
             session.block_directions(),
@@ -164,36 +180,33 @@ impl<'a> Watch<'a> {
         if n < 0 {
             let e = io::Error::last_os_error();
             if e.kind() != io::ErrorKind::Interrupted {
-                return Err(Halt::Lost(format!("poll: {e}")));
+                return Err(Stop::Lost(format!("poll: {e}")));
             }
         }
         // libssh2 sends one only when the interval has passed since the last.
         match session.keepalive_send() {
             Ok(_) => {}
             Err(e) if e.code() == EAGAIN => {}
-            Err(e) => return Err(Halt::Lost(format!("keepalive failed: {e}"))),
+            Err(e) => return Err(Stop::Lost(format!("keepalive failed: {e}"))),
         }
         if pfd.revents & (libc::POLLERR | libc::POLLNVAL) != 0 {
-            return Err(Halt::Lost(socket_error(self.link.socket).to_string()));
+            return Err(Stop::Lost(socket_error(self.link.socket).to_string()));
         }
         if self.measure == Measure::Host {
-            let heard = bytes_received(self.link.socket);
-            if heard > self.heard {
+            let heard = link_counters(self.link.socket);
+            if heard != self.heard {
                 self.heard = heard;
                 self.last_progress = Instant::now();
             }
         }
         if self.last_progress.elapsed() >= self.link.patience {
-            return Err(Halt::NoProgress);
+            return Err(Stop::NoProgress);
         }
         Ok(())
     }
 
     /// Repeats a libssh2 call until it stops saying "would block", waiting between tries.
-    pub fn call<T>(
-        &mut self,
-        mut op: impl FnMut() -> Result<T, ssh2::Error>,
-    ) -> Result<T, Failed> {
+    pub fn call<T>(&mut self, mut op: impl FnMut() -> Result<T, ssh2::Error>) -> Result<T, Failed> {
         loop {
             match op() {
                 Ok(v) => return Ok(v),
@@ -203,10 +216,14 @@ impl<'a> Watch<'a> {
         }
     }
 
-    /// The error for this operation halted by `halt`, after cutting the link (see
+    /// The error for this operation stopped by `stop`, after cutting the link (see
     /// [`Link::cut`]).
-    pub fn interrupted(&self, halt: Halt) -> TransportError {
+    pub fn interrupted(&self, stop: Stop) -> TransportError {
         self.link.cut();
+        let (halt, error) = match stop {
+            Stop::NoProgress => (Halt::NoProgress, None),
+            Stop::Lost(why) => (Halt::Lost, Some(why)),
+        };
         TransportError::Interrupted(Box::new(Interrupted {
             host: self.link.host.to_string(),
             what: self.what.clone(),
@@ -217,6 +234,7 @@ impl<'a> Watch<'a> {
             took: self.started.elapsed(),
             attempts: 1,
             halt,
+            error,
         }))
     }
 
@@ -230,20 +248,38 @@ impl<'a> Watch<'a> {
     }
 }
 
-/// An SFTP status is the host's answer; anything else from libssh2 (socket errors, a broken
-/// protocol state) means the link failed.
+/// libssh2's codes for a connection that failed underneath the session: the socket, the
+/// transport's framing or encryption. Every other code is an answer from the host (a channel or
+/// subsystem refused, an SFTP status) over a session that still works.
+const LINK_FAILURES: [i32; 10] = [
+    -1,  // SOCKET_NONE
+    -4,  // INVALID_MAC
+    -7,  // SOCKET_SEND
+    -9,  // TIMEOUT
+    -12, // DECRYPT
+    -13, // SOCKET_DISCONNECT
+    -14, // PROTO
+    -30, // SOCKET_TIMEOUT
+    -43, // SOCKET_RECV
+    -45, // BAD_SOCKET
+];
+
+/// Whether a libssh2 error means the link failed (rather than the host saying no).
 pub(super) fn classify(e: ssh2::Error) -> Failed {
     match e.code() {
-        ErrorCode::SFTP(_) => Failed::Refused(e),
-        ErrorCode::Session(_) => Failed::Halted(Halt::Lost(e.message().to_string())),
+        ErrorCode::Session(code) if LINK_FAILURES.contains(&code) => {
+            Failed::Halted(Stop::Lost(e.message().to_string()))
+        }
+        _ => Failed::Refused(e),
     }
 }
 
-/// The kernel's count of bytes received on the socket (`TCP_INFO`), `None` where it cannot tell.
-pub(super) fn bytes_received(socket: RawFd) -> Option<u64> {
+/// The kernel's counts of bytes received on the socket and of bytes of ours the peer
+/// acknowledged (`TCP_INFO`); both only grow. `None` where the kernel cannot tell.
+pub(super) fn link_counters(socket: RawFd) -> Option<(u64, u64)> {
     tcp_info(socket)
         .filter(|(_, len)| *len >= std::mem::offset_of!(libc::tcp_info, tcpi_bytes_received) + 8)
-        .map(|(i, _)| i.tcpi_bytes_received)
+        .map(|(i, _)| (i.tcpi_bytes_received, i.tcpi_bytes_acked))
 }
 
 /// The kernel's smoothed round-trip time of the socket.

@@ -109,7 +109,7 @@ impl SshTransport {
         let mut pause = FIRST_PAUSE;
         loop {
             attempts += 1;
-            let halt = match self.attempt(&up, start) {
+            let error = match self.attempt(&up, start) {
                 Ok(()) => return Ok(()),
                 Err(Setback::Fatal(e)) => {
                     self.discard(&up);
@@ -117,9 +117,9 @@ impl SshTransport {
                 }
                 Err(Setback::Corrupt(why)) => {
                     start = Start::Over;
-                    Halt::Lost(why)
+                    Some(why)
                 }
-                Err(Setback::Unreachable(why)) => Halt::Lost(format!("reconnecting: {why}")),
+                Err(Setback::Unreachable(why)) => Some(format!("reconnecting: {why}")),
                 Err(Setback::Interrupted(i)) => {
                     if i.done > best {
                         best = i.done;
@@ -132,7 +132,7 @@ impl SshTransport {
                     if start == Start::Fresh {
                         start = Start::Resume;
                     }
-                    i.halt
+                    i.error
                 }
             };
             if last_progress.elapsed() >= self.patience * 2 {
@@ -146,7 +146,8 @@ impl SshTransport {
                     quiet: last_progress.elapsed(),
                     took: started.elapsed(),
                     attempts,
-                    halt,
+                    halt: Halt::NoProgress,
+                    error,
                 })));
             }
             std::thread::sleep(pause);
@@ -320,7 +321,11 @@ impl SshTransport {
         let t = shell_quote(&up.tmp);
         let out = self.exec(&format!("[ -f {t} ] && wc -c < {t} || echo 0"), None)?;
         let have: u64 = out.stdout_str().trim().parse().unwrap_or(0);
-        Ok(if have <= up.data.len() as u64 { have } else { 0 })
+        Ok(if have <= up.data.len() as u64 {
+            have
+        } else {
+            0
+        })
     }
 
     /// Removes the temporary file of an upload that gave up, when the session still works.

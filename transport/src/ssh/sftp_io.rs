@@ -4,8 +4,8 @@
 //!
 //! This module moves bytes; when to retry and how an interrupted upload resumes is `resume`'s.
 
-use super::progress::{Failed, Link, Measure, NonBlocking, Watch};
-use crate::interrupted::{Flow, Halt};
+use super::progress::{classify, Failed, Link, Measure, NonBlocking, Stop, Watch, EAGAIN};
+use crate::interrupted::Flow;
 use crate::{FileMeta, TransportError};
 use ssh2::{ErrorCode, File, FileStat, OpenFlags, OpenType, Sftp};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -14,11 +14,14 @@ use std::time::Duration;
 
 /// `LIBSSH2_FX_NO_SUCH_FILE`.
 const NO_SUCH_FILE: ErrorCode = ErrorCode::SFTP(2);
-/// `LIBSSH2_ERROR_SFTP_PROTOCOL`: the host answered a request with an error status.
-const SFTP_PROTOCOL: ErrorCode = ErrorCode::Session(-31);
-/// Bytes of an upload handed to libssh2 at once: it pipelines them as 32 KiB write requests, so
-/// this many may be in flight before the first is confirmed.
-const WINDOW: usize = 4 << 20;
+/// Bytes of an upload handed to libssh2 at once, as seconds of the rate measured so far, within
+/// bounds. libssh2 pipelines them as 32 KiB write requests but reports confirmed bytes only
+/// once all of them are on the wire, so this is both how much is in flight (it must cover the
+/// link's bandwidth-delay product) and how often progress is seen (it must stay well inside
+/// the progress timeout on a slow link).
+const WINDOW_TIME: Duration = Duration::from_millis(500);
+const WINDOW_MIN: usize = 128 << 10;
+const WINDOW_MAX: usize = 8 << 20;
 /// Longest sleep between looks at a transfer.
 const TICK: Duration = Duration::from_secs(1);
 
@@ -27,10 +30,13 @@ const TICK: Duration = Duration::from_secs(1);
 pub(super) fn start(link: Link) -> Result<Option<Sftp>, TransportError> {
     let _nb = NonBlocking::new(link.session);
     let mut w = link.watch("opening the SFTP channel", Flow::Received, Measure::Host);
-    match w.call(|| link.session.sftp()) {
-        Ok(sftp) => Ok(Some(sftp)),
-        Err(Failed::Halted(h)) => Err(w.interrupted(h)),
-        Err(Failed::Refused(_)) => Ok(None),
+    loop {
+        match link.session.sftp() {
+            Ok(sftp) => return Ok(Some(sftp)),
+            Err(e) if e.code() == EAGAIN => w.wait(TICK).map_err(|h| w.interrupted(h))?,
+            // Refused (no subsystem), or a broken link, which the shell's first command reports.
+            Err(_) => return Ok(None),
+        }
     }
 }
 
@@ -189,11 +195,15 @@ fn write_from(
     file.seek(SeekFrom::Start(from))
         .map_err(|e| TransportError::Io(format!("{}: seeking in {path}: {e}", link.host)))?;
     w.measure(Measure::Payload);
-    let mut pos = usize::try_from(from).unwrap_or(data.len()).min(data.len());
+    let start = usize::try_from(from).unwrap_or(data.len()).min(data.len());
+    let started = std::time::Instant::now();
+    let mut pos = start;
     while pos < data.len() {
+        let rate = (pos - start) as f64 / started.elapsed().as_secs_f64().max(1e-3);
+        let window = ((rate * WINDOW_TIME.as_secs_f64()) as usize).clamp(WINDOW_MIN, WINDOW_MAX);
         // libssh2 takes the same bytes again after "would block"; what it already sent is
         // skipped, and what it returns is what the host confirmed.
-        let end = (pos + WINDOW).min(data.len());
+        let end = (pos + window).min(data.len());
         match file.write(&data[pos..end]) {
             // Nothing confirmed yet and nothing to wait for in libssh2's view: look again soon.
             Ok(0) => w.wait(TICK).map_err(|h| w.interrupted(h))?,
@@ -236,7 +246,11 @@ pub(super) fn read_at(
     len: usize,
 ) -> Result<Vec<u8>, TransportError> {
     let _nb = NonBlocking::new(link.session);
-    let mut w = link.watch(format!("reading back {path}"), Flow::Received, Measure::Host);
+    let mut w = link.watch(
+        format!("reading back {path}"),
+        Flow::Received,
+        Measure::Host,
+    );
     let mut file = w
         .call(|| sftp.open(Path::new(path)))
         .map_err(|f| w.failed(&format!("cannot open {path}"), f))?;
@@ -290,10 +304,11 @@ pub(super) fn remove(link: Link, sftp: &Sftp, path: &str) {
 }
 
 /// A failed read or write: ssh2 folds libssh2's code into an `io::Error`, so the session's
-/// last error tells whether the host refused (an SFTP status) or the link failed.
+/// last error tells whether the host refused (an SFTP status, say a full disk) or the link
+/// failed.
 fn io_failure(link: Link, e: io::Error) -> Failed {
     match ssh2::Error::last_session_error(link.session) {
-        Some(last) if last.code() == SFTP_PROTOCOL => Failed::Refused(last),
-        _ => Failed::Halted(Halt::Lost(e.to_string())),
+        Some(last) => classify(last),
+        None => Failed::Halted(Stop::Lost(e.to_string())),
     }
 }

@@ -1,0 +1,444 @@
+//! Slow and broken links, for real: sshd test hosts (see `support`) behind a kernel `tbf` qdisc
+//! on their veth, or with their link taken down. A transfer or command that keeps moving is
+//! never cut off however long it takes; one that stops moving fails after the progress timeout
+//! naming what it did, how far it got and how long it waited; an upload whose link comes back
+//! resumes where it stopped. Each test restores what it changes (qdisc, link) on every exit.
+//!
+//! The figures (upload rates, time to detect a stopped link) are printed with `--nocapture`.
+
+mod support;
+
+use c1m_orchestrator::check::facts;
+use c1m_orchestrator::run::deploy::{deploy, BINARIES};
+use c1m_transport::ssh::{SshConfig, SshTransport};
+use c1m_transport::{Become, Flow, Interrupted, Transport, TransportError};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use support::{Lab, LabOptions};
+
+/// What the shaping tests need beyond the lab itself.
+const NEEDS: &[&str] = &["root", "sshd", "ip", "ssh-keygen", "ssh-keyscan", "tc"];
+
+fn lab(test: &str, sftp: bool) -> Option<Lab> {
+    if !support::require(test, NEEDS) {
+        return None;
+    }
+    Lab::start_with(
+        test,
+        LabOptions {
+            sftp,
+            sftp_log: sftp,
+            ..Default::default()
+        },
+    )
+}
+
+/// Root on host 0, with a short connect timeout so reconnects to a dead link give up quickly.
+fn connect(lab: &Lab, keepalive: Duration, patience: Duration) -> SshTransport {
+    let h = &lab.hosts[0];
+    let cfg = SshConfig {
+        name: h.name.clone(),
+        address: h.address.clone(),
+        port: h.port,
+        user: h.user.clone(),
+        key_file: Some(lab.keys.ed25519.clone()),
+        known_hosts: lab.known_hosts.clone(),
+        accept_new_host_keys: false,
+        become_: Become::default(),
+        connect_timeout: Duration::from_secs(2),
+    };
+    let mut t = SshTransport::connect(&cfg).expect("ssh to the test host");
+    t.set_liveness(keepalive, patience);
+    t
+}
+
+fn bin_dir() -> PathBuf {
+    std::env::var_os("C1M_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_BIN_EXE_c1m"))
+                .parent()
+                .expect("target dir")
+                .to_path_buf()
+        })
+}
+
+/// A real binary's bytes: what a deploy sends.
+fn server_binary() -> Vec<u8> {
+    std::fs::read(bin_dir().join("c1m-server")).expect("c1m-server is built")
+}
+
+fn sha256(data: &[u8]) -> Vec<u8> {
+    Sha256::digest(data).to_vec()
+}
+
+fn interrupted(e: TransportError) -> Interrupted {
+    match e {
+        TransportError::Interrupted(i) => *i,
+        other => panic!("expected an interrupted operation, got {other:?}"),
+    }
+}
+
+/// Mbit/s of `bytes` in `took`.
+fn mbit(bytes: u64, took: Duration) -> f64 {
+    bytes as f64 * 8.0 / took.as_secs_f64() / 1e6
+}
+
+/// Sleeps until `cond` holds, polling, at most `limit`.
+fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "{what} within {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Bytes of the temporary file beside `target` (a hidden `.NAME.c1m-*` name), 0 until it exists.
+fn temp_bytes(target: &Path) -> u64 {
+    let dir = target.parent().expect("a directory");
+    let prefix = format!(
+        ".{}.c1m-",
+        target.file_name().expect("a file name").to_string_lossy()
+    );
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .max()
+        .unwrap_or(0)
+}
+
+/// The binaries over a 1 Mbit/s link (each takes about a minute) with a progress timeout of
+/// 10 s: the deploy outlasts the timeout many times over and completes, because its bytes keep
+/// moving.
+#[test]
+fn a_deploy_over_a_1_mbit_link_completes() {
+    let Some(lab) = lab("a_deploy_over_a_1_mbit_link_completes", true) else {
+        return;
+    };
+    let patience = Duration::from_secs(10);
+    let mut t = connect(&lab, Duration::from_secs(2), patience);
+    let f = facts::gather(&mut t).expect("facts");
+    let remote = lab.dir.join("remote-bin");
+    let remote_str = remote.to_string_lossy().into_owned();
+    let _slow = lab.hosts[0].throttle_to_host("1mbit");
+
+    let started = Instant::now();
+    let d = deploy(&mut t, &f, &bin_dir(), &remote_str).expect("deploy over 1 Mbit/s");
+    let took = started.elapsed();
+    assert_eq!(d.uploaded, BINARIES.to_vec());
+    let mut bytes = 0;
+    for b in BINARIES {
+        let local = std::fs::read(bin_dir().join(b)).unwrap();
+        bytes += local.len() as u64;
+        assert_eq!(
+            sha256(&std::fs::read(remote.join(b)).unwrap()),
+            sha256(&local)
+        );
+    }
+    assert!(
+        took > patience * 4,
+        "a 1 Mbit/s link cannot carry {bytes} bytes in {took:?}: is the qdisc in place?"
+    );
+    eprintln!(
+        "deploy over tbf 1mbit: {bytes} bytes in {:.1} s = {:.2} Mbit/s (progress timeout {} s)",
+        took.as_secs_f64(),
+        mbit(bytes, took),
+        patience.as_secs()
+    );
+}
+
+/// The link stops mid-upload and stays down: the upload fails once it has gone twice the
+/// progress timeout without progress (the first to notice, the second for the link to come
+/// back), naming the file, the bytes the host confirmed of how many, the time without progress
+/// and the attempts; nothing is left at the target.
+#[test]
+fn an_upload_whose_link_stops_fails_naming_bytes_sent_and_time_waited() {
+    let Some(lab) = lab("an_upload_whose_link_stops_fails", true) else {
+        return;
+    };
+    let patience = Duration::from_secs(3);
+    let mut t = connect(&lab, Duration::from_secs(1), patience);
+    let data = server_binary();
+    let target = lab.dir.join("stopped-c1m-server");
+    let target_str = target.to_string_lossy().into_owned();
+    let _slow = lab.hosts[0].throttle_to_host("1mbit");
+
+    let upload = std::thread::scope(|s| {
+        let sending = s.spawn(|| t.write_file(&target_str, &data, 0o755));
+        wait_until("the upload under way", Duration::from_secs(30), || {
+            temp_bytes(&target) > 256 * 1024
+        });
+        let down = lab.hosts[0].link_down();
+        let stopped = Instant::now();
+        let result = sending.join().expect("upload thread");
+        let detected = stopped.elapsed();
+        down.restore();
+        (result, detected)
+    });
+    let (result, detected) = upload;
+    let i = interrupted(result.expect_err("an upload over a stopped link must fail"));
+    let msg = i.to_string();
+    eprintln!(
+        "stopped link: upload gave up {:.1} s after the link went down: {msg}",
+        detected.as_secs_f64()
+    );
+    assert_eq!(i.flow, Flow::Sent);
+    assert_eq!(i.total, Some(data.len() as u64));
+    assert!(
+        i.done > 0 && i.done < data.len() as u64,
+        "bytes confirmed before the stop: {msg}"
+    );
+    assert!(i.quiet >= patience * 2, "{msg}");
+    assert!(i.attempts >= 2, "a reconnect was tried: {msg}");
+    assert!(
+        msg.contains(&format!("uploading {target_str}: no progress for "))
+            && msg.contains(&format!("of {} bytes sent", data.len())),
+        "{msg}"
+    );
+    assert!(
+        detected < patience * 2 + Duration::from_secs(15),
+        "gave up {detected:?} after the stop"
+    );
+    assert!(
+        !target.exists(),
+        "a partial upload must never reach its target"
+    );
+}
+
+/// A blip shorter than the progress timeout is ridden out on the same connection; a stall
+/// longer than it breaks the connection, and the upload resumes over a new one from what the
+/// host already has: the bytes the host's SFTP server wrote add up to the file once, nothing
+/// sent twice, and the file is whole and verified.
+#[test]
+fn an_upload_whose_link_stalls_resumes_without_resending() {
+    let Some(lab) = lab("an_upload_whose_link_stalls_resumes", true) else {
+        return;
+    };
+    let patience = Duration::from_secs(5);
+    let mut t = connect(&lab, Duration::from_secs(1), patience);
+    let data = server_binary();
+    let target = lab.dir.join("resumed-c1m-server");
+    let target_str = target.to_string_lossy().into_owned();
+    let logins = lab.hosts[0].accepted_logins();
+    let _slow = lab.hosts[0].throttle_to_host("2mbit");
+
+    let started = Instant::now();
+    let quarter = data.len() as u64 / 4;
+    let result = std::thread::scope(|s| {
+        let sending = s.spawn(|| t.write_file(&target_str, &data, 0o750));
+        wait_until("a quarter uploaded", Duration::from_secs(60), || {
+            temp_bytes(&target) > quarter
+        });
+        // Shorter than the progress timeout: TCP retransmits once the link is back.
+        let blip = lab.hosts[0].link_down();
+        std::thread::sleep(patience / 2);
+        blip.restore();
+        wait_until("half uploaded", Duration::from_secs(60), || {
+            temp_bytes(&target) > 2 * quarter
+        });
+        // Longer than the progress timeout: the upload gives up on this connection.
+        let stall = lab.hosts[0].link_down();
+        std::thread::sleep(patience + Duration::from_secs(2));
+        stall.restore();
+        sending.join().expect("upload thread")
+    });
+    let took = started.elapsed();
+    result.expect("the upload resumes once the link is back");
+    assert_eq!(sha256(&std::fs::read(&target).unwrap()), sha256(&data));
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&target).unwrap().permissions());
+    assert_eq!(mode & 0o7777, 0o750);
+    assert_eq!(
+        lab.hosts[0].accepted_logins(),
+        logins + 1,
+        "one new session for the resume, none for the blip"
+    );
+    // The new session's handle wrote the rest only: at most the half that had not arrived
+    // before the stall. (The abandoned session's SFTP server logs its handle only once its own
+    // TCP connection times out; when it has, both add up to the file exactly once.)
+    let name = target.file_name().unwrap().to_string_lossy().into_owned();
+    let written: Vec<u64> = lab.hosts[0]
+        .sftp_written(&name)
+        .into_iter()
+        .filter(|&w| w > 0)
+        .collect();
+    let resumed = *written.last().unwrap_or_else(|| {
+        panic!(
+            "the resumed handle is not in the SFTP server's log: {:?}",
+            lab.hosts[0].sftp_written("")
+        )
+    });
+    assert!(
+        resumed > 0 && resumed <= data.len() as u64 - 2 * quarter,
+        "the resumed session wrote {resumed} of {} bytes: {written:?}",
+        data.len()
+    );
+    if written.len() >= 2 {
+        assert_eq!(
+            written.iter().sum::<u64>(),
+            data.len() as u64,
+            "{written:?}"
+        );
+    }
+    eprintln!(
+        "stalled link: {} bytes in {:.1} s over tbf 2mbit with a {:.1} s blip and a {:.1} s stall; \
+         written by the resumed session {resumed}",
+        data.len(),
+        took.as_secs_f64(),
+        (patience / 2).as_secs_f64(),
+        (patience + Duration::from_secs(2)).as_secs_f64()
+    );
+}
+
+/// Without an SFTP subsystem the bytes go through a command's stdin; a stall there resumes
+/// too (from the temporary file's size, with `dd seek=`), and the SHA-256 is checked on the
+/// host before the file is moved into place.
+#[test]
+fn an_upload_through_the_shell_resumes_after_a_stall() {
+    let Some(lab) = lab("an_upload_through_the_shell_resumes", false) else {
+        return;
+    };
+    let patience = Duration::from_secs(4);
+    let mut t = connect(&lab, Duration::from_secs(1), patience);
+    let data = server_binary();
+    let target = lab.dir.join("shell-c1m-server");
+    let target_str = target.to_string_lossy().into_owned();
+    let logins = lab.hosts[0].accepted_logins();
+    let _slow = lab.hosts[0].throttle_to_host("2mbit");
+
+    let result = std::thread::scope(|s| {
+        let sending = s.spawn(|| t.write_file(&target_str, &data, 0o755));
+        wait_until("a third uploaded", Duration::from_secs(60), || {
+            temp_bytes(&target) > data.len() as u64 / 3
+        });
+        let stall = lab.hosts[0].link_down();
+        std::thread::sleep(patience + Duration::from_secs(2));
+        stall.restore();
+        sending.join().expect("upload thread")
+    });
+    result.expect("the shell upload resumes once the link is back");
+    assert_eq!(sha256(&std::fs::read(&target).unwrap()), sha256(&data));
+    assert!(lab.hosts[0].accepted_logins() > logins);
+}
+
+/// Downloads are judged the same way: a file read over a slow link completes however long it
+/// takes; one whose link stops fails after the progress timeout with the bytes received.
+/// (This is how the control connection reads /proc files on a busy host.)
+#[test]
+fn a_read_over_a_slow_link_completes_and_a_stopped_one_fails() {
+    let Some(lab) = lab("a_read_over_a_slow_link", true) else {
+        return;
+    };
+    let patience = Duration::from_secs(3);
+    let mut t = connect(&lab, Duration::from_secs(1), patience);
+    let data: Vec<u8> = (0..2_000_000u32).map(|i| (i % 253) as u8).collect();
+    let path = lab.dir.join("download");
+    std::fs::write(&path, &data).unwrap();
+    let path_str = path.to_string_lossy().into_owned();
+    let _slow = lab.hosts[0].throttle_from_host("1mbit");
+
+    let started = Instant::now();
+    let got = t.read_file(&path_str).expect("a slow read completes");
+    let took = started.elapsed();
+    assert_eq!(got.as_deref(), Some(data.as_slice()));
+    assert!(took > patience * 4, "{took:?}: is the qdisc in place?");
+    eprintln!(
+        "read over tbf 1mbit: {} bytes in {:.1} s = {:.2} Mbit/s (progress timeout {} s)",
+        data.len(),
+        took.as_secs_f64(),
+        mbit(data.len() as u64, took),
+        patience.as_secs()
+    );
+
+    let (result, detected) = std::thread::scope(|s| {
+        let reading = s.spawn(|| t.read_file(&path_str));
+        std::thread::sleep(Duration::from_secs(3));
+        let down = lab.hosts[0].link_down();
+        let stopped = Instant::now();
+        let r = reading.join().expect("read thread");
+        let detected = stopped.elapsed();
+        down.restore();
+        (r, detected)
+    });
+    let i = interrupted(result.expect_err("a read over a stopped link must fail"));
+    let msg = i.to_string();
+    eprintln!(
+        "stopped link: read gave up {:.1} s after the link went down: {msg}",
+        detected.as_secs_f64()
+    );
+    assert_eq!(i.flow, Flow::Received);
+    assert!(i.done > 0 && i.done < data.len() as u64, "{msg}");
+    assert!(i.quiet >= patience, "{msg}");
+    assert!(msg.contains(&format!("reading {path_str}")), "{msg}");
+    assert!(detected < patience + Duration::from_secs(3), "{detected:?}");
+}
+
+/// A command is judged by whether the host still talks, not by a budget: one that prints
+/// nothing for three times the progress timeout completes (the host answers keepalives), and
+/// one whose link stops fails after about the progress timeout, naming the command.
+#[test]
+fn a_quiet_command_outlasts_the_progress_timeout_and_a_stopped_one_fails() {
+    let Some(lab) = lab("a_quiet_command_outlasts_the_progress_timeout", true) else {
+        return;
+    };
+    let patience = Duration::from_secs(3);
+    let mut t = connect(&lab, Duration::from_secs(1), patience);
+    let started = Instant::now();
+    let out = t.exec("sleep 9; echo done", None).expect("a quiet command");
+    assert_eq!(out.stdout_str(), "done\n");
+    assert!(started.elapsed() >= patience * 3);
+
+    let (result, detected) = std::thread::scope(|s| {
+        let running = s.spawn(|| t.exec("sleep 60", None));
+        std::thread::sleep(Duration::from_millis(500));
+        let down = lab.hosts[0].link_down();
+        let stopped = Instant::now();
+        let r = running.join().expect("command thread");
+        let detected = stopped.elapsed();
+        down.restore();
+        (r, detected)
+    });
+    let i = interrupted(result.expect_err("a command over a stopped link must fail"));
+    let msg = i.to_string();
+    eprintln!(
+        "stopped link: command gave up {:.1} s after the link went down: {msg}",
+        detected.as_secs_f64()
+    );
+    assert!(msg.contains("running `sleep 60`: no progress for"), "{msg}");
+    assert!(
+        detected < patience * 2 + Duration::from_secs(1),
+        "{detected:?}"
+    );
+}
+
+/// A host's pace is measured, not assumed: an SFTP request (no program started) answers
+/// faster than starting `true` through the shell, and budgets scale with what was measured.
+#[test]
+fn a_hosts_pace_is_measured() {
+    let Some(lab) = lab("a_hosts_pace_is_measured", true) else {
+        return;
+    };
+    let mut t = connect(&lab, Duration::from_secs(5), Duration::from_secs(30));
+    let pace = c1m_transport::pace::measure(&mut t, 5).expect("pace");
+    let round_trip = pace.round_trip.expect("the test host has SFTP");
+    eprintln!(
+        "pace of a netns sshd host: SFTP round trip {:.2} ms, exec {:.2} ms, network RTT {:?}",
+        round_trip.as_secs_f64() * 1e3,
+        pace.exec.as_secs_f64() * 1e3,
+        t.network_rtt()
+    );
+    assert!(round_trip < pace.exec, "{pace:?}");
+    assert!(
+        t.network_rtt().is_some_and(|rtt| rtt < pace.exec),
+        "{pace:?}"
+    );
+    assert_eq!(
+        pace.budget(Duration::from_secs(30), 2),
+        Duration::from_secs(30)
+    );
+}
