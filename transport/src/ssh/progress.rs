@@ -288,39 +288,28 @@ pub(super) fn smoothed_rtt(socket: RawFd) -> Option<Duration> {
 }
 
 fn tcp_info(socket: RawFd) -> Option<(libc::tcp_info, usize)> {
-    // SAFETY: tcp_info is plain integers, for which all zeroes is a valid value.
-    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-    // SAFETY: TCP_INFO writes at most `len` bytes into `info` and says how many in `len`.
-    let rc = unsafe {
-        libc::getsockopt(
-            socket,
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&mut info as *mut libc::tcp_info).cast(),
-            &mut len,
-        )
-    };
-    (rc == 0).then_some((info, len as usize))
+    // SAFETY: tcp_info is a C struct of integers, which TCP_INFO fills in.
+    unsafe { sockopt(socket, libc::IPPROTO_TCP, libc::TCP_INFO) }
 }
 
 /// The pending error of a socket, e.g. "Connection timed out" when the host stopped answering.
 fn socket_error(socket: RawFd) -> io::Error {
-    let mut err: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: SO_ERROR writes one int into `err`, whose size `len` states.
-    let rc = unsafe {
-        libc::getsockopt(
-            socket,
-            libc::SOL_SOCKET,
-            libc::SO_ERROR,
-            (&mut err as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if rc == 0 && err != 0 {
-        io::Error::from_raw_os_error(err)
-    } else {
-        io::Error::other("socket error")
+    // SAFETY: SO_ERROR fills in one int.
+    match unsafe { sockopt::<libc::c_int>(socket, libc::SOL_SOCKET, libc::SO_ERROR) } {
+        Some((err, _)) if err != 0 => io::Error::from_raw_os_error(err),
+        _ => io::Error::other("socket error"),
     }
+}
+
+/// A socket option as the kernel fills it in, and how many bytes of it the kernel wrote.
+///
+/// # Safety
+/// `T` must be the plain C type (integers only) the option `name` fills in, for which all
+/// zeroes is a valid value.
+unsafe fn sockopt<T>(socket: RawFd, level: libc::c_int, name: libc::c_int) -> Option<(T, usize)> {
+    let mut value: T = std::mem::zeroed();
+    let mut len = std::mem::size_of::<T>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `value` and says how many in `len`.
+    let rc = libc::getsockopt(socket, level, name, (&mut value as *mut T).cast(), &mut len);
+    (rc == 0).then_some((value, len as usize))
 }

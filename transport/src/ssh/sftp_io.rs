@@ -49,10 +49,24 @@ pub(super) fn read(link: Link, sftp: &Sftp, path: &str) -> Result<Option<Vec<u8>
         Err(Failed::Refused(e)) if e.code() == NO_SUCH_FILE => return Ok(None),
         Err(f) => return Err(w.failed(&format!("cannot open {path}"), f)),
     };
+    let data = read_up_to(&mut w, link, &mut file, path, usize::MAX)?;
+    close(&mut w, &mut file, path)?;
+    Ok(Some(data))
+}
+
+/// Reads from where `file` points until its end or `limit` bytes.
+fn read_up_to(
+    w: &mut Watch,
+    link: Link,
+    file: &mut File,
+    path: &str,
+    limit: usize,
+) -> Result<Vec<u8>, TransportError> {
     let mut data = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match file.read(&mut buf) {
+    while data.len() < limit {
+        let want = buf.len().min(limit - data.len());
+        match file.read(&mut buf[..want]) {
             Ok(0) => break,
             Ok(n) => {
                 data.extend_from_slice(&buf[..n]);
@@ -64,8 +78,7 @@ pub(super) fn read(link: Link, sftp: &Sftp, path: &str) -> Result<Option<Vec<u8>
             Err(e) => return Err(w.failed(&format!("reading {path}"), io_failure(link, e))),
         }
     }
-    close(&mut w, &mut file, path)?;
-    Ok(Some(data))
+    Ok(data)
 }
 
 /// What SFTP's lstat says of a path.
@@ -256,22 +269,7 @@ pub(super) fn read_at(
         .map_err(|f| w.failed(&format!("cannot open {path}"), f))?;
     file.seek(SeekFrom::Start(offset))
         .map_err(|e| TransportError::Io(format!("{}: seeking in {path}: {e}", link.host)))?;
-    let mut data = vec![0u8; len];
-    let mut got = 0;
-    while got < len {
-        match file.read(&mut data[got..]) {
-            Ok(0) => break,
-            Ok(n) => {
-                got += n;
-                w.moved(n);
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                w.wait(TICK).map_err(|h| w.interrupted(h))?
-            }
-            Err(e) => return Err(w.failed(&format!("reading {path}"), io_failure(link, e))),
-        }
-    }
-    data.truncate(got);
+    let data = read_up_to(&mut w, link, &mut file, path, len)?;
     close(&mut w, &mut file, path)?;
     Ok(data)
 }
