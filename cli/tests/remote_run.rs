@@ -394,38 +394,81 @@ fn a_server_killed_mid_run_stops_the_run_promptly() {
     assert_nothing_left(&lab);
 }
 
-#[test]
-fn sigint_stops_every_host_within_seconds() {
-    let Some(mut lab) = Lab::start("remote_run_sigint", 4) else {
-        return;
-    };
-    let inv = inventory(&mut lab);
-    let mut child = spawn_run(&run_args(&lab, &inv, &["-n", "30000", "--hold", "forever"]));
+/// Starts a run holding 30,000 connections over three client hosts, forever; returns once
+/// every client holds its share.
+fn start_holding_forever(lab: &Lab, inv: &Path) -> Child {
+    let mut child = spawn_run(&run_args(lab, inv, &["-n", "30000", "--hold", "forever"]));
     wait_for(
         &mut child,
         "every client holding",
         Duration::from_secs(90),
         || {
             lab.hosts[1..].iter().all(|h| {
-                last_line(&lab, &h.name, "client.jsonl")
+                last_line(lab, &h.name, "client.jsonl")
                     .is_some_and(|l| l["open"].as_u64() == Some(10000))
             })
         },
     );
+    child
+}
+
+/// SIGINT, SIGTERM and SIGHUP to `c1m` each stop every host within seconds: exit 130, a run
+/// directory that says interrupted, nothing left on any host.
+fn a_signal_stops_every_host(test: &str, sig: libc::c_int, name: &str) {
+    let Some(mut lab) = Lab::start(test, 4) else {
+        return;
+    };
+    let inv = inventory(&mut lab);
+    let child = start_holding_forever(&lab, &inv);
     let sent = Instant::now();
     // SAFETY: signalling the child we started.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    unsafe { libc::kill(child.id() as i32, sig) };
     let out = finish_within(child, Duration::from_secs(30));
     assert!(
         sent.elapsed() < Duration::from_secs(10),
         "took {:?}",
         sent.elapsed()
     );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
     let (_, run) = latest_run(&lab);
     assert_eq!(run["outcome"], "interrupted", "{run:#}");
+    assert!(run["reason"].as_str().unwrap().contains(name), "{run:#}");
     assert_eq!(run["established_peak"], 30000, "{run:#}");
     assert_nothing_left(&lab);
+}
+
+#[test]
+fn sigint_stops_every_host_within_seconds() {
+    a_signal_stops_every_host("remote_run_sigint", libc::SIGINT, "SIGINT");
+}
+
+#[test]
+fn sigterm_stops_every_host_within_seconds() {
+    a_signal_stops_every_host("remote_run_sigterm", libc::SIGTERM, "SIGTERM");
+}
+
+#[test]
+fn sighup_stops_every_host_within_seconds() {
+    a_signal_stops_every_host("remote_run_sighup", libc::SIGHUP, "SIGHUP");
+}
+
+/// SIGKILL to `c1m`: its SSH connections die with it, each sshd closes its binary's stdin, and
+/// the binaries stop by themselves within seconds.
+#[test]
+fn after_sigkill_every_binary_stops_by_itself() {
+    let Some(mut lab) = Lab::start("remote_run_sigkill", 4) else {
+        return;
+    };
+    let inv = inventory(&mut lab);
+    let mut child = start_holding_forever(&lab, &inv);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (dir, _) = (fs::canonicalize(lab.dir.join("runs/latest")).unwrap(), ());
+    assert!(
+        !dir.join("run.json").exists(),
+        "a killed controller writes nothing"
+    );
+    assert_nothing_left_within(&lab, Duration::from_secs(15));
 }
 
 #[test]
@@ -588,7 +631,8 @@ fn an_unreachable_client_host_refuses_the_run_before_anything_starts() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    // Exit 4: a host could not be reached.
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
     assert!(stdout.contains("ghost (client"), "{stdout}");
     assert!(stdout.contains(&dead), "{stdout}");
     assert!(
@@ -618,14 +662,26 @@ fn a_hostile_source_ip_value_is_refused_and_runs_nothing() {
     );
     assert_ne!(with_var, text_inv);
     fs::write(&inv, with_var).unwrap();
+    // `c1m check` and `c1m run` judge the value with the same code: both refuse it (exit 3),
+    // naming the variable and the host, and nothing runs.
+    let finding = "✗ c1m_source_ips: found `10.0.0.1; touch";
+    let check = c1m()
+        .args(["check", "-i", inv.to_str().unwrap(), "-n", "1000"])
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(3), "{}", text(&check));
+    assert!(text(&check).contains(finding), "{}", text(&check));
     let out = c1m()
         .args(run_args(&lab, &inv, &["-n", "1000", "--hold", "0s"]))
         .output()
         .unwrap();
-    assert!(!out.status.success(), "{}", text(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains(finding), "{}", text(&out));
     assert!(
-        stderr.contains(&format!("host {}: c1m_source_ips", lab.hosts[1].name)),
+        text(&out).contains(&format!(
+            "correct c1m_source_ips of host {}",
+            lab.hosts[1].name
+        )),
         "{}",
         text(&out)
     );

@@ -130,12 +130,12 @@ pub fn load(dir: &Path) -> anyhow::Result<RunData> {
     load_hosts(dir, &mut data);
     check_expected_host_files(&mut data);
     if let Some(s) = &data.summary {
-        if s.outcome == "running" || s.finished_at.is_none() {
+        if s.outcome == c1m_rundir::Outcome::Running || s.finished_at.is_none() {
             data.notices.push(Notice::new(
                 "in_progress",
                 format!(
                     "the run has not finished (outcome `{}`, no finished_at): figures are as of the last line written",
-                    if s.outcome.is_empty() { "unset" } else { &s.outcome }
+                    s.outcome
                 ),
             ));
         }

@@ -170,13 +170,15 @@ pub fn build(data: &RunData, path: &str) -> RunReport {
 
     let mut report = RunReport {
         name: data.name.clone(),
+        label: data.name.clone(),
+        server: s.and_then(|s| s.server.clone()),
         path: path.to_string(),
         complete: false,
         notices: Vec::new(),
         outcome: s
-            .map(|s| s.outcome.clone())
-            .filter(|o| !o.is_empty())
-            .unwrap_or_else(|| "unknown".into()),
+            .map_or(c1m_rundir::Outcome::Unknown, |s| s.outcome)
+            .as_str()
+            .to_string(),
         reason: s.and_then(|s| s.reason.clone()),
         started_at: s.map(|s| s.started_at.clone()).filter(|x| !x.is_empty()),
         finished_at: s.and_then(|s| s.finished_at.clone()),

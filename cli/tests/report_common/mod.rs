@@ -397,7 +397,11 @@ pub fn synthetic_run(dir: &Path, spec: &Spec) {
         started_at: "2026-11-24T16:00:00Z".into(),
         finished_at: Some("2026-11-24T16:00:09Z".into()),
         inventory: "inventory/lab.yml".into(),
-        outcome: if reached { "reached" } else { "not_reached" }.into(),
+        outcome: if reached {
+            c1m_rundir::Outcome::Reached
+        } else {
+            c1m_rundir::Outcome::NotReached
+        },
         reason: (!reached).then(|| "clients stopped below the target".to_string()),
         partial: false,
         target,
@@ -431,6 +435,7 @@ pub fn synthetic_run(dir: &Path, spec: &Spec) {
             source_ips: vec![],
             window: Some(1000),
         },
+        server: None,
     };
     std::fs::write(
         dir.join("run.json"),

@@ -32,3 +32,17 @@ pub fn locate(name: &str) -> Result<PathBuf> {
             .join(", ")
     )
 }
+
+/// The directory `c1m-server` and `c1m-client` are in here (both are looked up).
+pub fn dir() -> Result<PathBuf> {
+    let server = locate("c1m-server")?;
+    let client = locate("c1m-client")?;
+    match (server.parent(), client.parent()) {
+        (Some(a), Some(b)) if a == b => Ok(a.to_path_buf()),
+        _ => bail!(
+            "{} and {} are not in one directory; point C1M_BIN_DIR at a directory that holds both",
+            server.display(),
+            client.display()
+        ),
+    }
+}

@@ -7,9 +7,6 @@ use c1m_transport::upload::upload_if_changed;
 use c1m_transport::{shell_quote, Transport};
 use std::path::Path;
 
-/// Where the binaries go on a host.
-pub const REMOTE_DIR: &str = "/var/lib/c1m/bin";
-
 /// The binaries every host gets.
 pub const BINARIES: [&str; 2] = ["c1m-server", "c1m-client"];
 

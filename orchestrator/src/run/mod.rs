@@ -1,14 +1,28 @@
-//! `c1m run`: the test itself. Without an inventory, everything runs on this machine over
-//! loopback ([`local`]); the run directory layout is in [`c1m_rundir`].
+//! `c1m run`: the test itself, through one engine whether the hosts are this machine (no
+//! inventory: the built-in `inventory/local.yml`, loopback) or others over SSH.
+//!
+//! [`prepare`] connects, plans and deploys; [`engine`] runs the live phases; [`summary`] writes
+//! `run.json`. Modules, lowest layer first: `binaries`, `netns`, `sampler`, `track`, `view`,
+//! `signals`, `msg`, `deploy`, `proc`, `control`, `prepare`, `local_env`, `launch`, `state`,
+//! `intake`, `summary`, `teardown`, `engine`.
 
 pub mod binaries;
+pub mod control;
 pub mod deploy;
-pub mod local;
+mod engine;
+mod intake;
+pub mod launch;
+mod local_env;
+pub mod msg;
 pub mod netns;
-pub mod preflight;
-pub mod remote;
+pub mod prepare;
+pub mod proc;
 pub mod sampler;
+pub mod server_tree;
+mod signals;
+mod state;
 pub mod summary;
+mod teardown;
 pub mod track;
 pub mod view;
 
@@ -64,22 +78,15 @@ pub enum RunEnd {
     Interrupted,
 }
 
-/// Runs `c1m run`.
+/// Runs `c1m run`: prepares (refusing what cannot fit), then runs the live phases.
 pub fn run(args: RunOptions) -> anyhow::Result<RunEnd> {
-    let code = if args.hosts.inventory.is_some() {
-        remote::run(args)?
-    } else {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?;
-        rt.block_on(local::run(args))?
+    let prepared = match prepare::prepare(&args)? {
+        prepare::Readiness::Ready(p) => *p,
+        prepare::Readiness::Refused(end) => return Ok(end),
     };
-    Ok(match code {
-        0 => RunEnd::Passed,
-        3 => RunEnd::Refused,
-        4 => RunEnd::Unreachable,
-        130 => RunEnd::Interrupted,
-        _ => RunEnd::Failed,
-    })
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(engine::run(args, prepared))
 }

@@ -53,6 +53,19 @@ pub fn unavailable() -> Option<&'static str> {
     None
 }
 
+/// Whether `pid` is a live process: a zombie (a killed `c1m` whose parent has not reaped it)
+/// is not.
+fn alive(pid: &str) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the command name, which is in parentheses and may hold anything.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    !matches!(state, Some("Z") | Some("X") | None)
+}
+
 /// Deletes namespaces of earlier runs whose process is gone (a crash, a SIGKILL).
 fn remove_stale() {
     let Ok(dir) = std::fs::read_dir("/run/netns") else {
@@ -63,7 +76,7 @@ fn remove_stale() {
         let Some(pid) = name.strip_prefix(PREFIX) else {
             continue;
         };
-        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        if !alive(pid) {
             let _ = ip(&["netns", "del", &name]);
         }
     }

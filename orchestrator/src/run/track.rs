@@ -13,9 +13,7 @@ pub struct Track {
     pub server_summary: Option<ServerStats>,
     pub established_peak: u64,
     pub server_open_peak: u64,
-    pub rate_peak: f64,
-    pub server_rss_at_peak: u64,
-    pub kernel_at_peak: c1m_rundir::KernelMemory,
+    /// CPU busy (0..1) of this host at each sample while the clients connected.
     pub cpu_busy: Vec<f64>,
 }
 

@@ -17,63 +17,6 @@ pub struct Frame {
     pub kernel_bytes: i64,
 }
 
-pub enum View {
-    Bar(ProgressBar),
-    Plain,
-}
-
-impl View {
-    pub fn new(target: u64, no_progress: bool) -> View {
-        if no_progress || !std::io::stdout().is_terminal() {
-            return View::Plain;
-        }
-        let bar = ProgressBar::with_draw_target(Some(target), ProgressDrawTarget::stdout());
-        let style = ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:36.cyan/blue} {human_pos}/{human_len} {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
-        bar.set_style(style.progress_chars("█▉▊▋▌▍▎▏ "));
-        View::Bar(bar)
-    }
-
-    pub fn show(&self, f: &Frame) {
-        let msg = format!(
-            "{}/s · errors {} · server RSS {} · kernel {}",
-            fmt::int(f.rate as u64),
-            fmt::int(f.errors),
-            fmt::bytes(f.server_rss as f64),
-            fmt::bytes(f.kernel_bytes.max(0) as u64 as f64)
-        );
-        match self {
-            View::Bar(b) => {
-                b.set_position(f.established.min(f.target));
-                b.set_message(msg);
-            }
-            View::Plain => println!(
-                "t={:>5.1}s connections: {}/{} {}",
-                f.t,
-                fmt::int(f.established),
-                fmt::int(f.target),
-                msg
-            ),
-        }
-    }
-
-    /// Prints a line above the bar (or plainly).
-    pub fn note(&self, line: &str) {
-        match self {
-            View::Bar(b) => b.println(line),
-            View::Plain => println!("{line}"),
-        }
-    }
-
-    pub fn finish(&self) {
-        if let View::Bar(b) = self {
-            b.abandon();
-        }
-    }
-}
-
 /// One host's line in a run over an inventory.
 pub struct HostFrame<'a> {
     pub name: &'a str,
@@ -89,9 +32,9 @@ pub struct HostFrame<'a> {
     pub failure: Option<&'a str>,
 }
 
-/// The live view of a run over several hosts: a bar for the total and one per host on a
-/// terminal; otherwise one plain line a second for the total, with each host in brief.
-pub enum HostsView {
+/// The live view of a run: on a terminal, a bar for the total and, over several hosts, one per
+/// host; otherwise one plain line a second for the total, with each host in brief.
+pub enum View {
     Bars {
         multi: MultiProgress,
         total: ProgressBar,
@@ -100,11 +43,11 @@ pub enum HostsView {
     Plain,
 }
 
-impl HostsView {
+impl View {
     /// `hosts`: (name, share) in the order frames will come; share 0 for the server.
-    pub fn new(target: u64, hosts: &[(String, u64)], no_progress: bool) -> HostsView {
+    pub fn new(target: u64, hosts: &[(String, u64)], no_progress: bool) -> View {
         if no_progress || !std::io::stdout().is_terminal() {
-            return HostsView::Plain;
+            return View::Plain;
         }
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
         let width = hosts.iter().map(|h| h.0.len()).max().unwrap_or(5).max(5);
@@ -118,7 +61,9 @@ impl HostsView {
         let total = multi.add(ProgressBar::new(target));
         total.set_style(bar_style(width));
         total.set_prefix("total");
-        let hosts = hosts
+        // One host is the total: no second bar saying the same.
+        let per_host = if hosts.len() > 1 { hosts } else { &[] };
+        let hosts = per_host
             .iter()
             .map(|(name, share)| {
                 let b = multi.add(ProgressBar::new((*share).max(1)));
@@ -135,7 +80,7 @@ impl HostsView {
                 b
             })
             .collect();
-        HostsView::Bars {
+        View::Bars {
             multi,
             total,
             hosts,
@@ -168,7 +113,7 @@ impl HostsView {
             ),
         };
         match self {
-            HostsView::Bars {
+            View::Bars {
                 total: bar,
                 hosts: bars,
                 ..
@@ -184,7 +129,17 @@ impl HostsView {
                     b.set_message(host_msg(h));
                 }
             }
-            HostsView::Plain => {
+            View::Plain if hosts.len() <= 1 => println!(
+                "t={:>5.1}s connections: {}/{} {}/s · errors {} · server RSS {} · kernel {}",
+                total.t,
+                fmt::int(total.established),
+                fmt::int(total.target),
+                fmt::int(total.rate as u64),
+                fmt::int(total.errors),
+                fmt::bytes(total.server_rss as f64),
+                fmt::bytes(total.kernel_bytes.max(0) as u64 as f64)
+            ),
+            View::Plain => {
                 let brief: Vec<String> = hosts
                     .iter()
                     .map(|h| match h.failure {
@@ -209,15 +164,15 @@ impl HostsView {
     /// Prints a line above the bars (or plainly).
     pub fn note(&self, line: &str) {
         match self {
-            HostsView::Bars { multi, .. } => {
+            View::Bars { multi, .. } => {
                 let _ = multi.println(line);
             }
-            HostsView::Plain => println!("{line}"),
+            View::Plain => println!("{line}"),
         }
     }
 
     pub fn finish(&self) {
-        if let HostsView::Bars { total, hosts, .. } = self {
+        if let View::Bars { total, hosts, .. } = self {
             total.abandon();
             for h in hosts {
                 h.abandon();
