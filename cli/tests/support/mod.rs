@@ -141,6 +141,8 @@ pub struct Lab {
     bridge: String,
     users: Vec<String>,
     extra_addresses: usize,
+    /// What the lab was started with: a host moved behind a bastion is configured again alike.
+    opts: LabOptions,
     _lock: File,
 }
 
@@ -206,6 +208,7 @@ impl Lab {
             bridge: format!("c1mtb{subnet}"),
             users: Vec::new(),
             extra_addresses: 0,
+            opts: opts.clone(),
             _lock: lock,
         };
         lab.remove_leftovers();
@@ -464,7 +467,7 @@ impl Lab {
                 "eth0",
             ]));
             h.address = address;
-            h.write_config(&self.dir.join("authorized_keys"), true);
+            h.write_config(&self.dir.join("authorized_keys"), &self.opts);
             h.start_inside();
             let out = run(Command::new("ip").args([
                 "netns",
