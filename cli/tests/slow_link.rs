@@ -36,8 +36,15 @@ fn lab(test: &str, sftp: bool) -> Option<Lab> {
 
 /// Root on host 0, with a short connect timeout so reconnects to a dead link give up quickly.
 fn connect(lab: &Lab, keepalive: Duration, patience: Duration) -> SshTransport {
-    let h = &lab.hosts[0];
-    let cfg = SshConfig {
+    let mut t = SshTransport::connect(&config(lab, 0)).expect("ssh to the test host");
+    t.set_liveness(keepalive, patience);
+    t
+}
+
+/// Root on host `i`, with a short connect timeout.
+fn config(lab: &Lab, i: usize) -> SshConfig {
+    let h = &lab.hosts[i];
+    SshConfig {
         name: h.name.clone(),
         address: h.address.clone(),
         port: h.port,
@@ -47,10 +54,7 @@ fn connect(lab: &Lab, keepalive: Duration, patience: Duration) -> SshTransport {
         accept_new_host_keys: false,
         become_: Become::default(),
         connect_timeout: Duration::from_secs(2),
-    };
-    let mut t = SshTransport::connect(&cfg).expect("ssh to the test host");
-    t.set_liveness(keepalive, patience);
-    t
+    }
 }
 
 fn bin_dir() -> PathBuf {
@@ -436,6 +440,47 @@ fn a_quiet_command_outlasts_the_progress_timeout_and_a_stopped_one_fails() {
     let msg = i.to_string();
     eprintln!(
         "stopped link: command gave up {:.1} s after the link went down: {msg}",
+        detected.as_secs_f64()
+    );
+    assert!(msg.contains("running `sleep 60`: no progress for"), "{msg}");
+    assert!(
+        detected < patience * 2 + Duration::from_secs(1),
+        "{detected:?}"
+    );
+}
+
+/// Through a ProxyJump tunnel a command is judged the same way, by what the far host says as
+/// the tunnel carries it (its socket's kernel knows nothing of that host): a command quiet for
+/// three times the progress timeout completes, and one whose jump host's link stops fails
+/// after about the progress timeout.
+#[test]
+fn a_quiet_command_through_a_jump_host_outlasts_the_timeout_and_a_stopped_one_fails() {
+    let test = "a_quiet_command_through_a_jump_host";
+    if !support::require(test, NEEDS) {
+        return;
+    }
+    let Some(mut lab) = Lab::start(test, 2) else {
+        return;
+    };
+    lab.isolate_behind(0, &[1]);
+    let patience = Duration::from_secs(3);
+    let mut t = SshTransport::connect_via(&config(&lab, 1), &[config(&lab, 0)])
+        .expect("ssh to host 1 through host 0");
+    t.set_liveness(Duration::from_secs(1), patience);
+    let started = Instant::now();
+    let out = t.exec("sleep 9; echo done", None).expect("a quiet command");
+    assert_eq!(out.stdout_str(), "done\n");
+    assert!(started.elapsed() >= patience * 3);
+
+    let (result, detected) = with_link_stopped(
+        &lab,
+        || std::thread::sleep(Duration::from_millis(500)),
+        || t.exec("sleep 60", None),
+    );
+    let i = interrupted(result.expect_err("a command through a stopped jump host must fail"));
+    let msg = i.to_string();
+    eprintln!(
+        "stopped jump host: command gave up {:.1} s after its link went down: {msg}",
         detected.as_secs_f64()
     );
     assert!(msg.contains("running `sleep 60`: no progress for"), "{msg}");

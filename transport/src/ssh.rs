@@ -73,7 +73,7 @@ enum Carrier {
     Tunnel {
         socket: UnixStream,
         /// Stops the pump (and the jump host's session) when the session is dropped.
-        _pump: jump::Tunnel,
+        pump: jump::Tunnel,
     },
 }
 
@@ -82,6 +82,14 @@ impl Carrier {
         match self {
             Carrier::Tcp(s) => s.as_raw_fd(),
             Carrier::Tunnel { socket, .. } => socket.as_raw_fd(),
+        }
+    }
+
+    /// A tunnel's counts of what it carried (see `progress::Link::counters`).
+    fn traffic(&self) -> Option<&progress::Traffic> {
+        match self {
+            Carrier::Tcp(_) => None,
+            Carrier::Tunnel { pump, .. } => Some(pump.traffic()),
         }
     }
 
@@ -108,7 +116,7 @@ pub struct SshTransport {
     patience: Duration,
     /// Keeps the socket whose fd we poll open as long as the session (libssh2 owns a clone),
     /// and a tunnel's pump running.
-    _carrier: Carrier,
+    carrier: Carrier,
     sftp: Option<ssh2::Sftp>,
     sftp_unavailable: bool,
     /// How to open the session again (the host and the ProxyJump hops to it, outermost first):
@@ -134,7 +142,7 @@ impl SshTransport {
             cfg,
             Carrier::Tunnel {
                 socket: stream,
-                _pump: tunnel,
+                pump: tunnel,
             },
         )?;
         t.jumps = jumps.to_vec();
@@ -178,7 +186,7 @@ impl SshTransport {
             become_: cfg.become_.clone(),
             session,
             socket,
-            _carrier: carrier,
+            carrier,
             sftp: None,
             sftp_unavailable: false,
             liveness: (KEEPALIVE, DEAD_AFTER),
@@ -217,6 +225,7 @@ impl SshTransport {
             host: &self.name,
             session: &self.session,
             socket: self.socket,
+            tunnel: self.carrier.traffic(),
             patience: self.patience,
         }
     }

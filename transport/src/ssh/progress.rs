@@ -15,6 +15,7 @@ use crate::TransportError;
 use ssh2::{ErrorCode, Session};
 use std::io;
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// libssh2's "would block" code (`LIBSSH2_ERROR_EAGAIN`).
@@ -43,6 +44,9 @@ pub(super) struct Link<'a> {
     pub host: &'a str,
     pub session: &'a Session,
     pub socket: RawFd,
+    /// What a ProxyJump tunnel's pump carried, when `socket` is the local end of one: its
+    /// kernel knows nothing of the far host.
+    pub tunnel: Option<&'a Traffic>,
     /// The progress timeout.
     pub patience: Duration,
 }
@@ -59,7 +63,16 @@ impl<'a> Link<'a> {
             done: 0,
             started: now,
             last_progress: now,
-            heard: link_counters(self.socket),
+            heard: self.counters(),
+        }
+    }
+
+    /// Bytes received from the host and bytes of ours it took, both only growing: the
+    /// socket's kernel counts, or a tunnel's. `None` where neither can tell.
+    pub fn counters(&self) -> Option<(u64, u64)> {
+        match self.tunnel {
+            Some(t) => Some(t.counters()),
+            None => link_counters(self.socket),
         }
     }
 
@@ -117,7 +130,7 @@ pub(super) struct Watch<'a> {
     done: u64,
     started: Instant,
     last_progress: Instant,
-    /// The socket's counters at the last look (see [`link_counters`]).
+    /// The link's counters at the last look (see [`Link::counters`]).
     heard: Option<(u64, u64)>,
 }
 
@@ -136,7 +149,7 @@ impl<'a> Watch<'a> {
     /// Changes what counts as progress from here on (the data phase of a transfer).
     pub fn measure(&mut self, measure: Measure) {
         self.measure = measure;
-        self.heard = link_counters(self.link.socket);
+        self.heard = self.link.counters();
     }
 
     /// Counts `n` bytes of the operation as moved.
@@ -193,7 +206,7 @@ impl<'a> Watch<'a> {
             return Err(Stop::Lost(socket_error(self.link.socket).to_string()));
         }
         if self.measure == Measure::Host {
-            let heard = link_counters(self.link.socket);
+            let heard = self.link.counters();
             if heard != self.heard {
                 self.heard = heard;
                 self.last_progress = Instant::now();
@@ -274,9 +287,29 @@ pub(super) fn classify(e: ssh2::Error) -> Failed {
     }
 }
 
+/// What a ProxyJump tunnel's pump handed to the session, in place of the kernel's counts (see
+/// [`Link::counters`]). Only bytes from the far host count: what the jump host's session takes
+/// of ours says nothing of the far host (it fills the jump host's socket buffer as readily when
+/// the far host is gone), so a host too busy to answer is judged through a tunnel by its
+/// answers alone.
+#[derive(Debug, Default)]
+pub(super) struct Traffic {
+    received: AtomicU64,
+}
+
+impl Traffic {
+    pub fn received(&self, n: usize) {
+        self.received.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    fn counters(&self) -> (u64, u64) {
+        (self.received.load(Ordering::Relaxed), 0)
+    }
+}
+
 /// The kernel's counts of bytes received on the socket and of bytes of ours the peer
 /// acknowledged (`TCP_INFO`); both only grow. `None` where the kernel cannot tell.
-pub(super) fn link_counters(socket: RawFd) -> Option<(u64, u64)> {
+fn link_counters(socket: RawFd) -> Option<(u64, u64)> {
     tcp_info(socket)
         .filter(|(_, len)| *len >= std::mem::offset_of!(libc::tcp_info, tcpi_bytes_received) + 8)
         .map(|(i, _)| (i.tcpi_bytes_received, i.tcpi_bytes_acked))
