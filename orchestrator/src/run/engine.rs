@@ -34,10 +34,12 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 /// A stream session proves its host alive this often and gives it up after this long silent:
-/// a host that dies mid-run is declared lost in about half a minute, not never.
+/// a host that dies mid-run is declared lost in about half a minute, not never. On a host
+/// measured slow (`RunHost::budget`) silence may last as long as 300 program starts there.
 const KEEPALIVE: Duration = Duration::from_secs(5);
 const DEAD_AFTER: Duration = Duration::from_secs(30);
-/// Binding every port takes well under a second on hardware; TCG guests are slower.
+/// Binding every port takes well under a second on hardware; TCG guests are slower, so the
+/// wait is also at least 1,000 program starts on the server's host as measured at deploy.
 const SERVER_READY: Duration = Duration::from_secs(120);
 
 /// Runs the live part of a prepared run and writes its run directory.
@@ -132,6 +134,7 @@ impl Engine {
         cmd: String,
     ) -> tokio::task::JoinHandle<Result<Running, String>> {
         let h = &self.hosts[host];
+        let dead_after = h.run.budget(DEAD_AFTER, 300);
         let (conn, inv_host, dir, tx) = (
             self.conn.clone(),
             h.run.host.clone(),
@@ -140,7 +143,7 @@ impl Engine {
         );
         tokio::task::spawn_blocking(move || {
             let mut t = conn.connect(&inv_host).map_err(|e| e.to_string())?;
-            t.set_liveness(KEEPALIVE, DEAD_AFTER);
+            t.set_liveness(KEEPALIVE, dead_after);
             let proc = RemoteProc::start(t, host, role, cmd, &dir, tx)
                 .map_err(|e| format!("{}: cannot start {}: {e}", inv_host.name, role.binary()))?;
             Ok(Running {
@@ -163,13 +166,14 @@ impl Engine {
             }
             Err(e) => return self.end(Outcome::Failed, format!("cannot start the server: {e}")),
         }
-        let deadline = tokio::time::Instant::now() + SERVER_READY;
+        let ready_within = self.hosts[si].run.budget(SERVER_READY, 1_000);
+        let deadline = tokio::time::Instant::now() + ready_within;
         while matches!(self.phase, Phase::Connecting) {
             tokio::select! {
                 sig = signals.recv() => self.interrupted(sig),
                 _ = tokio::time::sleep_until(deadline) => {
                     let name = self.hosts[si].run.host.name.clone();
-                    self.end(Outcome::Failed, format!("c1m-server on {name} did not report listening within {} s", SERVER_READY.as_secs()));
+                    self.end(Outcome::Failed, format!("c1m-server on {name} did not report listening within {} s", ready_within.as_secs()));
                 }
                 m = self.rx.recv() => match m.map(|m| absorb(&mut self.hosts, m, false, &mut self.peak)) {
                     Some(Happened::Layout(h, Role::Server, l)) => {
