@@ -56,7 +56,9 @@ pub fn server_spec(opts: &RunOptions, target: Ipv4Addr, steer: bool) -> ServerSp
         ports: ports(opts),
         connections: opts.connections,
         steer_source_base: steer.then_some(loopback::FIRST_SOURCE),
+        model: opts.model(),
         workers: controlled(opts),
+        ..ServerSpec::default()
     }
 }
 
