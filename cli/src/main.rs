@@ -97,6 +97,7 @@ fn run(a: RunArgs) -> anyhow::Result<Exit> {
         no_steering: a.no_steering,
         no_netns: a.no_netns,
         force: a.force,
+        models: a.demand.server_model.map(|l| l.0).unwrap_or_default(),
     })?;
     Ok(match end {
         RunEnd::Passed => Exit::Ok,
@@ -113,6 +114,11 @@ fn check(a: CheckArgs) -> anyhow::Result<Exit> {
         connections: a.demand.connections,
         port_count: a.demand.ports.port_count,
         source_ips: a.demand.source_ips,
+        models: a
+            .demand
+            .server_model
+            .map(|l| l.0)
+            .unwrap_or_else(|| vec![c1m_proto::launch::ServerSpec::default().model]),
         json: a.json,
     })?;
     Ok(match outcome {

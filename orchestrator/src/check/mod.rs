@@ -13,6 +13,7 @@ pub mod plan;
 
 use anyhow::Result;
 use c1m_ansible::connect::HostOptions;
+use c1m_proto::model::ServerModel;
 
 /// What `c1m check` is asked.
 #[derive(Debug, Clone, Default)]
@@ -24,6 +25,8 @@ pub struct CheckOptions {
     pub port_count: u16,
     /// Source IPs of a client on this machine (`--source-ips`).
     pub source_ips: Vec<String>,
+    /// Server models whose own ceilings the plan names (`--server-model`).
+    pub models: Vec<ServerModel>,
     /// Print the plan as JSON.
     pub json: bool,
 }
@@ -37,13 +40,17 @@ pub enum CheckOutcome {
     Unreachable,
 }
 
-/// What the run asks of the hosts: the same three figures for `c1m check` and `c1m run`.
+/// What the run asks of the hosts: the same figures for `c1m check` and `c1m run`.
 #[derive(Debug, Clone, Copy)]
 pub struct Demand<'a> {
     pub connections: u64,
     pub port_count: u16,
     /// `--source-ips`: the addresses of a client on this machine.
     pub source_ips: &'a [String],
+    /// The server models to name the ceilings of.
+    pub models: &'a [ServerModel],
+    /// `--procs`: worker processes.
+    pub procs: Option<usize>,
 }
 
 /// Every host reached and read, and the plan judged from what was found: the one preflight of
@@ -78,6 +85,8 @@ pub fn survey(hosts: &HostOptions, demand: Demand, say: bool) -> Result<Survey> 
             connections: demand.connections,
             ports: demand.port_count,
             local_source_ips: demand.source_ips,
+            models: demand.models,
+            procs: demand.procs,
         },
         &gather::facts_of(&reached),
     )?;
@@ -97,6 +106,8 @@ pub fn run(args: &CheckOptions) -> Result<CheckOutcome> {
             connections: args.connections,
             port_count: args.port_count,
             source_ips: &args.source_ips,
+            models: &args.models,
+            procs: None,
         },
         !args.json,
     )?

@@ -94,6 +94,8 @@ pub fn prepare(args: &RunOptions) -> Result<Readiness> {
             connections: args.connections,
             port_count: args.port_count,
             source_ips: &args.source_ips,
+            models: &[args.model()],
+            procs: args.procs,
         },
         true,
     )?;

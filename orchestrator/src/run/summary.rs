@@ -4,9 +4,12 @@
 use super::sampler::kernel_total;
 use super::state::{Ending, HostState, Peak, Reached};
 use super::{RunEnd, RunOptions};
+use c1m_proto::ceiling::{self, Ceiling};
 use c1m_proto::fmt;
-use c1m_proto::stats::{ClientStats, LayoutLine, StatsLine};
-use c1m_rundir::{HostSummary, LimitHit, Outcome, RunSettings, RunSummary};
+use c1m_proto::stats::{ClientStats, LayoutLine, ServerStats, StatsLine};
+use c1m_rundir::{
+    HostSummary, LimitHit, Outcome, RunSettings, RunSummary, ServerFigures, ServerKind,
+};
 use std::collections::BTreeMap;
 
 /// What the run's end is made from.
@@ -81,6 +84,7 @@ pub fn summarize(f: &Finished) -> RunSummary {
             .iter()
             .find_map(|h| Some(format!("{}: {}", h.run.host.name, h.failure.as_ref()?)))
     });
+    let ceiling = server_host.and_then(|h| model_ceiling(f.opts, h));
     let limit = limit_hit(
         f.opts,
         &client,
@@ -88,6 +92,7 @@ pub fn summarize(f: &Finished) -> RunSummary {
         outcome,
         reason.as_deref(),
         f.hosts,
+        ceiling.as_ref(),
     );
     let partial = f.hosts.iter().any(|h| {
         h.failure.is_some()
@@ -132,7 +137,47 @@ pub fn summarize(f: &Finished) -> RunSummary {
                 .flat_map(|h| h.run.source_ips.iter().cloned())
                 .collect(),
         ),
-        server: None,
+        server: server_host.map(|h| server_figures(f, h, &server, ceiling.as_ref())),
+    }
+}
+
+/// The model's own ceiling on the server host that stops it short of the target, as the
+/// preflight named it.
+fn model_ceiling(opts: &RunOptions, server: &HostState) -> Option<Ceiling> {
+    let limits = server.run.facts.host_limits(opts.procs);
+    ceiling::binding(opts.model(), opts.port_count, &limits, opts.connections)
+}
+
+/// The server under test: `c1m-server` with its model, where it ran and what it held.
+fn server_figures(
+    f: &Finished,
+    h: &HostState,
+    last: &ServerStats,
+    ceiling: Option<&Ceiling>,
+) -> ServerFigures {
+    let opts = f.opts;
+    let held = f.peak.server_open.max(1) as f64;
+    // The last tick while serving: the summary line comes after the connections closed.
+    let live = &h.track.server;
+    let procs = live.procs.max(last.procs) as u64;
+    let threads = live.threads.max(last.threads);
+    ServerFigures {
+        kind: ServerKind::C1mServer,
+        name: opts.model().name().into(),
+        protocol: "echo".into(),
+        host: h.run.host.name.clone(),
+        address: h.run.address.clone(),
+        ports: format!(
+            "{}-{}",
+            opts.first_port,
+            u32::from(opts.first_port) + u32::from(opts.port_count).max(1) - 1
+        ),
+        processes: (procs > 0).then_some(procs),
+        threads: (threads > 0).then_some(threads),
+        rss_bytes: Some(f.peak.server_rss),
+        rss_bytes_per_conn: (f.peak.server_open > 0).then(|| f.peak.server_rss as f64 / held),
+        predicted_ceiling: ceiling.map(|c| c.holds),
+        ..ServerFigures::default()
     }
 }
 
@@ -227,12 +272,43 @@ pub fn limit_hit(
     outcome: Outcome,
     reason: Option<&str>,
     hosts: &[HostState],
+    ceiling: Option<&Ceiling>,
 ) -> LimitHit {
     let hit = |kind: &str, sentence: String, evidence: String| LimitHit {
         kind: kind.into(),
         sentence,
         evidence,
     };
+    // A model stopped at (about) the ceiling its preflight named: that ceiling is the limit,
+    // whatever errors the connections past it met. The thread and pid counts are estimates,
+    // hence the tenth of slack.
+    if let Some(c) = ceiling.filter(|c| {
+        outcome != Outcome::Reached && client.verified <= c.holds.saturating_add(c.holds / 10)
+    }) {
+        let model = opts.model();
+        let errors = errors
+            .iter()
+            .max_by_key(|(_, v)| **v)
+            .map(|(name, count)| format!("; {name} ×{count}"))
+            .unwrap_or_default();
+        return hit(
+            "model",
+            format!(
+                "{model} stops near {} here: {} ({}), as the preflight named it.",
+                fmt::int(c.holds),
+                c.limit,
+                c.why
+            ),
+            format!(
+                "{} of {} verified; {} found {}{errors}; fix: {}",
+                fmt::int(client.verified),
+                fmt::int(client.target.max(opts.connections)),
+                c.limit,
+                c.found,
+                c.fix
+            ),
+        );
+    }
     if outcome != Outcome::Reached {
         if let Some((name, count)) = errors.iter().max_by_key(|(_, v)| **v) {
             let (kind, sentence) = error_limit(name);
@@ -307,6 +383,9 @@ fn error_limit(name: &str) -> (&'static str, String) {
 /// The summary for a person, then a line per host when there are several.
 pub fn print(s: &RunSummary, hosts: &[HostState]) {
     println!();
+    if let Some(sv) = &s.server {
+        println!("server model: {}", sv.name);
+    }
     match s.time_to_target_s {
         Some(t) => println!(
             "reached {} connections in {:.2} s: mean {} conn/s, peak {} conn/s",
