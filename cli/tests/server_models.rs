@@ -117,7 +117,13 @@ fn three_models_each_reach_or_name_their_ceiling_and_are_compared() {
     }
     assert!(md.contains("sync: sync stops near"), "{md}");
     let html = std::fs::read_to_string(group.join("compare.html")).unwrap();
-    assert!(html.contains("<svg"), "no chart in compare.html");
+    // Charts are embedded SVG images, one per figure, e.g. time to target.
+    assert!(
+        html.contains("data:image/svg+xml;base64,") && html.contains(r#"alt="Time to target""#),
+        "no chart in compare.html"
+    );
+    // A model that stopped at its ceiling lost no data: its run is whole, only not reached.
+    assert!(!md.contains("marks this run partial"), "{md}");
 
     // `c1m report --compare` over the same directories renders the same comparison.
     let again = c1m()

@@ -1,6 +1,7 @@
 //! The end of a run: `run.json` — one summary assembly for every run, with a figure set per
 //! host — the limit the run hit, and the summary printed for a person.
 
+use super::msg::{Ended, Role};
 use super::sampler::kernel_total;
 use super::state::{Ending, HostState, Peak, Reached};
 use super::{RunEnd, RunOptions};
@@ -94,9 +95,17 @@ pub fn summarize(f: &Finished) -> RunSummary {
         f.hosts,
         ceiling.as_ref(),
     );
+    // Partial means data is missing: a summary never came, or a host was lost. A binary that
+    // gave up and said so in its summary (a client whose share could not be held exits 1)
+    // lost nothing; its host still carries the failure.
     let partial = f.hosts.iter().any(|h| {
-        h.failure.is_some()
-            || (h.run.is_client() && h.track.client_summary.is_none())
+        let lost = [Role::Client, Role::Server].into_iter().any(|r| {
+            matches!(
+                h.running(r).and_then(|x| x.ended.as_ref()),
+                Some(Ended::Lost(_))
+            )
+        });
+        lost || (h.run.is_client() && h.track.client_summary.is_none())
             || (h.run.is_server() && h.track.server_summary.is_none())
     });
     let server_peak = f.peak.server_open.max(1);
