@@ -130,6 +130,8 @@ pub fn summarize(f: &Finished) -> RunSummary {
             .unwrap_or(0.0),
         connect_latency_us: client.connect_latency_us.clone(),
         rtt_us: client.rtt_us.clone(),
+        messages_sent: client.messages_sent,
+        messages_answered: client.messages_answered,
         errors,
         server_rss_bytes: f.peak.server_rss,
         client_rss_bytes: client.rss_bytes,
@@ -416,6 +418,18 @@ pub fn print(s: &RunSummary, hosts: &[HostState]) {
             fmt::int(p.p50),
             fmt::int(p.p99),
             fmt::int(p.max)
+        );
+    }
+    if s.messages_sent > 0 {
+        let rtt = s
+            .rtt_us
+            .as_ref()
+            .map(|p| format!(": p50 {} µs, p99 {} µs", fmt::int(p.p50), fmt::int(p.p99)))
+            .unwrap_or_default();
+        println!(
+            "round trips: {} of {} messages answered{rtt}",
+            fmt::int(s.messages_answered),
+            fmt::int(s.messages_sent)
         );
     }
     println!(
