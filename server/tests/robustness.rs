@@ -47,7 +47,10 @@ fn worker_processes_are_started_from_the_parents_spec() {
     let parent = srv.child.id();
     let kids: Vec<ServerSpec> = child_pids(parent)
         .into_iter()
-        .map(|pid| ServerSpec::from_argv(procfs::argv(pid)).expect("a worker's argv parses"))
+        .map(|pid| {
+            let argv = procfs::argv_once_execed(pid, parent, Duration::from_secs(5));
+            ServerSpec::from_argv(argv).expect("a worker's argv parses")
+        })
         .collect();
     assert_eq!(kids.len(), 3);
     let mut shares: Vec<u64> = kids.iter().map(|k| k.connections).collect();
@@ -57,7 +60,7 @@ fn worker_processes_are_started_from_the_parents_spec() {
         assert_eq!(k.workers.child_of, Some(parent));
         assert_eq!(
             (k.ports.first, k.ports.count, k.bind.to_string()),
-            (31_600, 1, "127.0.0.1".into())
+            (srv.port, 1, "127.0.0.1".into())
         );
         assert_eq!(k.workers.interval_ms, 100);
         assert!(k.workers.no_unshare && k.workers.procs.is_none());
