@@ -300,6 +300,7 @@ fn connect_all(args: &Args, plan: &Layout, targets: Targets, fd_limit: usize) ->
             unshare: plan.unshare,
             fd_limit,
             stages: stages.clone(),
+            fastopen: args.fastopen,
         };
         let shared = Shared {
             counters: counters.clone(),
@@ -418,6 +419,9 @@ fn supervise(args: &Args, plan: &Layout) -> Result<u8> {
             }
             if !plan.unshare {
                 a.push("--no-unshare".into());
+            }
+            if args.fastopen {
+                a.push("--fastopen".into());
             }
             a
         })

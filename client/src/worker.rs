@@ -1,7 +1,7 @@
 //! One connecting event loop: its own fd table, epoll instance and share of the connections.
 
 use crate::counters::{add, Counters};
-use crate::targets::Targets;
+use crate::targets::{Source, Targets};
 use c1m_proto::errors;
 use c1m_proto::greeting;
 use c1m_proto::layout::unshare_fd_table;
@@ -24,6 +24,9 @@ enum Phase {
     Connecting,
     /// Greeting sent, echo not complete.
     Echo,
+    /// Greeting sent in the SYN (Fast Open), echo not complete: the echo is also the first
+    /// sign that the handshake completed, so the connect latency is taken there.
+    SynEcho,
     /// Verified, holding.
     Idle,
     /// A periodic message sent, echo not complete.
@@ -54,6 +57,8 @@ pub struct Plan {
     pub fd_limit: usize,
     /// Staged filling: wait for this gate, keep to one source address, open the next stage.
     pub stages: Option<Arc<Stages>>,
+    /// Send the greeting in the SYN (TCP Fast Open).
+    pub fastopen: bool,
 }
 
 /// The gate of staged filling: worker i may start once `opened > i`. `width` workers fill at
@@ -112,6 +117,8 @@ pub struct Worker {
     pending: VecDeque<(RawFd, u32)>,
     connect_hist: Histogram<u64>,
     rtt_hist: Histogram<u64>,
+    /// Connect with the greeting in the SYN; cleared if the host turns out not to allow it.
+    fastopen: bool,
 }
 
 /// Sets up a worker (unshare, epoll); returns it ready to run.
@@ -122,6 +129,7 @@ pub fn setup(plan: Plan, shared: Shared) -> io::Result<Worker> {
     Ok(Worker {
         epoll: Epoll::new(1024)?,
         slots: vec![Slot::default(); plan.fd_limit + 1],
+        fastopen: plan.fastopen,
         plan,
         shared,
         in_flight: 0,
@@ -226,21 +234,6 @@ impl Worker {
                     break;
                 }
             };
-            let res = (|| {
-                if let Some(ip) = src {
-                    sys::bind_source(fd, ip)?;
-                }
-                sys::piggyback_handshake_ack(fd)?;
-                sys::connect(fd, dst)?;
-                self.epoll
-                    .add(fd, sys::IN | sys::OUT | sys::RDHUP | sys::ET, fd as u64)
-                    .map_err(|e| e.raw_os_error().unwrap_or(0))
-            })();
-            if let Err(e) = res {
-                sys::close(fd);
-                self.count_error(e);
-                continue;
-            }
             if fd as usize >= self.slots.len() {
                 sys::close(fd);
                 self.count_error(libc::EMFILE);
@@ -256,9 +249,20 @@ impl Worker {
             };
             self.pending.push_back((fd, n));
             self.in_flight += 1;
-            // On loopback the handshake usually completes inside connect(): send the greeting
-            // now and skip a trip through epoll. EAGAIN means not yet; EPOLLOUT will say when.
-            self.send_greeting(fd);
+            if let Err(e) = self.start_connect(fd, src, dst) {
+                self.fail(fd, e);
+                continue;
+            }
+            // Registered once the greeting is out, so that a connection costs one epoll event
+            // (its echo) rather than two: EPOLLOUT is asked for only while the greeting waits.
+            if self.slots[fd as usize].phase == Phase::Free {
+                continue;
+            }
+            let waiting = self.slots[fd as usize].phase == Phase::Connecting;
+            let mask = sys::IN | sys::RDHUP | sys::ET | if waiting { sys::OUT } else { 0 };
+            if let Err(e) = self.epoll.add(fd, mask, fd as u64) {
+                self.fail(fd, e.raw_os_error().unwrap_or(0));
+            }
         }
         if self.verified + self.in_flight >= self.plan.share {
             if let Some(stages) = &self.plan.stages {
@@ -266,6 +270,38 @@ impl Worker {
             }
         }
         launched
+    }
+
+    /// Binds, connects and sends the greeting if the connection allows it yet. With Fast Open
+    /// the greeting rides in the SYN; otherwise it is written straight after connect(), which
+    /// on loopback usually completes the handshake inside the call (EAGAIN: EPOLLOUT will say).
+    fn start_connect(
+        &mut self,
+        fd: RawFd,
+        src: Source,
+        dst: std::net::SocketAddrV4,
+    ) -> Result<(), i32> {
+        match src {
+            Source::Any => {}
+            Source::Addr(ip) => sys::bind_source(fd, ip)?,
+            Source::Bound(addr) => sys::bind_shared(fd, addr)?,
+        }
+        if self.fastopen {
+            let g = greeting::greeting(u64::from(self.slots[fd as usize].n));
+            match sys::connect_fastopen(fd, dst, &g)? {
+                sys::FastOpen::InSyn => {
+                    self.slots[fd as usize].phase = Phase::SynEcho;
+                    return Ok(());
+                }
+                sys::FastOpen::Connecting => return Ok(()),
+                // Client Fast Open is off on this host: connect the ordinary way from now on.
+                sys::FastOpen::Unsupported => self.fastopen = false,
+            }
+        }
+        sys::piggyback_handshake_ack(fd)?;
+        sys::connect(fd, dst)?;
+        self.send_greeting(fd);
+        Ok(())
     }
 
     fn count_error(&self, errno: i32) {
@@ -281,7 +317,7 @@ impl Worker {
     fn release(&mut self, fd: RawFd) {
         let slot = &mut self.slots[fd as usize];
         match slot.phase {
-            Phase::Connecting | Phase::Echo => self.in_flight -= 1,
+            Phase::Connecting | Phase::Echo | Phase::SynEcho => self.in_flight -= 1,
             Phase::Idle | Phase::Message => add(&self.shared.counters[self.plan.index].dropped, 1),
             Phase::Free => {}
         }
@@ -308,7 +344,7 @@ impl Worker {
                     self.read_echo(fd);
                 }
             }
-            Phase::Echo | Phase::Message => self.read_echo(fd),
+            Phase::Echo | Phase::SynEcho | Phase::Message => self.read_echo(fd),
             Phase::Idle => self.read_idle(fd),
         }
     }
@@ -375,7 +411,10 @@ impl Worker {
         let s = &mut self.slots[fd as usize];
         s.got = 0;
         s.phase = Phase::Idle;
-        if slot.phase == Phase::Echo {
+        if slot.phase == Phase::SynEcho {
+            let _ = self.connect_hist.record(rtt);
+        }
+        if matches!(slot.phase, Phase::Echo | Phase::SynEcho) {
             self.in_flight -= 1;
             self.verified += 1;
             add(&self.c().verified, 1);
@@ -415,7 +454,8 @@ impl Worker {
         let now = self.now_us();
         while let Some(&(fd, n)) = self.pending.front() {
             let s = self.slots[fd as usize];
-            let live = s.n == n && matches!(s.phase, Phase::Connecting | Phase::Echo);
+            let live =
+                s.n == n && matches!(s.phase, Phase::Connecting | Phase::Echo | Phase::SynEcho);
             if !live {
                 self.pending.pop_front();
             } else if now.wrapping_sub(s.t_us) > limit {
@@ -431,6 +471,11 @@ impl Worker {
     /// Hands this worker's histograms to the main thread.
     fn publish(&mut self) {
         self.c().connecting.store(self.in_flight, Ordering::Relaxed);
+        // Merging walks the whole counts array (~30k buckets): skip it when nothing was
+        // recorded, as for every worker that has made its share and holds.
+        if self.connect_hist.is_empty() && self.rtt_hist.is_empty() {
+            return;
+        }
         let counters = self.shared.counters.clone();
         let mine = &counters[self.plan.index];
         if let Ok(mut h) = mine.connect_hist.lock() {

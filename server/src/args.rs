@@ -29,6 +29,11 @@ pub struct Args {
     #[arg(long, value_name = "BASE")]
     pub steer_source_base: Option<Ipv4Addr>,
 
+    /// Accept a client's first data in its SYN (TCP Fast Open, `c1m-client --fastopen`).
+    /// The kernel needs the server bit of `net.ipv4.tcp_fastopen` (2) as well.
+    #[arg(long)]
+    pub fastopen: bool,
+
     #[command(flatten)]
     pub workers: c1m_proto::layout::WorkerArgs,
 }

@@ -70,6 +70,7 @@ fn serve(args: &Args, plan: &Layout, fd_limit: usize, line: LayoutLine) -> Resul
                 .steer_source_base
                 .filter(|_| index == 0)
                 .map(|base| (base, threads as u32)),
+            fastopen: args.fastopen,
         };
         let counters = counters.clone();
         let ready_tx = ready_tx.clone();
@@ -148,6 +149,9 @@ fn supervise(args: &Args, plan: &Layout, mut line: LayoutLine) -> Result<u8> {
             ];
             if !plan.unshare {
                 a.push("--no-unshare".into());
+            }
+            if args.fastopen {
+                a.push("--fastopen".into());
             }
             a
         })

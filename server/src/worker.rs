@@ -24,6 +24,8 @@ pub struct WorkerConfig {
     pub fd_limit: usize,
     /// Attach the source-address steering program to the listeners (base, workers).
     pub steer: Option<(std::net::Ipv4Addr, u32)>,
+    /// Accept first data in the SYN (TCP Fast Open).
+    pub fastopen: bool,
 }
 
 /// Sets up a worker (unshare, epoll, listeners); returns it ready to run, or why it could not.
@@ -36,6 +38,10 @@ pub fn setup(cfg: &WorkerConfig, counters: Arc<Vec<Counters>>, index: usize) -> 
     for addr in &cfg.addrs {
         let fd = sys::listener(*addr, cfg.backlog)
             .map_err(|e| io::Error::new(e.kind(), format!("listen on {addr}: {e}")))?;
+        if cfg.fastopen {
+            sys::enable_fastopen(fd, cfg.backlog)
+                .map_err(|e| io::Error::new(e.kind(), format!("Fast Open on {addr}: {e}")))?;
+        }
         if let Some((base, n)) = cfg.steer {
             sys::steer_by_source(fd, base, n)
                 .map_err(|e| io::Error::new(e.kind(), format!("steering on {addr}: {e}")))?;
