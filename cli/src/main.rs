@@ -1,44 +1,150 @@
-//! `c1m`: the command a user types. Each subcommand lives in its own module of the `c1m`
-//! library; this file only parses the command line and turns results into exit codes.
+//! `c1m`: the command a user types. The command line is defined in [`args`]; this file turns it
+//! into the library crates' options, calls them, and maps what they report onto the one
+//! exit-code table in [`exit`].
 
-use clap::{Parser, Subcommand};
+mod args;
+mod exit;
+
+use args::{
+    AccelArg, CheckArgs, Cli, Command, HostArgs, LabAction, LabArgs, ProvisionArgs, ReportArgs,
+    RunArgs,
+};
+use c1m_ansible::connect::{ConnectSettings, HostOptions};
+use c1m_ansible::provision::{ProvisionOptions, ProvisionOutcome};
+use c1m_orchestrator::check::{CheckOptions, CheckOutcome};
+use c1m_orchestrator::run::{RunEnd, RunOptions};
+use clap::Parser;
+use exit::Exit;
 use std::process::ExitCode;
-
-#[derive(Parser)]
-#[command(name = "c1m", version, about = "The million-connection TCP test (C1M) as one reproducible command", long_about = None)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Tune hosts for the test: run Ansible-style playbooks natively over SSH.
-    Provision(c1m::provision::ProvisionArgs),
-    /// Run the test: preflight, start server and clients, hold, tear down, write a run directory.
-    Run(c1m::run::RunArgs),
-    /// Print the capacity plan and every limit that would stop a run, with its fix.
-    Check(c1m::check::CheckArgs),
-    /// Summarise run directories: tables, charts, exports.
-    Report(c1m::report::ReportArgs),
-    /// Build and drive the four-VM QEMU lab.
-    Lab(c1m::lab::LabArgs),
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Provision(args) => c1m::provision::cmd(args),
-        Command::Run(args) => c1m::run::cmd(args),
-        Command::Check(args) => c1m::check::cmd(args),
-        Command::Report(args) => c1m::report::cmd(args),
-        Command::Lab(args) => c1m::lab::cmd(args),
+        Command::Provision(a) => provision(a),
+        Command::Run(a) => run(a),
+        Command::Check(a) => check(a),
+        Command::Report(a) => report(a),
+        Command::Lab(a) => lab(a),
     };
     match result {
-        Ok(code) => ExitCode::from(code),
+        Ok(exit) => exit.into(),
         Err(err) => {
             eprintln!("c1m: error: {err:#}");
-            ExitCode::from(2)
+            Exit::BadInput.into()
         }
     }
+}
+
+fn hosts(a: HostArgs) -> HostOptions {
+    HostOptions {
+        inventory: a.inventory,
+        limit: a.limit,
+        forks: a.forks,
+        connect: ConnectSettings {
+            known_hosts: a.known_hosts,
+            accept_new: a.accept_new_host_keys,
+            ..Default::default()
+        },
+    }
+}
+
+fn provision(a: ProvisionArgs) -> anyhow::Result<Exit> {
+    let outcome = c1m_ansible::provision::run(&ProvisionOptions {
+        hosts: hosts(a.hosts),
+        playbooks: a.playbooks,
+        check: a.check,
+        diff: a.diff,
+        revert: a.revert,
+        extra_vars: a.extra_vars,
+    })?;
+    Ok(match outcome {
+        ProvisionOutcome::Ok => Exit::Ok,
+        ProvisionOutcome::TaskFailed => Exit::Failed,
+        ProvisionOutcome::Unreachable => Exit::Unreachable,
+    })
+}
+
+fn run(a: RunArgs) -> anyhow::Result<Exit> {
+    let end = c1m_orchestrator::run::run(RunOptions {
+        hosts: hosts(a.hosts),
+        connections: a.connections,
+        first_port: a.ports.first_port,
+        port_count: a.ports.port_count,
+        rate: a.rate,
+        hold: a.hold,
+        message_interval: a.message_interval,
+        window: a.window,
+        source_ips: a.source_ips,
+        procs: a.procs,
+        runs_dir: a.runs_dir,
+        no_progress: a.no_progress,
+        no_steering: a.no_steering,
+        no_netns: a.no_netns,
+        force: a.force,
+    })?;
+    Ok(match end {
+        RunEnd::Passed => Exit::Ok,
+        RunEnd::Failed => Exit::Failed,
+        RunEnd::Refused => Exit::Refused,
+        RunEnd::Unreachable => Exit::Unreachable,
+        RunEnd::Interrupted => Exit::Interrupted,
+    })
+}
+
+fn check(a: CheckArgs) -> anyhow::Result<Exit> {
+    let outcome = c1m_orchestrator::check::run(&CheckOptions {
+        hosts: hosts(a.hosts),
+        connections: a.connections,
+        port_count: a.ports.port_count,
+        source_ips: a.source_ips,
+        json: a.json,
+    })?;
+    Ok(match outcome {
+        CheckOutcome::Fits => Exit::Ok,
+        CheckOutcome::DoesNotFit => Exit::Refused,
+        CheckOutcome::Unreachable => Exit::Unreachable,
+    })
+}
+
+fn report(a: ReportArgs) -> anyhow::Result<Exit> {
+    c1m_report::run(&c1m_report::ReportOptions {
+        runs: a.runs,
+        format: c1m_report::Format::from_name(&a.format).unwrap_or_default(),
+        compare: a.compare,
+        output: a.output,
+        no_charts: a.no_charts,
+    })?;
+    Ok(Exit::Ok)
+}
+
+fn lab(a: LabArgs) -> anyhow::Result<Exit> {
+    let action = match a.action {
+        LabAction::Up(up) => c1m_lab::Action::Up(c1m_lab::UpOptions {
+            connections: up.connections,
+            server_memory: up.server_memory,
+            client_memory: up.client_memory,
+            cpus: up.cpus,
+            accel: match up.accel {
+                AccelArg::Auto => c1m_lab::AccelChoice::Auto,
+                AccelArg::Kvm => c1m_lab::AccelChoice::Kvm,
+                AccelArg::Tcg => c1m_lab::AccelChoice::Tcg,
+            },
+            inventory: up.inventory,
+            mirror: up.mirror,
+            timeout: up.timeout,
+        }),
+        LabAction::Down => c1m_lab::Action::Down,
+        LabAction::Status => c1m_lab::Action::Status,
+        LabAction::Ssh { name, command } => c1m_lab::Action::Ssh { name, command },
+        LabAction::Image { mirror } => c1m_lab::Action::Image { mirror },
+    };
+    let options = c1m_lab::LabOptions {
+        cache_dir: a.cache_dir,
+        state_dir: a.state_dir,
+    };
+    Ok(match c1m_lab::run(&options, action)? {
+        0 => Exit::Ok,
+        // `lab ssh` passes on the exit code of the command it ran.
+        code => Exit::Passed(code),
+    })
 }

@@ -3,10 +3,10 @@
 
 mod support;
 
-use c1m::check::facts;
-use c1m::run::deploy::{deploy, BINARIES};
-use c1m::transport::ssh::{self, SshConfig};
-use c1m::transport::{Become, Transport};
+use c1m_orchestrator::check::facts;
+use c1m_orchestrator::run::deploy::{deploy, BINARIES};
+use c1m_transport::ssh::{self, SshConfig};
+use c1m_transport::{Become, Transport};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -970,7 +970,7 @@ fn step_run(ctx: &Ctx) {
             "5s",
             "--no-progress",
         ])
-        .arg("--out")
+        .arg("--runs-dir")
         .arg(&runs)
         .output()
         .unwrap();

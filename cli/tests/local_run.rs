@@ -31,7 +31,7 @@ fn run_local(name: &str, args: &[&str]) -> (Output, PathBuf) {
     let out = c1m()
         .arg("run")
         .args(args)
-        .arg("--out")
+        .arg("--runs-dir")
         .arg(&out_dir)
         .arg("--no-progress")
         .output()
@@ -154,7 +154,7 @@ fn a_low_fd_limit_is_met_with_more_fd_tables() {
             "--port",
             "33000",
         ])
-        .arg("--out")
+        .arg("--runs-dir")
         .arg(&out_dir)
         .arg("--no-progress")
         .env(
@@ -228,7 +228,7 @@ fn ctrl_c_stops_everything_within_seconds() {
             "--rate",
             "5000",
         ])
-        .arg("--out")
+        .arg("--runs-dir")
         .arg(&out_dir)
         .arg("--no-progress")
         .stdout(std::process::Stdio::null())
@@ -268,7 +268,7 @@ fn a_run_that_cannot_fit_is_refused_with_the_fix() {
             "--ports",
             "1",
         ])
-        .arg("--out")
+        .arg("--runs-dir")
         .arg(tmp("refuse"))
         .output()
         .unwrap();

@@ -1,8 +1,8 @@
 //! LocalTransport against the real filesystem and shell: exit codes, stdin, missing files,
 //! atomic writes with modes, and paths that would be shell syntax if not quoted.
 
-use c1m::transport::local::LocalTransport;
-use c1m::transport::{shell_quote, Become, Transport};
+use c1m_transport::local::LocalTransport;
+use c1m_transport::{shell_quote, Become, Transport};
 use std::os::unix::fs::PermissionsExt;
 
 struct Scratch(std::path::PathBuf);

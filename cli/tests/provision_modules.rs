@@ -422,7 +422,7 @@ fn unreachable_or_failed_host_does_not_stop_the_others() {
 "#
     );
     let r = provision(&s.0, inv, &book, &[]);
-    assert_eq!(r.code, 2, "a failed host means exit 2:\n{}", r.out);
+    assert_eq!(r.code, 1, "a failed host means exit 1:\n{}", r.out);
     assert_eq!(r.recap("good"), (2, 2, 0, 0, 0), "{}", r.out);
     assert_eq!(r.recap("bad"), (0, 0, 0, 1, 0), "{}", r.out);
     assert_eq!(r.recap("gone"), (0, 0, 1, 0, 0), "{}", r.out);
@@ -467,7 +467,7 @@ fn modprobe_reports_builtin_and_fails_on_missing() {
             .any(|l| l.starts_with("nf_conntrack "));
     let book = "- hosts: all\n  gather_facts: false\n  tasks:\n    - community.general.modprobe: {name: nf_conntrack, state: present}\n    - community.general.modprobe: {name: c1m_no_such_module_x, state: present}\n";
     let r = provision(&s.0, LOCAL_INV, book, &[]);
-    assert_eq!(r.code, 2, "a module that does not exist fails:\n{}", r.out);
+    assert_eq!(r.code, 1, "a module that does not exist fails:\n{}", r.out);
     assert_eq!(r.recap("localhost").3, 1, "{}", r.out);
     if builtin {
         assert!(
@@ -551,7 +551,7 @@ fn become_without_root_goes_through_sudo_n_and_fails_cleanly() {
         out: String::from_utf8_lossy(&out.stdout).into_owned(),
     };
     // No password-less sudo for nobody here: the host fails (not unreachable), nothing ran.
-    assert_eq!(r.code, 2, "{}", r.out);
+    assert_eq!(r.code, 1, "{}", r.out);
     assert_eq!(r.recap("localhost").3, 1, "{}", r.out);
     assert!(r.out.contains("sudo"), "{}", r.out);
     assert!(!s.0.join("made").exists());
@@ -567,7 +567,7 @@ fn check_mode_on_a_fresh_host_simulates_dependent_tasks() {
     assert!(!s.0.join("new").exists());
     // For real, the copy into a directory nothing creates fails; the others succeed.
     let r = provision(&s.0, LOCAL_INV, &book, &[]);
-    assert_eq!(r.code, 2, "{}", r.out);
+    assert_eq!(r.code, 1, "{}", r.out);
     assert_eq!(r.recap("localhost"), (3, 3, 0, 1, 0), "{}", r.out);
     assert!(r.out.contains("destination directory"), "{}", r.out);
     assert_eq!(read(&s.0.join("new/f.conf")), "x\n");
@@ -587,7 +587,7 @@ fn special_files_are_never_replaced() {
         fifo.display()
     );
     let r = provision(&s.0, LOCAL_INV, &book, &[]);
-    assert_eq!(r.code, 2, "{}", r.out);
+    assert_eq!(r.code, 1, "{}", r.out);
     assert!(r.out.contains("not a regular file"), "{}", r.out);
     use std::os::unix::fs::FileTypeExt;
     assert!(std::fs::symlink_metadata(&fifo)

@@ -1,8 +1,8 @@
 //! Inventories and playbooks as text: var inheritance, host patterns, and every kind of bad
 //! input giving `file:line:col: what was expected` before anything runs.
 
-use c1m::inventory;
-use c1m::playbook;
+use c1m_ansible::inventory;
+use c1m_ansible::playbook;
 use std::path::Path;
 
 fn inv_err(text: &str) -> String {

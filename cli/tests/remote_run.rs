@@ -61,7 +61,7 @@ fn run_args(lab: &Lab, inv: &Path, extra: &[&str]) -> Vec<String> {
         "run".into(),
         "-i".into(),
         inv.display().to_string(),
-        "--out".into(),
+        "--runs-dir".into(),
         lab.dir.join("runs").display().to_string(),
         "--no-progress".into(),
     ];
@@ -421,7 +421,7 @@ fn sigint_stops_every_host_within_seconds() {
         "took {:?}",
         sent.elapsed()
     );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
     let (_, run) = latest_run(&lab);
     assert_eq!(run["outcome"], "interrupted", "{run:#}");
     assert_eq!(run["established_peak"], 30000, "{run:#}");
@@ -529,7 +529,15 @@ fn bench_remote_run_against_the_local_engine() {
 
     let local_out = lab.dir.join("local-runs");
     let out = c1m()
-        .args(["run", "-n", &ns, "--hold", "0s", "--no-progress", "--out"])
+        .args([
+            "run",
+            "-n",
+            &ns,
+            "--hold",
+            "0s",
+            "--no-progress",
+            "--runs-dir",
+        ])
         .arg(&local_out)
         .output()
         .unwrap();
@@ -580,7 +588,8 @@ fn an_unreachable_client_host_refuses_the_run_before_anything_starts() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    // Exit 4: a host could not be reached.
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
     assert!(stdout.contains("ghost (client"), "{stdout}");
     assert!(stdout.contains(&dead), "{stdout}");
     assert!(
@@ -610,14 +619,26 @@ fn a_hostile_source_ip_value_is_refused_and_runs_nothing() {
     );
     assert_ne!(with_var, text_inv);
     fs::write(&inv, with_var).unwrap();
+    // `c1m check` and `c1m run` judge the value with the same code: both refuse it (exit 3),
+    // naming the variable and the host, and nothing runs.
+    let finding = "✗ c1m_source_ips: found `10.0.0.1; touch";
+    let check = c1m()
+        .args(["check", "-i", inv.to_str().unwrap(), "-n", "1000"])
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(3), "{}", text(&check));
+    assert!(text(&check).contains(finding), "{}", text(&check));
     let out = c1m()
         .args(run_args(&lab, &inv, &["-n", "1000", "--hold", "0s"]))
         .output()
         .unwrap();
-    assert!(!out.status.success(), "{}", text(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains(finding), "{}", text(&out));
     assert!(
-        stderr.contains(&format!("host {}: c1m_source_ips", lab.hosts[1].name)),
+        text(&out).contains(&format!(
+            "correct c1m_source_ips of host {}",
+            lab.hosts[1].name
+        )),
         "{}",
         text(&out)
     );

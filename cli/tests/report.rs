@@ -737,7 +737,7 @@ fn not_a_run_directory_is_an_error_not_a_panic() {
         s(&dir),
         "--format",
         "markdown",
-        "--out",
+        "--output",
         s(&file),
         "--no-charts",
     ]);
@@ -942,7 +942,14 @@ fn a_real_run_in_progress_is_reported_as_such_then_in_full() {
                 "--port",
                 &port,
             ])
-            .args(["--ports", "4", "--hold", "1s", "--no-progress", "--out"])
+            .args([
+                "--ports",
+                "4",
+                "--hold",
+                "1s",
+                "--no-progress",
+                "--runs-dir",
+            ])
             .arg(tmp.path())
             .env("C1M_BIN_DIR", &bins)
             .stdout(std::process::Stdio::null())

@@ -45,7 +45,7 @@ fn html_report_renders_in_headless_chromium() {
         run.to_str().unwrap(),
         "--format",
         "html",
-        "--out",
+        "--output",
         page.to_str().unwrap(),
     ]);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/report-screenshot");

@@ -2,10 +2,10 @@
 
 mod support;
 
-use c1m::transport::local::LocalTransport;
-use c1m::transport::ssh::{self, SshConfig};
-use c1m::transport::upload::upload_if_changed;
-use c1m::transport::{shell_quote, Become, StreamSink, Transport, TransportError};
+use c1m_transport::local::LocalTransport;
+use c1m_transport::ssh::{self, SshConfig};
+use c1m_transport::upload::upload_if_changed;
+use c1m_transport::{shell_quote, Become, StreamSink, Transport, TransportError};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use support::{Lab, LabOptions, SshHost};

@@ -5,6 +5,7 @@
 pub mod duration;
 pub mod errors;
 pub mod fanout;
+pub mod fmt;
 pub mod greeting;
 pub mod layout;
 pub mod procfs;

@@ -3,16 +3,14 @@
 //! Two sources of run directories:
 //! - [`real_run`]: `c1m run` on this machine (loopback), the real thing; skipped when the binary
 //!   or the local run is not available, unless `C1M_REQUIRE_LAB=1`.
-//! - [`synthetic_run`]: a run directory written through the `c1m::rundir` and `c1m_proto` types
+//! - [`synthetic_run`]: a run directory written through the `c1m_rundir` and `c1m_proto` types
 //!   (with real HdrHistograms), shaped like a two-client run, for the cases a local run cannot
 //!   produce on demand (several client hosts, EADDRNOTAVAIL, EMFILE).
 #![allow(dead_code)]
 
 use base64::Engine as _;
-use c1m::rundir::{
-    Event, HostSample, HostSummary, KernelMemory, LimitHit, RunSettings, RunSummary,
-};
 use c1m_proto::stats::{ClientStats, ServerStats};
+use c1m_rundir::{Event, HostSample, HostSummary, KernelMemory, LimitHit, RunSettings, RunSummary};
 use hdrhistogram::serialization::{Serializer, V2Serializer};
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
@@ -123,7 +121,7 @@ pub fn real_run(out: &Path, connections: u64, port: u16, extra: &[&str]) -> Opti
         "--hold",
         "2s",
         "--no-progress",
-        "--out",
+        "--runs-dir",
         &out_s,
     ];
     args.extend_from_slice(extra);
@@ -394,12 +392,16 @@ pub fn synthetic_run(dir: &Path, spec: &Spec) {
         None
     };
     let summary = RunSummary {
-        schema: c1m::rundir::SCHEMA,
+        schema: c1m_rundir::SCHEMA,
         c1m_version: "0.1.0".into(),
         started_at: "2026-11-24T16:00:00Z".into(),
         finished_at: Some("2026-11-24T16:00:09Z".into()),
         inventory: "inventory/lab.yml".into(),
-        outcome: if reached { "reached" } else { "not_reached" }.into(),
+        outcome: if reached {
+            c1m_rundir::Outcome::Reached
+        } else {
+            c1m_rundir::Outcome::NotReached
+        },
         reason: (!reached).then(|| "clients stopped below the target".to_string()),
         partial: false,
         target,

@@ -1,0 +1,331 @@
+//! The whole command line of `c1m`, in one place: every subcommand's flags and the flag group
+//! shared by the subcommands that reach hosts. Each flag has one meaning across subcommands;
+//! the library crates take the plain option structs these convert into (see `main.rs`).
+
+use clap::builder::PossibleValuesParser;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+use crate::exit::EXIT_CODES;
+
+#[derive(Parser)]
+#[command(
+    name = "c1m",
+    version,
+    about = "The million-connection TCP test (C1M) as one reproducible command",
+    after_help = EXIT_CODES
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Tune hosts for the test: run Ansible-style playbooks natively over SSH.
+    #[command(after_help = EXIT_CODES)]
+    Provision(ProvisionArgs),
+    /// Run the test: preflight, start server and clients, hold, tear down, write a run directory.
+    #[command(after_help = EXIT_CODES)]
+    Run(RunArgs),
+    /// Print the capacity plan and every limit that would stop a run, with its fix.
+    #[command(after_help = EXIT_CODES)]
+    Check(CheckArgs),
+    /// Summarise run directories: tables, charts, exports.
+    #[command(after_help = EXIT_CODES)]
+    Report(ReportArgs),
+    /// Build and drive the four-VM QEMU lab.
+    #[command(after_help = EXIT_CODES)]
+    Lab(LabArgs),
+}
+
+/// Which hosts a subcommand reaches and how: the same flags for `provision`, `run` and `check`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct HostArgs {
+    /// Inventory (Ansible YAML). Default: this machine alone (the built-in inventory/local.yml).
+    #[arg(short, long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+    /// Only these hosts or groups (`,` or `:` separated, `*` wildcards, `!` excludes).
+    #[arg(short, long, value_name = "PATTERN")]
+    pub limit: Option<String>,
+    /// Hosts connected to at once. Default: all.
+    #[arg(short, long, value_name = "N")]
+    pub forks: Option<usize>,
+    /// known_hosts file for SSH hosts. Default: the host's `c1m_known_hosts` var, else
+    /// ~/.ssh/known_hosts.
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+    /// Add unknown SSH host keys to known_hosts (a changed key is still refused).
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
+}
+
+/// Arguments of `c1m provision`.
+#[derive(Args, Debug, Clone)]
+pub struct ProvisionArgs {
+    #[command(flatten)]
+    pub hosts: HostArgs,
+    /// Playbooks to run in order. Default: playbooks/tune.yml.
+    pub playbooks: Vec<PathBuf>,
+    /// Change nothing; report what would change.
+    #[arg(short = 'C', long)]
+    pub check: bool,
+    /// Show before/after of every file and value that changes.
+    #[arg(short = 'D', long)]
+    pub diff: bool,
+    /// Undo tune.yml: run playbooks/reset.yml (restores the snapshot kept on each host).
+    #[arg(long)]
+    pub revert: bool,
+    /// Extra variables KEY=VALUE (highest precedence), e.g. `-e c1m_connections=200000`.
+    #[arg(short = 'e', long = "extra-vars", value_name = "KEY=VALUE")]
+    pub extra_vars: Vec<String>,
+}
+
+/// The server's ports: the first one and how many follow it.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct PortArgs {
+    /// The server's first port.
+    #[arg(long, alias = "port", value_name = "PORT", default_value_t = 20000)]
+    pub first_port: u16,
+    /// How many consecutive server ports, from --first-port (more ports: more 4-tuples per
+    /// source IP).
+    #[arg(long, alias = "ports", value_name = "N", default_value_t = 20)]
+    pub port_count: u16,
+}
+
+/// Arguments of `c1m run`.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub hosts: HostArgs,
+    /// Connections to establish and hold, over all clients.
+    #[arg(short = 'n', long, default_value_t = 1_000_000)]
+    pub connections: u64,
+    #[command(flatten)]
+    pub ports: PortArgs,
+    /// New connections per second at most, over all clients (default: as fast as they go).
+    #[arg(long, value_name = "PER_SECOND")]
+    pub rate: Option<u64>,
+    /// How long to hold all connections once the target is reached (`30s`, `2m`, `forever`).
+    #[arg(long, default_value = "5s")]
+    pub hold: c1m_proto::duration::Span,
+    /// While holding, send a message on every connection at this interval and time round trips.
+    #[arg(long, value_name = "DURATION")]
+    pub message_interval: Option<c1m_proto::duration::Span>,
+    /// Connects in flight at most, per client host (default: the host var `c1m_window`, else
+    /// 4096).
+    #[arg(long, value_name = "N")]
+    pub window: Option<u64>,
+    /// Source IPs for a client on this machine (`A` or `A-B`, comma-separated). Default: enough
+    /// addresses from 127.0.0.2 up for the 4-tuples the run needs. Inventory hosts use their
+    /// `c1m_source_ips` var.
+    #[arg(long, value_delimiter = ',', value_name = "IPS")]
+    pub source_ips: Vec<String>,
+    /// Server and client worker processes (default: one each, a thread per fd table).
+    #[arg(long, value_name = "K")]
+    pub procs: Option<usize>,
+    /// Where run directories go (each run writes `DIR/<timestamp>/`, and `DIR/latest` points
+    /// at it).
+    #[arg(long, value_name = "DIR", default_value = "runs")]
+    pub runs_dir: PathBuf,
+    /// Plain lines instead of progress bars (also when stdout is not a terminal).
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Let the kernel hash connections over all server workers instead of pairing client fd
+    /// table i with server worker i by source address (steering is used when the run picks the
+    /// source IPs on this machine and there is one server process).
+    #[arg(long)]
+    pub no_steering: bool,
+    /// Run on this machine's own network namespace instead of a private one sized for the test.
+    #[arg(long)]
+    pub no_netns: bool,
+    /// Start even when the preflight says the run cannot fit.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Arguments of `c1m check`.
+#[derive(Args, Debug, Clone)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub hosts: HostArgs,
+    /// Connections the run is to hold, over all clients.
+    #[arg(short = 'n', long, default_value_t = 1_000_000)]
+    pub connections: u64,
+    #[command(flatten)]
+    pub ports: PortArgs,
+    /// Source IPs for a client on this machine, as `c1m run --source-ips`.
+    #[arg(long, value_delimiter = ',', value_name = "IPS")]
+    pub source_ips: Vec<String>,
+    /// The plan as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `c1m report`.
+#[derive(Args, Debug, Clone)]
+pub struct ReportArgs {
+    /// Run directories to report on.
+    #[arg(value_name = "RUN_DIR", default_value = "runs/latest")]
+    pub runs: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, default_value = "table", value_parser = PossibleValuesParser::new(c1m_report::Format::NAMES))]
+    pub format: String,
+    /// Put the runs side by side with deltas against the first (needs two or more runs).
+    #[arg(long)]
+    pub compare: bool,
+    /// Write the report to FILE instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Do not write connections.svg / connect-rate.svg into the run directories.
+    #[arg(long)]
+    pub no_charts: bool,
+}
+
+/// Arguments of `c1m lab`.
+#[derive(Args, Debug)]
+pub struct LabArgs {
+    #[command(subcommand)]
+    pub action: LabAction,
+    /// Where built guest images are cached (keyed by a hash of their recipe).
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = "/var/cache/c1m/lab"
+    )]
+    pub cache_dir: PathBuf,
+    /// Where the running lab keeps its key, known_hosts, overlays, pid files and consoles.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = "/var/lib/c1m/lab"
+    )]
+    pub state_dir: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LabAction {
+    /// Build the image if needed, boot the four VMs, wait for SSH, write the inventory.
+    Up(LabUpArgs),
+    /// Stop every VM and delete the lab network and overlays (also after a crash).
+    Down,
+    /// Show each VM: address, memory, process, whether SSH answers.
+    Status,
+    /// Log in to one VM (srv, cli1, cli2, cli3) with the lab key and pinned host key.
+    Ssh {
+        /// VM name.
+        name: String,
+        /// Command to run instead of a login shell.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// Build (or find in the cache) the guest image and print where it is.
+    Image {
+        /// Debian mirror debootstrap fetches from.
+        #[arg(long, default_value = c1m_lab::DEFAULT_MIRROR)]
+        mirror: String,
+    },
+}
+
+/// Acceleration for the lab's VMs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AccelArg {
+    /// KVM when it boots the guest kernel, else TCG.
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+/// Arguments of `c1m lab up`.
+#[derive(Args, Debug)]
+pub struct LabUpArgs {
+    /// Target connections of the runs this lab is for; sizes guest memory
+    /// (~5 GiB server and ~2 GiB per client for 1,000,000).
+    #[arg(short = 'n', long, default_value_t = 1_000_000)]
+    pub connections: u64,
+    /// Server memory in MiB (overrides the size derived from --connections).
+    #[arg(long, value_name = "MIB")]
+    pub server_memory: Option<u64>,
+    /// Memory of each client in MiB (overrides the size derived from --connections).
+    #[arg(long, value_name = "MIB")]
+    pub client_memory: Option<u64>,
+    /// vCPUs per VM.
+    #[arg(long, default_value_t = 1)]
+    pub cpus: u32,
+    /// Acceleration: auto tries KVM (it must boot the guest kernel) and falls back to TCG.
+    #[arg(long, value_enum, default_value_t = AccelArg::Auto)]
+    pub accel: AccelArg,
+    /// Where to write the inventory.
+    #[arg(short, long, value_name = "FILE", default_value = "inventory/lab.yml")]
+    pub inventory: PathBuf,
+    /// Debian mirror debootstrap fetches from (only used when the image is built).
+    #[arg(long, default_value = c1m_lab::DEFAULT_MIRROR)]
+    pub mirror: String,
+    /// Seconds to wait for every VM to answer SSH.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    pub timeout: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// No short or long flag means two things across subcommands.
+    #[test]
+    fn every_flag_has_one_meaning() {
+        use std::collections::BTreeMap;
+        let mut meaning: BTreeMap<String, (String, String)> = BTreeMap::new();
+        let mut clashes = Vec::new();
+        let mut visit = |cmd: &clap::Command, path: &str| {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().to_string();
+                let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+                let mut names: Vec<String> = a
+                    .get_short_and_visible_aliases()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|c| format!("-{c}"))
+                    .collect();
+                names.extend(
+                    a.get_long_and_visible_aliases()
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|l| format!("--{l}")),
+                );
+                names.extend(
+                    a.get_all_aliases()
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|l| format!("--{l}")),
+                );
+                for n in names {
+                    match meaning.get(&n) {
+                        Some((other_id, other_path)) if *other_id != id => clashes.push(format!(
+                            "{n}: `{id}` in {path} but `{other_id}` in {other_path}"
+                        )),
+                        Some(_) => {}
+                        None => {
+                            meaning.insert(n, (id.clone(), format!("{path} ({help})")));
+                        }
+                    }
+                }
+            }
+        };
+        fn walk(cmd: &clap::Command, path: String, visit: &mut dyn FnMut(&clap::Command, &str)) {
+            visit(cmd, &path);
+            for sub in cmd.get_subcommands() {
+                walk(sub, format!("{path} {}", sub.get_name()), visit);
+            }
+        }
+        walk(&Cli::command(), "c1m".into(), &mut visit);
+        assert!(clashes.is_empty(), "flags with two meanings: {clashes:#?}");
+    }
+}

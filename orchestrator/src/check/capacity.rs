@@ -1,0 +1,262 @@
+//! Whether a host can hold its part of a run: every limit that would stop it becomes a finding
+//! naming the setting, the value found, the value needed and the exact fix. Shared by the
+//! local run's preflight and `c1m check`.
+
+use super::facts::HostFacts;
+use c1m_proto::fmt;
+use serde::Serialize;
+
+/// Kernel memory per socket (one end), measured here: ~8.3 KB per loopback connection with both
+/// ends on one kernel.
+pub const KERNEL_BYTES_PER_SOCKET: u64 = 4_150;
+
+/// One limit checked.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    pub setting: String,
+    pub found: String,
+    pub needed: String,
+    /// The exact command or change that fixes it; empty when it fits.
+    pub fix: String,
+    pub blocks: bool,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.blocks {
+            write!(
+                f,
+                "✗ {}: found {}, need {} — fix: {}",
+                self.setting, self.found, self.needed, self.fix
+            )
+        } else {
+            write!(
+                f,
+                "✓ {}: {} (need {})",
+                self.setting, self.found, self.needed
+            )
+        }
+    }
+}
+
+/// What one host must hold.
+#[derive(Debug, Clone, Default)]
+pub struct HostDemand {
+    /// Sockets in this host's kernel (both ends when client and server share it).
+    pub sockets: u64,
+    /// Of those, the server's (accepted) sockets; the rest are the client's.
+    pub server_sockets: u64,
+    /// Connections this host opens as a client (0 for a server only).
+    pub client_share: u64,
+    /// Flows conntrack would track on this host; 0 when it does not track them.
+    pub tracked_flows: u64,
+    pub source_ips: usize,
+    pub ports: u16,
+    /// How to fix a sysctl here: `sysctl -w` locally, `c1m provision` for inventory hosts.
+    pub provision_hint: Option<String>,
+}
+
+impl HostDemand {
+    fn fix_sysctl(&self, key: &str, value: u64) -> String {
+        match &self.provision_hint {
+            Some(hint) => format!("{hint} (or: sysctl -w {key}={value})"),
+            None => format!("sysctl -w {key}={value}"),
+        }
+    }
+}
+
+/// Checks `d` against `f`.
+pub fn check_host(d: &HostDemand, f: &HostFacts) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let hard = f.nofile_hard.unwrap_or(1024);
+    // Server and client have fd tables of their own: size for the larger side.
+    let per_side = d.server_sockets.max(d.client_share);
+    out.push(
+        match c1m_proto::layout::plan(per_side, hard, 64, None, true, 1) {
+            Ok(l) => Finding {
+                setting: "RLIMIT_NOFILE (hard)".into(),
+                found: fmt::int(hard),
+                needed: format!(
+                    "{} fd tables of {} (threads with unshare(CLONE_FILES))",
+                    l.tables(),
+                    fmt::int(l.conns_per_table)
+                ),
+                fix: String::new(),
+                blocks: false,
+            },
+            Err(e) => Finding {
+                setting: "RLIMIT_NOFILE (hard)".into(),
+                found: fmt::int(hard),
+                needed: "at least 128".into(),
+                fix: e,
+                blocks: true,
+            },
+        },
+    );
+
+    if let Some(file_max) = f.sysctl_num("fs.file-max", 0) {
+        let need = d.sockets + d.sockets / 50 + 8_192;
+        out.push(Finding {
+            setting: "fs.file-max".into(),
+            found: fmt::int(file_max),
+            needed: format!(
+                "≥ {} ({} sockets + 2%)",
+                fmt::int(need),
+                fmt::int(d.sockets)
+            ),
+            fix: d.fix_sysctl("fs.file-max", need),
+            blocks: file_max < need,
+        });
+    }
+
+    if d.client_share > 0 {
+        if let Some(per_pair) = f.local_ports() {
+            let have = per_pair * u64::from(d.ports) * d.source_ips as u64;
+            let ips_needed = d
+                .client_share
+                .div_ceil(per_pair * u64::from(d.ports).max(1));
+            out.push(Finding {
+                setting: "4-tuples (source IPs × server ports × local ports)".into(),
+                found: format!(
+                    "{} × {} × {} = {}",
+                    d.source_ips,
+                    d.ports,
+                    fmt::int(per_pair),
+                    fmt::int(have)
+                ),
+                needed: format!("≥ {}", fmt::int(d.client_share)),
+                fix: format!(
+                    "use at least {ips_needed} source IPs (c1m_source_ips / --source-ips) or more \
+                     --ports, or widen net.ipv4.ip_local_port_range"
+                ),
+                blocks: have < d.client_share,
+            });
+        }
+    }
+
+    if d.tracked_flows > 0 {
+        let max = f
+            .sysctl_num("net.netfilter.nf_conntrack_max", 0)
+            .unwrap_or(0);
+        let need = d.tracked_flows + d.tracked_flows / 20 + 1_024;
+        out.push(Finding {
+            setting: "net.netfilter.nf_conntrack_max (conntrack tracks these flows)".into(),
+            found: fmt::int(max),
+            needed: format!("≥ {}", fmt::int(need)),
+            fix: d.fix_sysctl("net.netfilter.nf_conntrack_max", need),
+            blocks: max < need,
+        });
+    }
+
+    if f.mem_free > 0 {
+        let need = d.sockets * KERNEL_BYTES_PER_SOCKET;
+        // MemAvailable counts socket inode and dentry caches that stay pinned while the
+        // sockets live, overstating headroom; judge against MemFree with 10% kept back.
+        let usable = f.mem_free / 10 * 9;
+        out.push(Finding {
+            setting: "kernel memory (MemFree)".into(),
+            found: fmt::bytes(f.mem_free as f64),
+            needed: format!(
+                "≈ {} ({} sockets × {} B)",
+                fmt::bytes(need as f64),
+                fmt::int(d.sockets),
+                KERNEL_BYTES_PER_SOCKET
+            ),
+            fix: format!(
+                "give the host more memory, or lower its share to about {} sockets",
+                fmt::int(usable / KERNEL_BYTES_PER_SOCKET)
+            ),
+            blocks: need > usable,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts() -> HostFacts {
+        HostFacts::parse(
+            "nofile_hard=20000\nnofile_soft=1024\nMemFree_kb=25165824\n\
+             fs.file-max=2466170\nnet.ipv4.ip_local_port_range=32768 60999\n",
+        )
+    }
+
+    #[test]
+    fn too_small_file_max_blocks_with_the_sysctl_to_run() {
+        let mut f = facts();
+        f.sysctl.insert("fs.file-max".into(), "1000".into());
+        let d = HostDemand {
+            sockets: 200_000,
+            client_share: 100_000,
+            source_ips: 1,
+            ports: 20,
+            ..Default::default()
+        };
+        let fm = check_host(&d, &f)
+            .into_iter()
+            .find(|f| f.setting == "fs.file-max")
+            .unwrap();
+        assert!(fm.blocks);
+        assert_eq!(fm.fix, "sysctl -w fs.file-max=212192");
+    }
+
+    #[test]
+    fn too_few_source_ips_says_how_many() {
+        let mut f = facts();
+        f.sysctl
+            .insert("net.ipv4.ip_local_port_range".into(), "30000 39999".into());
+        let d = HostDemand {
+            sockets: 1_000_000,
+            client_share: 1_000_000,
+            source_ips: 1,
+            ports: 20,
+            ..Default::default()
+        };
+        let p = check_host(&d, &f)
+            .into_iter()
+            .find(|f| f.setting.starts_with("4-tuples"))
+            .unwrap();
+        assert!(p.blocks);
+        assert!(p.fix.contains("at least 5 source IPs"), "{}", p.fix);
+    }
+
+    #[test]
+    fn conntrack_and_memory_block_with_fixes() {
+        let mut f = facts();
+        f.sysctl
+            .insert("net.netfilter.nf_conntrack_max".into(), "262144".into());
+        let d = HostDemand {
+            sockets: 10_000_000,
+            tracked_flows: 1_000_000,
+            provision_hint: Some("run `c1m provision -i lab.yml`".into()),
+            ..Default::default()
+        };
+        let all = check_host(&d, &f);
+        let ct = all
+            .iter()
+            .find(|f| f.setting.starts_with("net.netfilter"))
+            .unwrap();
+        assert!(ct.blocks);
+        assert_eq!(
+            ct.fix,
+            "run `c1m provision -i lab.yml` (or: sysctl -w net.netfilter.nf_conntrack_max=1051024)"
+        );
+        assert!(all
+            .iter()
+            .any(|f| f.setting.starts_with("kernel memory") && f.blocks));
+    }
+
+    #[test]
+    fn a_fitting_demand_has_no_blocking_finding() {
+        let d = HostDemand {
+            sockets: 100_000,
+            client_share: 50_000,
+            source_ips: 1,
+            ports: 20,
+            ..Default::default()
+        };
+        assert!(check_host(&d, &facts()).iter().all(|f| !f.blocks));
+    }
+}

@@ -1,0 +1,151 @@
+//! What a host allows, for the capacity plan: limits, sysctls, memory and addresses, read with
+//! one shell command over any transport (no Python on the host).
+
+use c1m_transport::{Transport, TransportError};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Prints `key=value` lines; sysctls are read from /proc/sys so a missing one (conntrack not
+/// loaded) is simply absent.
+const PROBE: &str = r#"echo "kernel=$(uname -r)"
+echo "arch=$(uname -m)"
+echo "nproc=$(getconf _NPROCESSORS_ONLN 2>/dev/null || nproc)"
+echo "glibc=$(getconf GNU_LIBC_VERSION 2>/dev/null | awk '{print $2}')"
+echo "nofile_soft=$(ulimit -Sn)"
+echo "nofile_hard=$(ulimit -Hn)"
+awk '/^(MemTotal|MemFree|MemAvailable):/ {sub(":", "", $1); print $1 "_kb=" $2}' /proc/meminfo
+for k in fs/file-max fs/nr_open net/ipv4/tcp_mem net/ipv4/tcp_rmem net/ipv4/tcp_wmem \
+         net/ipv4/ip_local_port_range net/core/somaxconn net/ipv4/tcp_max_syn_backlog \
+         net/netfilter/nf_conntrack_max net/netfilter/nf_conntrack_buckets \
+         net/netfilter/nf_conntrack_count net/netfilter/nf_conntrack_tcp_timeout_established; do
+  [ -r /proc/sys/$k ] && echo "$(echo $k | tr / .)=$(tr -s ' \t' '  ' < /proc/sys/$k)"
+done
+echo "addresses=$(ip -4 -o addr show scope global 2>/dev/null | awk '{split($4, a, "/"); printf "%s ", a[1]}')"
+"#;
+
+/// One host's facts. Numbers that could not be read are `None`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct HostFacts {
+    pub kernel: String,
+    pub arch: String,
+    pub glibc: String,
+    pub nproc: u64,
+    pub nofile_soft: Option<u64>,
+    pub nofile_hard: Option<u64>,
+    pub mem_total: u64,
+    pub mem_free: u64,
+    pub mem_available: u64,
+    /// Sysctls as read, by dotted name (`fs.file-max`, `net.ipv4.tcp_mem`, …).
+    pub sysctl: BTreeMap<String, String>,
+    pub addresses: Vec<String>,
+}
+
+impl HostFacts {
+    /// Parses the probe's output.
+    pub fn parse(text: &str) -> HostFacts {
+        let mut f = HostFacts::default();
+        for line in text.lines() {
+            let Some((k, v)) = line.split_once('=') else {
+                continue;
+            };
+            let v = v.trim();
+            let n = || v.parse::<u64>().ok();
+            match k {
+                "kernel" => f.kernel = v.into(),
+                "arch" => f.arch = v.into(),
+                "glibc" => f.glibc = v.into(),
+                "nproc" => f.nproc = n().unwrap_or(1),
+                // `unlimited` means no cap from the rlimit; fs.nr_open still applies.
+                "nofile_soft" => f.nofile_soft = n().or((v == "unlimited").then_some(u64::MAX)),
+                "nofile_hard" => f.nofile_hard = n().or((v == "unlimited").then_some(u64::MAX)),
+                // In kB: mawk would print bytes of a large machine in scientific notation.
+                "MemTotal_kb" => f.mem_total = n().unwrap_or(0) * 1024,
+                "MemFree_kb" => f.mem_free = n().unwrap_or(0) * 1024,
+                "MemAvailable_kb" => f.mem_available = n().unwrap_or(0) * 1024,
+                "addresses" => f.addresses = v.split_whitespace().map(String::from).collect(),
+                k if k.starts_with("fs.") || k.starts_with("net.") => {
+                    f.sysctl.insert(k.into(), v.into());
+                }
+                _ => {}
+            }
+        }
+        f
+    }
+
+    /// Field `i` of a sysctl as a number (`tcp_mem` has three).
+    pub fn sysctl_num(&self, key: &str, i: usize) -> Option<u64> {
+        self.sysctl
+            .get(key)?
+            .split_whitespace()
+            .nth(i)?
+            .parse()
+            .ok()
+    }
+
+    /// Whether conntrack is loaded (its sysctls exist).
+    pub fn conntrack_loaded(&self) -> bool {
+        self.sysctl.contains_key("net.netfilter.nf_conntrack_max")
+    }
+
+    /// Whether conntrack is tracking flows: loaded is not enough (its hooks register only when a
+    /// rule needs them), but a host gathered over SSH whose table is empty is not tracking,
+    /// since the SSH session itself would be in it.
+    pub fn conntrack_tracking(&self) -> bool {
+        self.sysctl_num("net.netfilter.nf_conntrack_count", 0)
+            .is_some_and(|n| n > 0)
+    }
+
+    /// Source ports per (source IP, destination) from `ip_local_port_range`.
+    pub fn local_ports(&self) -> Option<u64> {
+        let lo = self.sysctl_num("net.ipv4.ip_local_port_range", 0)?;
+        let hi = self.sysctl_num("net.ipv4.ip_local_port_range", 1)?;
+        Some(hi.saturating_sub(lo) + 1)
+    }
+
+    /// The facts as `run.json` records them per host ("tuning in effect").
+    pub fn tuning(&self) -> BTreeMap<String, String> {
+        let mut t = self.sysctl.clone();
+        let num = |v: Option<u64>| v.map_or("?".into(), |v| v.to_string());
+        t.insert("nofile_soft".into(), num(self.nofile_soft));
+        t.insert("nofile_hard".into(), num(self.nofile_hard));
+        t.insert("nproc".into(), self.nproc.to_string());
+        t.insert("kernel".into(), self.kernel.clone());
+        t
+    }
+}
+
+/// Runs the probe on a host.
+pub fn gather(t: &mut dyn Transport) -> Result<HostFacts, TransportError> {
+    let out = t.exec(PROBE, None)?;
+    Ok(HostFacts::parse(&out.stdout_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use c1m_transport::local::LocalTransport;
+    use c1m_transport::Become;
+
+    #[test]
+    fn this_machine() {
+        let mut t = LocalTransport::new("localhost", &Become::default());
+        let f = gather(&mut t).unwrap();
+        assert!(f.nproc >= 1);
+        assert!(f.nofile_hard.unwrap() >= f.nofile_soft.unwrap());
+        assert!(f.mem_free > 0 && f.mem_total >= f.mem_free);
+        assert!(f.sysctl_num("fs.file-max", 0).unwrap() > 0);
+        assert!(f.sysctl_num("net.ipv4.tcp_mem", 2).is_some());
+        assert!(f.local_ports().unwrap() > 1000);
+        assert!(!f.kernel.is_empty() && !f.arch.is_empty());
+    }
+
+    #[test]
+    fn unlimited_and_missing_values() {
+        let f = HostFacts::parse(
+            "nofile_hard=unlimited\nnofile_soft=1024\ngarbage\n=\nfs.file-max=10\n",
+        );
+        assert_eq!(f.nofile_hard, Some(u64::MAX));
+        assert!(!f.conntrack_loaded());
+        assert_eq!(f.local_ports(), None);
+    }
+}

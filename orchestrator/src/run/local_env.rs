@@ -1,0 +1,84 @@
+//! What a run gets when every host is this machine (the built-in inventory, or
+//! `ansible_connection: local` hosts only) and the server is reached over loopback: a private
+//! network namespace sized for the test, and source-address steering with staged filling.
+
+use super::netns::{self, PrivateNetns};
+use super::prepare::RunHost;
+use super::RunOptions;
+use c1m_proto::fmt;
+use std::net::Ipv4Addr;
+
+/// The run's environment on this machine.
+#[derive(Default)]
+pub struct LocalEnv {
+    /// The namespace local binaries run in; deleted when this is dropped.
+    pub netns: Option<PrivateNetns>,
+    /// Client fd table i pairs with server worker i through source address i.
+    pub steer: bool,
+}
+
+impl LocalEnv {
+    /// Sets up what the run's hosts allow, saying what it did and why not where it did not.
+    pub fn set_up(opts: &RunOptions, hosts: &[RunHost], target: Ipv4Addr) -> LocalEnv {
+        let all_local = hosts.iter().all(RunHost::is_local) && target.is_loopback();
+        if !all_local {
+            return LocalEnv::default();
+        }
+        LocalEnv {
+            netns: private_netns(opts),
+            steer: steerable(opts, hosts),
+        }
+    }
+
+    /// The command that runs `cmd` (a program and its quoted arguments) where the run's local
+    /// binaries run. `ip netns exec` enters the namespace and execs the program: same pid, so
+    /// the process group and the stdin pipe are the binary's own.
+    pub fn wrap(&self, cmd: &str) -> String {
+        match &self.netns {
+            Some(ns) => format!("ip netns exec {} {cmd}", ns.name),
+            None => cmd.to_string(),
+        }
+    }
+}
+
+fn private_netns(opts: &RunOptions) -> Option<PrivateNetns> {
+    if opts.no_netns {
+        return None;
+    }
+    if let Some(why) = netns::unavailable() {
+        println!(
+            "note: running in this network namespace ({why}); its TCP hash table was sized at boot"
+        );
+        return None;
+    }
+    // Both ends are in the namespace: two sockets per connection.
+    match PrivateNetns::create(netns::buckets_for(2 * opts.connections)) {
+        Ok(ns) => {
+            println!(
+                "network namespace: {} (loopback only, {} established-hash buckets)",
+                ns.name,
+                fmt::int(ns.ehash_entries)
+            );
+            Some(ns)
+        }
+        // A container may forbid namespaces; the run still works, only slower.
+        Err(e) => {
+            println!("note: running in this network namespace ({e:#})");
+            None
+        }
+    }
+}
+
+/// Steering needs one host that is both ends, one server process, and source addresses the
+/// run chooses itself.
+fn steerable(opts: &RunOptions, hosts: &[RunHost]) -> bool {
+    let [h] = hosts else {
+        return false;
+    };
+    h.is_server()
+        && h.is_client()
+        && !opts.no_steering
+        && opts.procs.is_none()
+        && opts.source_ips.is_empty()
+        && !h.host.vars.contains_key("c1m_source_ips")
+}

@@ -1,0 +1,91 @@
+//! `c1m run`: the test itself, through one engine whether the hosts are this machine (no
+//! inventory: the built-in `inventory/local.yml`, loopback) or others over SSH.
+//!
+//! [`prepare`] connects, plans and deploys; [`engine`] runs the live phases; [`summary`] writes
+//! `run.json`. Modules, lowest layer first: `binaries`, `netns`, `sampler`, `track`, `view`,
+//! `signals`, `msg`, `deploy`, `proc`, `control`, `prepare`, `local_env`, `launch`, `state`,
+//! `intake`, `summary`, `teardown`, `engine`.
+
+pub mod binaries;
+pub mod control;
+pub mod deploy;
+mod engine;
+mod intake;
+pub mod launch;
+mod local_env;
+pub mod msg;
+pub mod netns;
+pub mod prepare;
+pub mod proc;
+pub mod sampler;
+mod signals;
+mod state;
+pub mod summary;
+mod teardown;
+pub mod track;
+pub mod view;
+
+use c1m_ansible::connect::HostOptions;
+use c1m_proto::duration::Span;
+use std::path::PathBuf;
+
+/// What `c1m run` is asked to do.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub hosts: HostOptions,
+    /// Connections to establish and hold, over all clients.
+    pub connections: u64,
+    /// The server's first port, and how many follow.
+    pub first_port: u16,
+    pub port_count: u16,
+    /// New connections per second at most, over all clients.
+    pub rate: Option<u64>,
+    /// How long to hold all connections once the target is reached.
+    pub hold: Span,
+    /// While holding, a message on every connection at this interval.
+    pub message_interval: Option<Span>,
+    /// Connects in flight at most, per client host.
+    pub window: Option<u64>,
+    /// Source IPs of a client on this machine.
+    pub source_ips: Vec<String>,
+    /// Server and client worker processes.
+    pub procs: Option<usize>,
+    /// Where run directories go.
+    pub runs_dir: PathBuf,
+    /// Plain lines instead of progress bars.
+    pub no_progress: bool,
+    /// No source-address steering on a local run.
+    pub no_steering: bool,
+    /// No private network namespace on a local run.
+    pub no_netns: bool,
+    /// Start even when the preflight says the run cannot fit.
+    pub force: bool,
+}
+
+/// How `c1m run` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunEnd {
+    /// The target was reached, every echo verified, every host to the end.
+    Passed,
+    /// Not reached, an echo wrong, a host lost, or a binary failed.
+    Failed,
+    /// The preflight refused the run: it cannot fit.
+    Refused,
+    /// A host could not be reached before the run.
+    Unreachable,
+    /// Stopped by a signal; teardown ran.
+    Interrupted,
+}
+
+/// Runs `c1m run`: prepares (refusing what cannot fit), then runs the live phases.
+pub fn run(args: RunOptions) -> anyhow::Result<RunEnd> {
+    let prepared = match prepare::prepare(&args)? {
+        prepare::Readiness::Ready(p) => *p,
+        prepare::Readiness::Refused(end) => return Ok(end),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(engine::run(args, prepared))
+}

@@ -1,0 +1,183 @@
+//! What the engine knows while a run is live: each host's state, where the run is (its
+//! phase), and the run's peak.
+
+use super::control::Control;
+use super::msg::{Ended, Role};
+use super::prepare::RunHost;
+use super::proc::RemoteProc;
+use super::sampler::KernelSample;
+use super::track::Track;
+use c1m_rundir::{KernelMemory, Outcome};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// A binary started on a host.
+pub struct Running {
+    pub proc: RemoteProc,
+    /// Its process group, from its layout line; what teardown stops whatever is left of.
+    pub pgid: Option<u32>,
+    pub ended: Option<Ended>,
+}
+
+/// Everything the engine knows about one host.
+pub struct HostState {
+    pub run: RunHost,
+    /// `hosts/NAME/` in the run directory.
+    pub dir: PathBuf,
+    pub track: Track,
+    pub server: Option<Running>,
+    pub client: Option<Running>,
+    pub control: Option<Control>,
+    pub kernel_base: Option<KernelSample>,
+    pub kernel_now: Option<KernelSample>,
+    pub cpu_prev: Option<(u64, u64)>,
+    /// (verified, client uptime) at the last rate computation.
+    pub rate_point: (u64, f64),
+    pub rate: f64,
+    /// Set when a binary of this host ended early or the host was lost.
+    pub failure: Option<String>,
+    /// What teardown found of this host's process groups.
+    pub teardown: Vec<String>,
+    pub tearing_down: bool,
+}
+
+impl HostState {
+    pub fn new(run: RunHost, dir: PathBuf, control: Option<Control>) -> HostState {
+        HostState {
+            run,
+            dir,
+            track: Track::default(),
+            server: None,
+            client: None,
+            control,
+            kernel_base: None,
+            kernel_now: None,
+            cpu_prev: None,
+            rate_point: (0, 0.0),
+            rate: 0.0,
+            failure: None,
+            teardown: Vec::new(),
+            tearing_down: false,
+        }
+    }
+
+    /// Kernel memory grown since the run's baseline.
+    pub fn kernel_delta(&self) -> Option<KernelMemory> {
+        let (now, base) = (self.kernel_now.as_ref()?, self.kernel_base.as_ref()?);
+        let mut d = now.delta(base);
+        d.both_ends = self.run.is_server() && self.run.is_client();
+        Some(d)
+    }
+
+    pub fn running(&self, role: Role) -> Option<&Running> {
+        match role {
+            Role::Server => self.server.as_ref(),
+            Role::Client => self.client.as_ref(),
+        }
+    }
+
+    pub fn running_mut(&mut self, role: Role) -> Option<&mut Running> {
+        match role {
+            Role::Server => self.server.as_mut(),
+            Role::Client => self.client.as_mut(),
+        }
+    }
+
+    /// Errors its client and server counted (one of them is empty unless both run here).
+    pub fn errors_total(&self) -> u64 {
+        self.track.client.errors_total() + self.track.server.errors.values().sum::<u64>()
+    }
+
+    pub fn client_alive(&self) -> bool {
+        self.client.as_ref().is_some_and(|c| c.ended.is_none())
+    }
+
+    /// Connections this host's client has verified (its summary's figure once it has one).
+    pub fn verified(&self) -> u64 {
+        self.track
+            .client_summary
+            .as_ref()
+            .unwrap_or(&self.track.client)
+            .verified
+    }
+}
+
+/// The run at its peak: the figures memory per connection is computed from. Taken per line,
+/// not per tick, so a run stopped between ticks still has them.
+#[derive(Default)]
+pub struct Peak {
+    pub established: u64,
+    pub server_open: u64,
+    pub server_rss: u64,
+    pub server_kernel: KernelMemory,
+    pub rate: f64,
+    /// Set when teardown begins: closing sockets must not count as the peak's memory.
+    pub frozen: bool,
+}
+
+impl Peak {
+    /// Takes in the hosts' latest figures.
+    pub fn update(&mut self, hosts: &mut [HostState]) {
+        let established: u64 = hosts.iter().map(|h| h.track.client.open).sum();
+        for h in hosts.iter_mut() {
+            h.track.established_peak = h.track.established_peak.max(h.track.client.open);
+            h.track.server_open_peak = h.track.server_open_peak.max(h.track.server.open);
+        }
+        let Some(server) = hosts.iter().find(|h| h.run.is_server()) else {
+            return;
+        };
+        if self.frozen {
+            return;
+        }
+        self.server_open = self.server_open.max(server.track.server.open);
+        if established >= self.established {
+            self.established = established;
+            self.server_rss = server.track.server.rss_bytes;
+            self.server_kernel = server.kernel_delta().unwrap_or_default();
+        }
+    }
+}
+
+/// How long the connections are held once every client has its share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    Until(Instant),
+    /// Until a signal stops the run.
+    Forever,
+}
+
+/// How the live part of a run ended: the outcome run.json records and why.
+#[derive(Debug, Clone)]
+pub struct Ending {
+    pub outcome: Outcome,
+    pub reason: Option<String>,
+}
+
+impl Ending {
+    pub fn new(outcome: Outcome, reason: impl Into<String>) -> Ending {
+        Ending {
+            outcome,
+            reason: Some(reason.into()),
+        }
+    }
+}
+
+/// Where a live run is.
+#[derive(Debug, Clone)]
+pub enum Phase {
+    /// Clients are connecting.
+    Connecting,
+    /// Every running client has its share; connections are held.
+    Holding(Hold),
+    /// The live part is over.
+    Over(Ending),
+}
+
+/// When the target was reached.
+#[derive(Debug, Clone, Copy)]
+pub struct Reached {
+    /// Seconds since the clients were started, on the controller's clock.
+    pub since_clients: f64,
+    /// Seconds since `c1m run` began (connecting, preflight, deploy and start-up included).
+    pub since_invoked: f64,
+}

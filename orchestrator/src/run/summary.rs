@@ -1,0 +1,390 @@
+//! The end of a run: `run.json` — one summary assembly for every run, with a figure set per
+//! host — the limit the run hit, and the summary printed for a person.
+
+use super::sampler::kernel_total;
+use super::state::{Ending, HostState, Peak, Reached};
+use super::{RunEnd, RunOptions};
+use c1m_proto::fmt;
+use c1m_proto::stats::{ClientStats, LayoutLine};
+use c1m_report::histogram;
+use c1m_rundir::{HostSummary, LimitHit, Outcome, RunSettings, RunSummary};
+use std::collections::BTreeMap;
+
+/// What the run's end is made from.
+pub struct Finished<'a> {
+    pub opts: &'a RunOptions,
+    /// How run.json names the inventory (`local` for the built-in one).
+    pub inventory: &'a str,
+    pub hosts: &'a [HostState],
+    pub peak: &'a Peak,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub ending: Ending,
+    pub reached: Option<Reached>,
+}
+
+/// The exit the run's summary calls for.
+pub fn verdict(s: &RunSummary) -> RunEnd {
+    match s.outcome {
+        Outcome::Interrupted => RunEnd::Interrupted,
+        Outcome::Reached if !s.partial && !s.errors.contains_key("echo_mismatch") => RunEnd::Passed,
+        _ => RunEnd::Failed,
+    }
+}
+
+/// All clients' figures as one: counters summed, histograms merged exactly. The clients start
+/// together, so the run reached its target when the last one did.
+fn merged_clients(hosts: &[HostState]) -> ClientStats {
+    let mut all = ClientStats::default();
+    let mut connect = Vec::new();
+    let mut rtt = Vec::new();
+    let mut ttt: Option<f64> = Some(0.0);
+    for h in hosts.iter().filter(|h| h.run.is_client()) {
+        let c = h.track.client_summary.as_ref().unwrap_or(&h.track.client);
+        all.absorb(c);
+        let decode = |s: &Option<String>| s.as_deref().and_then(|s| histogram::decode(s).ok());
+        connect.extend(decode(&c.connect_hist));
+        rtt.extend(decode(&c.rtt_hist));
+        ttt = match (ttt, c.time_to_target_s) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            _ => None,
+        };
+    }
+    all.time_to_target_s = ttt.filter(|_| all.verified >= all.target && all.target > 0);
+    all.connect_latency_us = histogram::merge(&connect).map(|h| histogram::percentiles(&h));
+    all.rtt_us = histogram::merge(&rtt).map(|h| histogram::percentiles(&h));
+    all
+}
+
+/// Every error by name, the servers' prefixed with `server_`.
+fn errors_of(
+    client: &ClientStats,
+    server: &c1m_proto::stats::ServerStats,
+) -> BTreeMap<String, u64> {
+    let mut errors = client.errors.clone();
+    for (k, v) in &server.errors {
+        *errors.entry(format!("server_{k}")).or_default() += v;
+    }
+    errors
+}
+
+/// run.json.
+pub fn summarize(f: &Finished) -> RunSummary {
+    let n = f.opts.connections;
+    let mut client = merged_clients(f.hosts);
+    // Each client's own clock is exact; the controller's (line by line) is the fallback.
+    if client.time_to_target_s.is_none() {
+        client.time_to_target_s = f.reached.map(|r| r.since_clients);
+    }
+    let server_host = f.hosts.iter().find(|h| h.run.is_server());
+    let server = server_host
+        .map(|h| {
+            h.track
+                .server_summary
+                .clone()
+                .unwrap_or_else(|| h.track.server.clone())
+        })
+        .unwrap_or_default();
+    let errors = errors_of(&client, &server);
+    let mut outcome = f.ending.outcome;
+    if outcome == Outcome::Reached && client.verified < n {
+        outcome = Outcome::NotReached;
+    }
+    let reason = f.ending.reason.clone().or_else(|| {
+        f.hosts
+            .iter()
+            .find_map(|h| Some(format!("{}: {}", h.run.host.name, h.failure.as_ref()?)))
+    });
+    let limit = limit_hit(
+        f.opts,
+        &client,
+        &errors,
+        outcome,
+        reason.as_deref(),
+        f.hosts,
+    );
+    let partial = f.hosts.iter().any(|h| {
+        h.failure.is_some()
+            || (h.run.is_client() && h.track.client_summary.is_none())
+            || (h.run.is_server() && h.track.server_summary.is_none())
+    });
+    let server_peak = f.peak.server_open.max(1);
+    RunSummary {
+        schema: c1m_rundir::SCHEMA,
+        c1m_version: env!("CARGO_PKG_VERSION").into(),
+        started_at: f.started_at.to_rfc3339(),
+        finished_at: Some(chrono::Utc::now().to_rfc3339()),
+        inventory: f.inventory.into(),
+        outcome,
+        reason,
+        partial,
+        target: n,
+        established_peak: f.peak.established,
+        server_open_peak: f.peak.server_open,
+        time_to_target_s: client.time_to_target_s,
+        run_to_target_s: f.reached.map(|r| r.since_invoked),
+        connect_rate_peak: f.peak.rate,
+        connect_rate_mean: client
+            .time_to_target_s
+            .map(|t| client.verified as f64 / t.max(1e-9))
+            .unwrap_or(0.0),
+        connect_latency_us: client.connect_latency_us.clone(),
+        rtt_us: client.rtt_us.clone(),
+        errors,
+        server_rss_bytes: f.peak.server_rss,
+        client_rss_bytes: client.rss_bytes,
+        user_bytes_per_conn: f.peak.server_rss as f64 / server_peak as f64,
+        kernel_bytes_per_conn: kernel_total(&f.peak.server_kernel) as f64 / server_peak as f64,
+        kernel_memory: f.peak.server_kernel.clone(),
+        hosts: f.hosts.iter().map(|h| host_summary(h, f.peak)).collect(),
+        limit: Some(limit),
+        settings: run_settings(
+            f.opts,
+            f.hosts
+                .iter()
+                .filter(|h| h.run.is_client())
+                .flat_map(|h| h.run.source_ips.iter().cloned())
+                .collect(),
+        ),
+    }
+}
+
+fn layout(l: &Option<LayoutLine>) -> Option<String> {
+    l.as_ref()
+        .map(|l| format!("{}×{}", l.procs, l.threads_per_proc))
+}
+
+/// One host's figures.
+fn host_summary(h: &HostState, peak: &Peak) -> HostSummary {
+    let c = h.track.client_summary.as_ref().unwrap_or(&h.track.client);
+    let s = h.track.server_summary.as_ref().unwrap_or(&h.track.server);
+    let layouts: Vec<String> = [
+        layout(&h.track.server_layout).map(|l| format!("server {l}")),
+        layout(&h.track.client_layout).map(|l| format!("client {l}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let failure = match (&h.failure, h.teardown.is_empty()) {
+        (f, true) => f.clone(),
+        (Some(f), false) => Some(format!("{f}; teardown: {}", h.teardown.join("; "))),
+        (None, false) => Some(format!("teardown: {}", h.teardown.join("; "))),
+    };
+    HostSummary {
+        name: h.run.host.name.clone(),
+        role: h.run.role.as_str().into(),
+        address: h.run.address.clone(),
+        share: h.run.share,
+        established_peak: if h.run.is_client() {
+            h.track.established_peak
+        } else {
+            h.track.server_open_peak
+        },
+        errors: errors_of(c, s),
+        rss_bytes: c.rss_bytes.max(h.track.client.rss_bytes)
+            + if h.run.is_server() {
+                peak.server_rss
+            } else {
+                0
+            },
+        layout: layouts.join(", "),
+        tuning: h.run.facts.tuning(),
+        failure,
+    }
+}
+
+/// What the run was asked to do, as run.json records it.
+pub fn run_settings(opts: &RunOptions, source_ips: Vec<String>) -> RunSettings {
+    RunSettings {
+        connections: opts.connections,
+        ports: opts.port_count,
+        rate: opts.rate,
+        hold_s: opts
+            .hold
+            .0
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(f64::INFINITY),
+        message_interval_s: opts
+            .message_interval
+            .and_then(|s| s.0)
+            .map(|d| d.as_secs_f64()),
+        source_ips,
+        window: opts.window,
+    }
+}
+
+/// The host that was busiest while connecting, and how busy (0..1).
+fn busiest(hosts: &[HostState]) -> (&HostState, f64) {
+    let mean = |b: &[f64]| {
+        if b.is_empty() {
+            0.0
+        } else {
+            b.iter().sum::<f64>() / b.len() as f64
+        }
+    };
+    hosts
+        .iter()
+        .map(|h| (h, mean(&h.track.cpu_busy)))
+        .fold(None, |best: Option<(&HostState, f64)>, x| match best {
+            Some(b) if b.1 >= x.1 => Some(b),
+            _ => Some(x),
+        })
+        .unwrap_or((&hosts[0], 0.0))
+}
+
+/// The first limit the run hit, in one sentence, with its evidence.
+pub fn limit_hit(
+    opts: &RunOptions,
+    client: &ClientStats,
+    errors: &BTreeMap<String, u64>,
+    outcome: Outcome,
+    reason: Option<&str>,
+    hosts: &[HostState],
+) -> LimitHit {
+    let hit = |kind: &str, sentence: String, evidence: String| LimitHit {
+        kind: kind.into(),
+        sentence,
+        evidence,
+    };
+    if outcome != Outcome::Reached {
+        if let Some((name, count)) = errors.iter().max_by_key(|(_, v)| **v) {
+            let (kind, sentence) = error_limit(name);
+            let evidence = format!("{name} ×{count} in the client's connect errors");
+            return hit(kind, sentence, evidence);
+        }
+        return hit(
+            "time",
+            format!(
+                "The run ended before the target: {}.",
+                reason.unwrap_or("stopped")
+            ),
+            format!("{} of {} verified", client.verified, client.target),
+        );
+    }
+    if let Some(r) = opts.rate {
+        return hit(
+            "rate",
+            format!("The target was reached; the connect rate was held at --rate {r}/s."),
+            format!("--rate {r}"),
+        );
+    }
+    let (host, busy) = busiest(hosts);
+    let evidence = format!("CPU busy {:.0}% on average while connecting", busy * 100.0);
+    if busy >= 0.85 {
+        let cpu_where = if host.run.is_server() && host.run.is_client() {
+            format!("both ends share {}'s cores", host.run.host.name)
+        } else {
+            format!("{} was the busiest host", host.run.host.name)
+        };
+        return hit(
+            "cpu",
+            format!("The target was reached; the connect rate was bound by CPU ({cpu_where})."),
+            evidence,
+        );
+    }
+    hit(
+        "none",
+        "The target was reached; no limit was hit.".into(),
+        evidence,
+    )
+}
+
+/// The limit an error name points at, and the sentence that says so.
+fn error_limit(name: &str) -> (&'static str, String) {
+    let bare = name.rsplit('_').next().unwrap_or(name);
+    // A connect that times out means SYNs were dropped: conntrack's table is the usual culprit
+    // on a tuned host, so the run names it (the report stays neutral).
+    let kind = if bare == "ETIMEDOUT" {
+        Some("conntrack")
+    } else {
+        c1m_rundir::limit_kind(name)
+    };
+    let sentence = match (kind, bare) {
+        (Some("fd_cap"), "ENFILE") => {
+            "The system-wide file limit (fs.file-max) stopped new sockets.".to_string()
+        }
+        (Some("fd_cap"), _) => "The per-table fd limit (RLIMIT_NOFILE) stopped new sockets.".into(),
+        (Some("ports_x_ips"), _) => {
+            "The 4-tuple space (source IPs × server ports × local ports) ran out.".into()
+        }
+        (Some("memory"), _) => "The kernel ran out of socket memory (tcp_mem or RAM).".into(),
+        (Some("conntrack"), _) => {
+            "Connects timed out: SYNs were dropped (conntrack table, accept queues or memory)."
+                .into()
+        }
+        _ => format!("Connects failed with {name}."),
+    };
+    (kind.unwrap_or("errors"), sentence)
+}
+
+/// The summary for a person, then a line per host when there are several.
+pub fn print(s: &RunSummary, hosts: &[HostState]) {
+    println!();
+    match s.time_to_target_s {
+        Some(t) => println!(
+            "reached {} connections in {:.2} s: mean {} conn/s, peak {} conn/s",
+            fmt::int(s.target),
+            t,
+            fmt::int(s.connect_rate_mean as u64),
+            fmt::int(s.connect_rate_peak as u64)
+        ),
+        _ => println!(
+            "NOT reached: {} of {} connections ({})",
+            fmt::int(s.established_peak),
+            fmt::int(s.target),
+            s.reason.as_deref().unwrap_or(s.outcome.as_str())
+        ),
+    }
+    if let Some(p) = &s.connect_latency_us {
+        println!(
+            "connect latency: p50 {} µs, p99 {} µs, max {} µs",
+            fmt::int(p.p50),
+            fmt::int(p.p99),
+            fmt::int(p.max)
+        );
+    }
+    println!(
+        "memory per connection: user {:.1} B (server RSS {}), kernel {:.0} B ({})",
+        s.user_bytes_per_conn,
+        fmt::bytes(s.server_rss_bytes as f64),
+        s.kernel_bytes_per_conn,
+        if s.kernel_memory.both_ends {
+            "both ends"
+        } else {
+            "server host"
+        }
+    );
+    if let Some(t) = s.run_to_target_s {
+        println!("from the start of c1m run to the target: {t:.2} s (connect, preflight, deploy and start-up included)");
+    }
+    if !s.errors.is_empty() {
+        let e: Vec<String> = s.errors.iter().map(|(k, v)| format!("{k} ×{v}")).collect();
+        println!("errors: {}", e.join(", "));
+    }
+    if let Some(l) = &s.limit {
+        println!("limit: {} ({})", l.sentence, l.evidence);
+    }
+    if hosts.len() > 1 {
+        print_hosts(s, hosts);
+    }
+}
+
+fn print_hosts(s: &RunSummary, hosts: &[HostState]) {
+    println!("hosts:");
+    for (h, st) in s.hosts.iter().zip(hosts) {
+        let what = if st.run.is_client() {
+            format!("{}/{} verified", fmt::int(st.verified()), fmt::int(h.share))
+        } else {
+            format!("{} open at peak", fmt::int(h.established_peak))
+        };
+        println!(
+            "  {:<12} {:<13} {:<16} {what}{}",
+            h.name,
+            h.role,
+            h.address,
+            h.failure
+                .as_deref()
+                .map(|f| format!(" — {f}"))
+                .unwrap_or_default()
+        );
+    }
+}

@@ -1,0 +1,106 @@
+//! The one teardown of every run, however it ended: clients first (their summaries carry the
+//! histograms), then the server, each by closing its stdin; then every process group c1m
+//! started is checked on its host and stopped if anything of it is left. Bounded in time, so a
+//! second signal is never needed.
+
+use super::control::stop_budget;
+use super::intake::absorb;
+use super::msg::{Msg, Role};
+use super::state::{HostState, Peak};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// How long stopped binaries get to print their summaries and exit before their groups are
+/// signalled. Closing a third of a million sockets takes seconds on a slow guest.
+const GRACE: Duration = Duration::from_secs(30);
+
+pub async fn teardown(hosts: &mut [HostState], rx: &mut UnboundedReceiver<Msg>, peak: &mut Peak) {
+    peak.frozen = true;
+    for h in hosts.iter_mut() {
+        h.tearing_down = true;
+    }
+    for role in [Role::Client, Role::Server] {
+        for h in hosts.iter() {
+            if let Some(r) = h.running(role).filter(|r| r.ended.is_none()) {
+                r.proc.stop();
+            }
+        }
+        wait_for_ends(hosts, rx, role, GRACE, peak).await;
+    }
+    stop_leftover_groups(hosts).await;
+    wait_for_ends(hosts, rx, Role::Client, Duration::from_secs(3), peak).await;
+}
+
+/// Whatever is left of any group — a binary that ignored its stdin, a worker process, a host
+/// whose stream broke — is stopped by group id over the control connection, every host at once.
+async fn stop_leftover_groups(hosts: &mut [HostState]) {
+    let mut asked = Vec::new();
+    let now = Instant::now();
+    for (i, h) in hosts.iter().enumerate() {
+        let until = now + stop_budget(h.track.server_open_peak + h.track.established_peak);
+        let Some(control) = h.control.as_ref() else {
+            continue;
+        };
+        for role in [Role::Server, Role::Client] {
+            if let Some(pgid) = h.running(role).and_then(|r| r.pgid) {
+                asked.push((i, role, pgid, until, control.stop_group(pgid, until)));
+            }
+        }
+    }
+    let mut said_waiting = false;
+    for (i, role, pgid, until, stopping) in asked {
+        let quick = Instant::now() + Duration::from_secs(3);
+        let mut answer = tokio::task::block_in_place(|| stopping.answer_by(quick.min(until)));
+        if answer.is_none() {
+            if !said_waiting {
+                // Only said when a host is slow; a healthy one has answered by now.
+                said_waiting = true;
+                println!(
+                    "teardown: waiting for {} to confirm its c1m processes have ended \
+                     (a host closing many connections can take a while; up to {} s)",
+                    hosts[i].run.host.name,
+                    until.saturating_duration_since(Instant::now()).as_secs()
+                );
+            }
+            // The control thread gives up at `until`; its answer says why.
+            let deadline = until + Duration::from_secs(5);
+            answer = tokio::task::block_in_place(|| stopping.answer_by(deadline));
+        }
+        let answer = answer.unwrap_or_else(|| {
+            let waited = Instant::now().saturating_duration_since(now);
+            Err(format!("no answer in {} s", waited.as_secs()))
+        });
+        let h = &mut hosts[i];
+        let line = match answer {
+            Ok(a) if a == "gone" => continue,
+            Ok(a) => format!("{} (group {pgid}) was still running: {a}", role.binary()),
+            Err(e) => format!("could not check {} (group {pgid}): {e}", role.binary()),
+        };
+        println!("teardown {}: {line}", h.run.host.name);
+        h.teardown.push(line);
+    }
+}
+
+/// Takes in messages until every started binary of `role` has ended, or `limit` passes.
+pub async fn wait_for_ends(
+    hosts: &mut [HostState],
+    rx: &mut UnboundedReceiver<Msg>,
+    role: Role,
+    limit: Duration,
+    peak: &mut Peak,
+) {
+    let deadline = tokio::time::Instant::now() + limit;
+    let pending = |hosts: &[HostState]| {
+        hosts
+            .iter()
+            .any(|h| h.running(role).is_some_and(|r| r.ended.is_none()))
+    };
+    while pending(hosts) {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(m)) => {
+                absorb(hosts, m, false, peak);
+            }
+            _ => return,
+        }
+    }
+}
