@@ -139,6 +139,10 @@ pub struct RunArgs {
     /// Run on this machine's own network namespace instead of a private one sized for the test.
     #[arg(long)]
     pub no_netns: bool,
+    /// Connect the ordinary way (SYN, then the greeting after the handshake) instead of with
+    /// the greeting in the SYN (TCP Fast Open, turned on inside a local run's namespace only).
+    #[arg(long)]
+    pub no_fastopen: bool,
     /// Start even when the preflight says the run cannot fit.
     #[arg(long)]
     pub force: bool,

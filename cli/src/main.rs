@@ -80,6 +80,7 @@ fn run(a: RunArgs) -> anyhow::Result<Exit> {
         no_progress: a.no_progress,
         no_steering: a.no_steering,
         no_netns: a.no_netns,
+        no_fastopen: a.no_fastopen,
         force: a.force,
     })?;
     Ok(match end {

@@ -154,7 +154,7 @@ impl Engine {
     /// The server, and every port listening, before any client; then the kernel baseline.
     async fn start_server(&mut self, signals: &mut StopSignals) {
         let si = self.si;
-        let args = launch::server_args(&self.opts, self.target, self.env.steer);
+        let args = launch::server_args(&self.opts, self.target, &self.env);
         let cmd = launch::command(&self.hosts[si].run, Role::Server, &args, &self.env);
         match self.start(si, Role::Server, cmd).await {
             Ok(Ok(r)) => self.hosts[si].server = Some(r),
@@ -249,6 +249,7 @@ impl Engine {
                 &self.hosts[i].run,
                 self.target,
                 steered.as_ref(),
+                &self.env,
             );
             if let Some(ips) = args.iter().find_map(|a| a.strip_prefix("--source-ips=")) {
                 // run.json records the addresses the client was really given.

@@ -29,7 +29,7 @@ pub fn command(h: &RunHost, role: Role, args: &[String], env: &LocalEnv) -> Stri
 
 /// The server's arguments. It listens on the target address when that is loopback (nothing
 /// else should reach a test on this machine), else on every address.
-pub fn server_args(opts: &RunOptions, target: Ipv4Addr, steer: bool) -> Vec<String> {
+pub fn server_args(opts: &RunOptions, target: Ipv4Addr, env: &LocalEnv) -> Vec<String> {
     let bind = if target.is_loopback() {
         target
     } else {
@@ -46,8 +46,11 @@ pub fn server_args(opts: &RunOptions, target: Ipv4Addr, steer: bool) -> Vec<Stri
     if let Some(p) = opts.procs {
         a.push(format!("--procs={p}"));
     }
-    if steer {
+    if env.steer {
         a.push(format!("--steer-source-base={}", loopback::FIRST_SOURCE));
+    }
+    if env.fastopen {
+        a.push("--fastopen".into());
     }
     a
 }
@@ -59,6 +62,7 @@ pub fn client_args(
     h: &RunHost,
     target: Ipv4Addr,
     steered: Option<&LayoutLine>,
+    env: &LocalEnv,
 ) -> Vec<String> {
     let sources = match steered {
         Some(server) => vec![loopback::address_range(
@@ -96,6 +100,9 @@ pub fn client_args(
     }
     if let Some(p) = opts.procs {
         a.push(format!("--procs={p}"));
+    }
+    if env.fastopen {
+        a.push("--fastopen".into());
     }
     a
 }

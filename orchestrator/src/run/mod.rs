@@ -58,6 +58,8 @@ pub struct RunOptions {
     pub no_steering: bool,
     /// No private network namespace on a local run.
     pub no_netns: bool,
+    /// No TCP Fast Open in a local run's namespace.
+    pub no_fastopen: bool,
     /// Start even when the preflight says the run cannot fit.
     pub force: bool,
 }
