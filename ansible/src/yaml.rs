@@ -205,6 +205,18 @@ impl Ctx<'_> {
     }
 }
 
+/// The key node of `key` in mapping `map` (where an error about that entry points), else the
+/// mapping itself.
+pub fn key_node<'n>(map: &'n Node, key: &str) -> &'n Node {
+    match &map.value {
+        Value::Map(pairs) => pairs
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map_or(map, |(k, _)| k),
+        _ => map,
+    }
+}
+
 /// Ansible's boolean spellings (`module_utils.parsing.convert_bool`).
 pub fn parse_bool(s: &str) -> Option<bool> {
     match s.to_ascii_lowercase().as_str() {
@@ -214,17 +226,38 @@ pub fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
+/// Deepest nesting of lists and mappings a file may have. Real playbooks stay below 20 levels;
+/// the bound keeps every recursive walk of the tree (here and in the engine) far from the stack's
+/// end, whatever a hostile file holds.
+pub const MAX_DEPTH: usize = 128;
+
+/// How much aliases may add to a document, in bytes of tree (a node's size plus its text).
+/// YAML's aliases repeat a subtree by reference; this tree copies it, so nine nested aliases of
+/// ten (the "billion laughs") would ask for gigabytes. Real files repeat a few mappings.
+pub const MAX_ALIAS_EXPANSION: u64 = 32 << 20;
+
 /// Parses the first document of `text`; an empty file is `Null`.
 pub fn load(file: &str, text: &str) -> Result<Node, SourceError> {
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
-    if let Err(e) = parser.load(&mut builder, false) {
-        let m = e.marker();
-        return Err(SourceError::new(
-            file,
-            pos_of(m),
-            format!("YAML syntax error: {}", e.info()),
-        ));
+    // Event by event rather than `Parser::load`, which recurses once per nesting level: the
+    // builder refuses depth past MAX_DEPTH before the stack can run out.
+    loop {
+        let (ev, mark) = match parser.next_token() {
+            Ok(x) => x,
+            Err(e) => {
+                return Err(SourceError::new(
+                    file,
+                    pos_of(e.marker()),
+                    format!("YAML syntax error: {}", e.info()),
+                ))
+            }
+        };
+        let end = ev == Event::StreamEnd;
+        builder.on_event(ev, mark);
+        if end || builder.error.is_some() || (builder.done && builder.stack.is_empty()) {
+            break;
+        }
     }
     if let Some((pos, msg)) = builder.error {
         return Err(SourceError::new(file, pos, msg));
@@ -247,9 +280,28 @@ fn pos_of(m: &Marker) -> Pos {
 struct Builder {
     stack: Vec<(Node, usize)>,
     root: Option<Node>,
-    anchors: HashMap<usize, Node>,
+    /// Anchored nodes by id, with their weight (see [`weight`]).
+    anchors: HashMap<usize, (Node, u64)>,
+    /// What aliases have added so far (see [`MAX_ALIAS_EXPANSION`]).
+    expanded: u64,
     error: Option<(Pos, String)>,
     done: bool,
+}
+
+/// A tree's size in bytes, roughly: each node and the text of each scalar.
+fn weight(node: &Node) -> u64 {
+    let own = std::mem::size_of::<Node>() as u64;
+    match &node.value {
+        Value::Str(s) => own + s.len() as u64,
+        Value::Seq(items) => own + items.iter().map(weight).sum::<u64>(),
+        Value::Map(pairs) => {
+            own + pairs
+                .iter()
+                .map(|(k, v)| weight(k) + weight(v))
+                .sum::<u64>()
+        }
+        _ => own,
+    }
 }
 
 impl Builder {
@@ -310,24 +362,25 @@ impl MarkedEventReceiver for Builder {
                 };
                 let node = Node { value, pos };
                 if anchor > 0 {
-                    self.anchors.insert(anchor, node.clone());
+                    self.anchors.insert(anchor, (node.clone(), weight(&node)));
                 }
                 self.push_value(node);
             }
-            Event::SequenceStart(anchor, _) => self.stack.push((
-                Node {
-                    value: Value::Seq(Vec::new()),
-                    pos,
-                },
-                anchor,
-            )),
-            Event::MappingStart(anchor, _) => self.stack.push((
-                Node {
-                    value: Value::Map(Vec::new()),
-                    pos,
-                },
-                anchor,
-            )),
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                if self.stack.len() >= MAX_DEPTH {
+                    self.error = Some((
+                        pos,
+                        format!("nesting deeper than {MAX_DEPTH} levels of lists and mappings"),
+                    ));
+                    return;
+                }
+                let value = if matches!(ev, Event::SequenceStart(..)) {
+                    Value::Seq(Vec::new())
+                } else {
+                    Value::Map(Vec::new())
+                };
+                self.stack.push((Node { value, pos }, anchor));
+            }
             Event::SequenceEnd | Event::MappingEnd => {
                 if let Some((mut node, anchor)) = self.stack.pop() {
                     merge_keys(&mut node);
@@ -341,17 +394,32 @@ impl MarkedEventReceiver for Builder {
                         }
                     }
                     if anchor > 0 {
-                        self.anchors.insert(anchor, node.clone());
+                        let w = weight(&node);
+                        self.anchors.insert(anchor, (node.clone(), w));
                     }
                     self.push_value(node);
                 }
             }
             Event::Alias(id) => {
                 let node = match self.anchors.get(&id) {
-                    Some(n) => Node {
-                        value: n.value.clone(),
-                        pos,
-                    },
+                    Some((n, w)) => {
+                        self.expanded = self.expanded.saturating_add(*w);
+                        if self.expanded > MAX_ALIAS_EXPANSION {
+                            self.error = Some((
+                                pos,
+                                format!(
+                                    "aliases expand this document past {} MiB (a \"billion \
+                                     laughs\" file?); c1m copies what an alias names, so it stops here",
+                                    MAX_ALIAS_EXPANSION >> 20
+                                ),
+                            ));
+                            return;
+                        }
+                        Node {
+                            value: n.value.clone(),
+                            pos,
+                        }
+                    }
                     None => Node {
                         value: Value::Null,
                         pos,
@@ -487,5 +555,44 @@ mod tests {
         let e = load("f.yml", "a: 1\nb: 2\na: 3\n").unwrap_err();
         assert_eq!(e.pos, Pos { line: 3, col: 1 }, "{e}");
         assert!(e.msg.contains("duplicate key a"), "{e}");
+    }
+
+    #[test]
+    fn billion_laughs_stops_with_a_position_in_bounded_time() {
+        let mut text = String::from("a: &a [\"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\"]\n");
+        for (prev, name) in ["a", "b", "c", "d", "e", "f", "g", "h", "i"]
+            .windows(2)
+            .map(|w| (w[0], w[1]))
+        {
+            let refs = vec![format!("*{prev}"); 9].join(", ");
+            text.push_str(&format!("{name}: &{name} [{refs}]\n"));
+        }
+        let started = std::time::Instant::now();
+        let e = load("laughs.yml", &text).unwrap_err();
+        assert!(e.msg.contains("billion laughs"), "{e}");
+        assert!(e.pos.line >= 2, "{e}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        // A few ordinary aliases are fine.
+        let ok = load("ok.yml", "base: &b {x: 1}\none: *b\ntwo: {<<: *b, y: 2}\n").unwrap();
+        assert_eq!(ok.to_json()["two"]["x"], serde_json::json!(1));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_with_a_position() {
+        let deep = "[".repeat(100_000);
+        let e = load("deep.yml", &deep).unwrap_err();
+        // The scanner itself bounds flow nesting; block nesting is bounded here.
+        assert!(
+            e.msg.contains("nesting deeper than") || e.msg.contains("recursion limit"),
+            "{e}"
+        );
+        assert_eq!(e.pos.line, 1);
+        let block: String = (0..300)
+            .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+            .collect();
+        let e = load("deep.yml", &block).unwrap_err();
+        assert!(e.msg.contains("nesting deeper than"), "{e}");
+        let fine: String = "[".repeat(50) + &"]".repeat(50);
+        assert!(load("ok.yml", &fine).is_ok());
     }
 }

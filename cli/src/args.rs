@@ -42,13 +42,15 @@ pub enum Command {
 /// Which hosts a subcommand reaches and how: the same flags for `provision`, `run` and `check`.
 #[derive(Args, Debug, Clone, Default)]
 pub struct HostArgs {
-    /// Inventory (Ansible YAML). Default: this machine alone (the built-in inventory/local.yml).
-    #[arg(short, long, value_name = "FILE")]
+    /// Inventory: an Ansible YAML or INI file, a directory of them, or `host1,host2,`; with
+    /// group_vars/ and host_vars/ beside it. Default: ansible.cfg's `inventory`, else this
+    /// machine alone (the built-in inventory/local.yml).
+    #[arg(short, long, value_name = "PATH")]
     pub inventory: Option<PathBuf>,
     /// Only these hosts or groups (`,` or `:` separated, `*` wildcards, `!` excludes).
     #[arg(short, long, value_name = "PATTERN")]
     pub limit: Option<String>,
-    /// Hosts connected to at once. Default: all.
+    /// Hosts connected to at once. Default: ansible.cfg's `forks`, else all.
     #[arg(short, long, value_name = "N")]
     pub forks: Option<usize>,
     /// known_hosts file for SSH hosts. Default: the host's `c1m_known_hosts` var, else
@@ -76,9 +78,25 @@ pub struct ProvisionArgs {
     /// Undo tune.yml: run playbooks/reset.yml (restores the snapshot kept on each host).
     #[arg(long)]
     pub revert: bool,
-    /// Extra variables KEY=VALUE (highest precedence), e.g. `-e c1m_connections=200000`.
-    #[arg(short = 'e', long = "extra-vars", value_name = "KEY=VALUE")]
+    /// Extra variables (highest precedence): `KEY=VALUE …`, a YAML/JSON mapping, or `@FILE`,
+    /// e.g. `-e c1m_connections=200000`. Repeatable; later ones win.
+    #[arg(short = 'e', long = "extra-vars", value_name = "VARS")]
     pub extra_vars: Vec<String>,
+    /// Only tasks tagged with these (comma-separated, repeatable); `always` tasks run too.
+    #[arg(short = 't', long, value_name = "TAGS")]
+    pub tags: Vec<String>,
+    /// Not tasks tagged with these (comma-separated, repeatable).
+    #[arg(long, value_name = "TAGS")]
+    pub skip_tags: Vec<String>,
+    /// Print each play's hosts and run nothing.
+    #[arg(long)]
+    pub list_hosts: bool,
+    /// Print the tasks that would run (with their tags) and run nothing.
+    #[arg(long)]
+    pub list_tasks: bool,
+    /// Print the tags of the tasks that would run and run nothing.
+    #[arg(long)]
+    pub list_tags: bool,
 }
 
 /// The server's ports: the first one and how many follow it.
@@ -93,16 +111,28 @@ pub struct PortArgs {
     pub port_count: u16,
 }
 
-/// Arguments of `c1m run`.
+/// What a run asks of the hosts: the same flags for `run` and `check`, judged by the same code.
 #[derive(Args, Debug, Clone)]
-pub struct RunArgs {
-    #[command(flatten)]
-    pub hosts: HostArgs,
+pub struct DemandArgs {
     /// Connections to establish and hold, over all clients.
     #[arg(short = 'n', long, default_value_t = 1_000_000)]
     pub connections: u64,
     #[command(flatten)]
     pub ports: PortArgs,
+    /// Source IPs for a client on this machine (`A` or `A-B`, comma-separated). Default: enough
+    /// addresses from 127.0.0.2 up for the 4-tuples the run needs. Inventory hosts use their
+    /// `c1m_source_ips` var.
+    #[arg(long, value_delimiter = ',', value_name = "IPS")]
+    pub source_ips: Vec<String>,
+}
+
+/// Arguments of `c1m run`.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub hosts: HostArgs,
+    #[command(flatten)]
+    pub demand: DemandArgs,
     /// New connections per second at most, over all clients (default: as fast as they go).
     #[arg(long, value_name = "PER_SECOND")]
     pub rate: Option<u64>,
@@ -116,11 +146,6 @@ pub struct RunArgs {
     /// 4096).
     #[arg(long, value_name = "N")]
     pub window: Option<u64>,
-    /// Source IPs for a client on this machine (`A` or `A-B`, comma-separated). Default: enough
-    /// addresses from 127.0.0.2 up for the 4-tuples the run needs. Inventory hosts use their
-    /// `c1m_source_ips` var.
-    #[arg(long, value_delimiter = ',', value_name = "IPS")]
-    pub source_ips: Vec<String>,
     /// Server and client worker processes (default: one each, a thread per fd table).
     #[arg(long, value_name = "K")]
     pub procs: Option<usize>,
@@ -153,14 +178,8 @@ pub struct RunArgs {
 pub struct CheckArgs {
     #[command(flatten)]
     pub hosts: HostArgs,
-    /// Connections the run is to hold, over all clients.
-    #[arg(short = 'n', long, default_value_t = 1_000_000)]
-    pub connections: u64,
     #[command(flatten)]
-    pub ports: PortArgs,
-    /// Source IPs for a client on this machine, as `c1m run --source-ips`.
-    #[arg(long, value_delimiter = ',', value_name = "IPS")]
-    pub source_ips: Vec<String>,
+    pub demand: DemandArgs,
     /// The plan as JSON.
     #[arg(long)]
     pub json: bool,

@@ -9,7 +9,8 @@ use args::{
     AccelArg, CheckArgs, Cli, Command, HostArgs, LabAction, LabArgs, ProvisionArgs, ReportArgs,
     RunArgs,
 };
-use c1m_ansible::connect::{ConnectSettings, HostOptions};
+use c1m_ansible::connect::{ConnectSettings, HostOptions, Sources, SourcesRef};
+use c1m_ansible::playbook::list::Listing;
 use c1m_ansible::provision::{ProvisionOptions, ProvisionOutcome};
 use c1m_orchestrator::check::{CheckOptions, CheckOutcome};
 use c1m_orchestrator::run::{RunEnd, RunOptions};
@@ -35,27 +36,42 @@ fn main() -> ExitCode {
     }
 }
 
-fn hosts(a: HostArgs) -> HostOptions {
-    HostOptions {
-        inventory: a.inventory,
+/// The host flags, with ansible.cfg's defaults (`inventory`, `forks`) for what they leave
+/// open; a bad ansible.cfg or ssh_config is bad input before anything runs.
+fn hosts(a: HostArgs) -> anyhow::Result<HostOptions> {
+    let sources = SourcesRef::Given(std::sync::Arc::new(Sources::discover()?));
+    let cfg = &sources.get().map_err(anyhow::Error::msg)?.cfg;
+    Ok(HostOptions {
+        inventory: match a.inventory {
+            Some(i) => Some(i),
+            None => cfg.inventory()?,
+        },
         limit: a.limit,
-        forks: a.forks,
+        forks: a.forks.or(cfg.forks),
         connect: ConnectSettings {
             known_hosts: a.known_hosts,
             accept_new: a.accept_new_host_keys,
+            sources,
             ..Default::default()
         },
-    }
+    })
 }
 
 fn provision(a: ProvisionArgs) -> anyhow::Result<Exit> {
     let outcome = c1m_ansible::provision::run(&ProvisionOptions {
-        hosts: hosts(a.hosts),
+        hosts: hosts(a.hosts)?,
         playbooks: a.playbooks,
         check: a.check,
         diff: a.diff,
         revert: a.revert,
         extra_vars: a.extra_vars,
+        tags: a.tags,
+        skip_tags: a.skip_tags,
+        listing: Listing {
+            hosts: a.list_hosts,
+            tasks: a.list_tasks,
+            tags: a.list_tags,
+        },
     })?;
     Ok(match outcome {
         ProvisionOutcome::Ok => Exit::Ok,
@@ -66,15 +82,15 @@ fn provision(a: ProvisionArgs) -> anyhow::Result<Exit> {
 
 fn run(a: RunArgs) -> anyhow::Result<Exit> {
     let end = c1m_orchestrator::run::run(RunOptions {
-        hosts: hosts(a.hosts),
-        connections: a.connections,
-        first_port: a.ports.first_port,
-        port_count: a.ports.port_count,
+        hosts: hosts(a.hosts)?,
+        connections: a.demand.connections,
+        first_port: a.demand.ports.first_port,
+        port_count: a.demand.ports.port_count,
         rate: a.rate,
         hold: a.hold,
         message_interval: a.message_interval,
         window: a.window,
-        source_ips: a.source_ips,
+        source_ips: a.demand.source_ips,
         procs: a.procs,
         runs_dir: a.runs_dir,
         no_progress: a.no_progress,
@@ -94,10 +110,10 @@ fn run(a: RunArgs) -> anyhow::Result<Exit> {
 
 fn check(a: CheckArgs) -> anyhow::Result<Exit> {
     let outcome = c1m_orchestrator::check::run(&CheckOptions {
-        hosts: hosts(a.hosts),
-        connections: a.connections,
-        port_count: a.ports.port_count,
-        source_ips: a.source_ips,
+        hosts: hosts(a.hosts)?,
+        connections: a.demand.connections,
+        port_count: a.demand.ports.port_count,
+        source_ips: a.demand.source_ips,
         json: a.json,
     })?;
     Ok(match outcome {

@@ -165,6 +165,7 @@ fn lab_up_provision_down() {
     });
     timed("step_status_and_lab_ssh", || step_status_and_lab_ssh(&ctx));
     timed("step_provision", || step_provision(&ctx));
+    timed("step_project", || step_project(&ctx));
     timed("step_run", || step_run(&ctx));
     timed("step_up_again_keeps_the_lab", || {
         step_up_again_keeps_the_lab(&ctx)
@@ -643,6 +644,104 @@ fn ansible_tune(ctx: &Ctx) -> Run {
         .arg(repo_root().join("playbooks/tune.yml")));
     assert!(r.ok, "ansible-playbook tune.yml failed:\n{}", r.out);
     r
+}
+
+/// The role-based project (playbooks/project: INI inventory with a range, group_vars and
+/// host_vars, ansible.cfg, a role with a template, a handler, a meta dependency and a block with
+/// rescue) on the four VMs under both tools, each from its own directory and ansible.cfg: the
+/// same recap counts and kernel values, nothing to change on a second run under either tool,
+/// and its reset.yml puts the guests back.
+fn step_project(ctx: &Ctx) {
+    let dir = ctx.guard.dir.join("project");
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(repo_root().join("playbooks/project"))
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    fs::write(
+        dir.join("group_vars/all/connection.yml"),
+        format!(
+            "ansible_ssh_private_key_file: {}\nansible_ssh_common_args: -o UserKnownHostsFile={} -o StrictHostKeyChecking=yes\n",
+            ctx.key,
+            ctx.known_hosts.display()
+        ),
+    )
+    .unwrap();
+    let c1m_in = |args: &[&str]| run(c1m().current_dir(&dir).arg("provision").args(args));
+    let ansible_in = |book: &str| {
+        run(Command::new("ansible-playbook")
+            .current_dir(&dir)
+            .env("ANSIBLE_NOCOLOR", "1")
+            .env("ANSIBLE_PIPELINING", "1")
+            .env("ANSIBLE_LOCAL_TEMP", dir.join("tmp"))
+            .env("ANSIBLE_SSH_CONTROL_PATH_DIR", dir.join("cp"))
+            .env(
+                "ANSIBLE_SSH_ARGS",
+                "-C -o ControlMaster=auto -o ControlPersist=20s",
+            )
+            .arg(book))
+    };
+    let kernel = || -> Vec<String> {
+        ctx.hosts
+            .iter()
+            .map(|(_, addr)| {
+                let o = ssh(
+                    addr,
+                    &ctx.key,
+                    &ctx.known_hosts,
+                    "sysctl -n net.core.somaxconn net.ipv4.tcp_fin_timeout net.ipv4.ip_local_port_range; cat /etc/security/limits.d/c1m-project.conf /var/lib/c1m-project/probe 2>&1",
+                );
+                String::from_utf8_lossy(&o.stdout).into_owned()
+            })
+            .collect()
+    };
+    let fresh = kernel();
+    let first = c1m_in(&["site.yml"]);
+    assert!(first.ok, "c1m site.yml failed:\n{}", first.out);
+    let tuned = kernel();
+    assert_ne!(tuned, fresh);
+    assert!(tuned[0].starts_with("8192\n15\n1024\t65535\n"), "{tuned:?}");
+    assert!(
+        tuned[1].starts_with("4096\n15\n10000\t65000\n"),
+        "{tuned:?}"
+    );
+    let second = c1m_in(&["site.yml"]);
+    assert_eq!(second.changed(ctx), vec![0; 4], "{}", second.out);
+    let reset = c1m_in(&["reset.yml"]);
+    assert!(reset.ok, "{}", reset.out);
+    assert_eq!(
+        kernel(),
+        fresh,
+        "reset.yml did not restore the guests:\n{}",
+        reset.out
+    );
+    let a_first = ansible_in("site.yml");
+    assert!(
+        a_first.ok,
+        "ansible-playbook site.yml failed:\n{}",
+        a_first.out
+    );
+    assert_eq!(
+        a_first.recap(),
+        first.recap(),
+        "{}\n{}",
+        first.out,
+        a_first.out
+    );
+    assert_eq!(kernel(), tuned, "ansible-playbook left another state");
+    let a_second = ansible_in("site.yml");
+    assert_eq!(a_second.changed(ctx), vec![0; 4], "{}", a_second.out);
+    let after = c1m_in(&["site.yml"]);
+    assert_eq!(after.changed(ctx), vec![0; 4], "{}", after.out);
+    let reset = c1m_in(&["reset.yml"]);
+    assert!(reset.ok, "{}", reset.out);
+    assert_eq!(kernel(), fresh);
+    eprintln!(
+        "project on 4 VMs: c1m first {:.1}s, second {:.1}s; ansible-playbook first {:.1}s, second {:.1}s",
+        first.secs, second.secs, a_first.secs, a_second.secs
+    );
 }
 
 /// The part of a c1m run's output that belongs to the task or handler titled `title` (up to the

@@ -213,47 +213,151 @@ fn worker_processes_when_asked() {
     assert_eq!(csum["verified"], 12000);
 }
 
-#[test]
-fn ctrl_c_stops_everything_within_seconds() {
-    let out_dir = tmp("sigint");
+/// Whether `pid` is a live process (a zombie left to a PID 1 that does not reap is not).
+fn alive(pid: u64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit(") ").next()?.chars().next())
+        .is_some_and(|state| state != 'Z' && state != 'X')
+}
+
+/// Waits up to `limit` for every pid to be gone; panics naming those still alive.
+fn assert_dead_within(pids: &[u64], limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left: Vec<u64> = pids.iter().copied().filter(|p| alive(*p)).collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still alive {limit:?} after the controller ended: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Starts `c1m run` holding 20,000 connections forever in `out_dir` and returns once the
+/// server and the client both printed their layout lines and the client holds its share.
+fn start_holding(out_dir: &Path, port: &str) -> std::process::Child {
     let mut child = c1m()
-        .args([
-            "run",
-            "--connections",
-            "40000",
-            "--hold",
-            "forever",
-            "--port",
-            "35000",
-            "--rate",
-            "5000",
-        ])
+        .args(["run", "--connections", "20000", "--hold", "forever"])
+        .args(["--first-port", port, "--rate", "20000"])
         .arg("--runs-dir")
-        .arg(&out_dir)
+        .arg(out_dir)
         .arg("--no-progress")
         .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // Let connections build up, then interrupt mid-run.
-    std::thread::sleep(Duration::from_secs(3));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let holding = std::fs::canonicalize(out_dir.join("latest"))
+            .ok()
+            .map(|run| lines(&run.join("hosts/localhost/client.jsonl")))
+            .is_some_and(|l| l.iter().any(|v| v["open"] == 20000));
+        if holding {
+            return child;
+        }
+        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            panic!("the run did not come to hold its 20,000 connections");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn netns_exists(name: &str) -> bool {
+    Path::new("/run/netns").join(name).exists()
+}
+
+/// SIGINT (Ctrl-C), SIGTERM (kill, timeout, service managers) and SIGHUP (the terminal
+/// closed) each tear the run down: exit 130, a run directory that says interrupted with both
+/// binaries' summaries, no binary alive, the run's namespace gone.
+fn a_signal_tears_the_run_down(sig: libc::c_int, name: &str, port: &str) {
+    let out_dir = tmp(name);
+    let mut child = start_holding(&out_dir, port);
+    let netns = format!("c1m-run-{}", child.id());
+    let run = latest(&out_dir);
+    let started = pids(&run);
+    assert_eq!(started.len(), 2, "server and client layout lines");
     // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    unsafe { libc::kill(child.id() as i32, sig) };
     let t = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
         assert!(
-            t.elapsed() < Duration::from_secs(15),
-            "c1m run did not stop after SIGINT"
+            t.elapsed() < Duration::from_secs(20),
+            "c1m run did not stop after {name}"
         );
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert!(!status.success(), "an interrupted run is not a success");
-    let run = latest(&out_dir);
+    assert_eq!(status.code(), Some(130), "{name}: {status:?}");
     let s = read_json(&run.join("run.json"));
-    assert_eq!(s["outcome"], "interrupted");
-    assert_gone(&pids(&run));
+    assert_eq!(s["outcome"], "interrupted", "{s:#}");
+    assert!(
+        s["reason"].as_str().unwrap().contains(name),
+        "{}",
+        s["reason"]
+    );
+    assert_eq!(s["established_peak"], 20000);
+    assert_eq!(
+        s["partial"], false,
+        "both binaries wrote their summaries: {s:#}"
+    );
+    assert_dead_within(&started, Duration::from_secs(5));
+    assert!(!netns_exists(&netns), "{netns} is left behind");
+}
+
+#[test]
+fn sigint_tears_the_run_down() {
+    a_signal_tears_the_run_down(libc::SIGINT, "SIGINT", "35000");
+}
+
+#[test]
+fn sigterm_tears_the_run_down() {
+    a_signal_tears_the_run_down(libc::SIGTERM, "SIGTERM", "35100");
+}
+
+#[test]
+fn sighup_tears_the_run_down() {
+    a_signal_tears_the_run_down(libc::SIGHUP, "SIGHUP", "35200");
+}
+
+/// SIGKILL cannot be caught: the binaries see their stdin end and stop by themselves within
+/// seconds, and the next run removes the namespace the killed one left.
+#[test]
+fn after_sigkill_the_binaries_stop_themselves_and_the_next_run_clears_the_namespace() {
+    let out_dir = tmp("sigkill");
+    let mut child = start_holding(&out_dir, "35300");
+    let netns = format!("c1m-run-{}", child.id());
+    let had_netns = netns_exists(&netns);
+    let run = latest(&out_dir);
+    let started = pids(&run);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_dead_within(&started, Duration::from_secs(10));
+    assert!(
+        !run.join("run.json").exists(),
+        "a killed controller writes nothing"
+    );
+    let (out, _) = run_local(
+        "after-sigkill",
+        &[
+            "--connections",
+            "1000",
+            "--hold",
+            "0s",
+            "--first-port",
+            "35400",
+        ],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    if had_netns {
+        assert!(!netns_exists(&netns), "the next run left {netns} behind");
+    }
 }
 
 #[test]

@@ -1,9 +1,23 @@
 //! Inventories and playbooks as text: var inheritance, host patterns, and every kind of bad
 //! input giving `file:line:col: what was expected` before anything runs.
 
+use c1m_ansible::connect::{ConnectSettings, Sources, SourcesRef};
 use c1m_ansible::inventory;
 use c1m_ansible::playbook;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The SSH session a host of `inv` gets from its vars alone (no ansible.cfg, no ssh_config).
+fn route(host: &inventory::Host, known_hosts: Option<&str>) -> c1m_transport::ssh::SshConfig {
+    ConnectSettings {
+        known_hosts: known_hosts.map(PathBuf::from),
+        sources: SourcesRef::Given(Arc::new(Sources::inventory_only())),
+        ..Default::default()
+    }
+    .ssh_route(host)
+    .expect("a route")
+    .0
+}
 
 fn inv_err(text: &str) -> String {
     match inventory::parse("inv.yml", text) {
@@ -70,7 +84,7 @@ all:
     let s1 = inv.host("s1").unwrap();
     assert_eq!(s1.vars["c"], "lab");
     assert_eq!(s1.groups, vec!["all", "lab", "server"]);
-    let cfg = s1.ssh_config(Path::new("/k"), false, Default::default());
+    let cfg = route(s1, Some("/k"));
     assert_eq!(
         (cfg.address.as_str(), cfg.port, cfg.user.as_str()),
         ("10.199.0.10", 2222, "root")
@@ -322,8 +336,7 @@ fn lab_style_inventory_maps_to_ssh_settings() {
     .unwrap();
     let srv = inv.host("srv").unwrap();
     assert_eq!(srv.connection(), inventory::Connection::Ssh);
-    assert_eq!(srv.known_hosts(), Path::new("/var/lib/c1m/lab/known_hosts"));
-    let cfg = srv.ssh_config(&srv.known_hosts(), false, Default::default());
+    let cfg = route(srv, None);
     assert_eq!(cfg.address, "10.199.0.10");
     assert_eq!(cfg.port, 22);
     assert_eq!(cfg.user, "root");
@@ -339,7 +352,7 @@ fn lab_style_inventory_maps_to_ssh_settings() {
 fn tune_yml_orders_snapshot_modprobe_nr_open_before_the_rest() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../playbooks/tune.yml");
     let book = playbook::load(&path).unwrap();
-    let tasks = &book.plays[0].tasks;
+    let tasks = book.plays[0].task_list();
     let first = |module: &str| {
         tasks
             .iter()
@@ -365,7 +378,7 @@ fn tune_yml_orders_snapshot_modprobe_nr_open_before_the_rest() {
     let items = tasks[sysctl]
         .loop_
         .as_ref()
-        .and_then(|l| l.as_array())
+        .and_then(|l| l.items.as_array())
         .expect("sysctl loop");
     assert_eq!(items[0]["name"], "fs.nr_open", "fs.nr_open first");
     // Every sysctl written goes to the one drop-in and is applied key by key.

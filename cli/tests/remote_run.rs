@@ -394,27 +394,35 @@ fn a_server_killed_mid_run_stops_the_run_promptly() {
     assert_nothing_left(&lab);
 }
 
-#[test]
-fn sigint_stops_every_host_within_seconds() {
-    let Some(mut lab) = Lab::start("remote_run_sigint", 4) else {
-        return;
-    };
-    let inv = inventory(&mut lab);
-    let mut child = spawn_run(&run_args(&lab, &inv, &["-n", "30000", "--hold", "forever"]));
+/// Starts a run holding 30,000 connections over three client hosts, forever; returns once
+/// every client holds its share.
+fn start_holding_forever(lab: &Lab, inv: &Path) -> Child {
+    let mut child = spawn_run(&run_args(lab, inv, &["-n", "30000", "--hold", "forever"]));
     wait_for(
         &mut child,
         "every client holding",
         Duration::from_secs(90),
         || {
             lab.hosts[1..].iter().all(|h| {
-                last_line(&lab, &h.name, "client.jsonl")
+                last_line(lab, &h.name, "client.jsonl")
                     .is_some_and(|l| l["open"].as_u64() == Some(10000))
             })
         },
     );
+    child
+}
+
+/// SIGINT, SIGTERM and SIGHUP to `c1m` each stop every host within seconds: exit 130, a run
+/// directory that says interrupted, nothing left on any host.
+fn a_signal_stops_every_host(test: &str, sig: libc::c_int, name: &str) {
+    let Some(mut lab) = Lab::start(test, 4) else {
+        return;
+    };
+    let inv = inventory(&mut lab);
+    let child = start_holding_forever(&lab, &inv);
     let sent = Instant::now();
     // SAFETY: signalling the child we started.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    unsafe { libc::kill(child.id() as i32, sig) };
     let out = finish_within(child, Duration::from_secs(30));
     assert!(
         sent.elapsed() < Duration::from_secs(10),
@@ -424,8 +432,43 @@ fn sigint_stops_every_host_within_seconds() {
     assert_eq!(out.status.code(), Some(130), "{}", text(&out));
     let (_, run) = latest_run(&lab);
     assert_eq!(run["outcome"], "interrupted", "{run:#}");
+    assert!(run["reason"].as_str().unwrap().contains(name), "{run:#}");
     assert_eq!(run["established_peak"], 30000, "{run:#}");
     assert_nothing_left(&lab);
+}
+
+#[test]
+fn sigint_stops_every_host_within_seconds() {
+    a_signal_stops_every_host("remote_run_sigint", libc::SIGINT, "SIGINT");
+}
+
+#[test]
+fn sigterm_stops_every_host_within_seconds() {
+    a_signal_stops_every_host("remote_run_sigterm", libc::SIGTERM, "SIGTERM");
+}
+
+#[test]
+fn sighup_stops_every_host_within_seconds() {
+    a_signal_stops_every_host("remote_run_sighup", libc::SIGHUP, "SIGHUP");
+}
+
+/// SIGKILL to `c1m`: its SSH connections die with it, each sshd closes its binary's stdin, and
+/// the binaries stop by themselves within seconds.
+#[test]
+fn after_sigkill_every_binary_stops_by_itself() {
+    let Some(mut lab) = Lab::start("remote_run_sigkill", 4) else {
+        return;
+    };
+    let inv = inventory(&mut lab);
+    let mut child = start_holding_forever(&lab, &inv);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (dir, _) = (fs::canonicalize(lab.dir.join("runs/latest")).unwrap(), ());
+    assert!(
+        !dir.join("run.json").exists(),
+        "a killed controller writes nothing"
+    );
+    assert_nothing_left_within(&lab, Duration::from_secs(15));
 }
 
 #[test]

@@ -36,7 +36,9 @@ pub struct Args {
     /// How long to hold the connections once all are up (`30s`, `forever`).
     #[arg(long, default_value = "0s")]
     pub hold: Span,
-    /// Send the greeting again on every connection at this interval and time the round trips.
+    /// Send the protocol's message on every connection at this interval and time the round
+    /// trips (echo: the greeting; http: the request; websocket: a frame; mqtt: a PUBLISH;
+    /// redis: PING; memcached: version).
     #[arg(long)]
     pub message_interval: Option<Span>,
     /// Give up on a connect or an echo after this long (counted as ETIMEDOUT).
@@ -65,6 +67,8 @@ pub struct Args {
     pub index_base: u64,
     #[command(flatten)]
     pub workers: c1m_proto::layout::WorkerArgs,
+    #[command(flatten)]
+    pub protocol: c1m_proto::protocol::ProtocolArgs,
 }
 
 impl Args {

@@ -1,8 +1,10 @@
 //! Per-worker counters and histograms, read by the main thread. Each worker writes only its own
 //! cache-line aligned block.
 
+use crate::protocol::Failure;
 use c1m_proto::errors;
 use hdrhistogram::Histogram;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
@@ -12,10 +14,11 @@ pub struct Counters {
     pub connecting: AtomicU64,
     pub verified: AtomicU64,
     pub dropped: AtomicU64,
-    pub echo_mismatch: AtomicU64,
-    pub unexpected_data: AtomicU64,
     pub messages: AtomicU64,
     pub errors: [AtomicU64; errors::SLOTS],
+    /// Connections that broke their protocol, by kind (`echo_mismatch`, `http_404`…): a lock
+    /// taken once per failed connection, never on the way of a good one.
+    pub failures: Mutex<BTreeMap<Failure, u64>>,
     /// Microseconds after the start when this worker's share was verified; 0 = not yet.
     pub done_at_us: AtomicU64,
     pub connect_hist: Mutex<Histogram<u64>>,
@@ -29,10 +32,9 @@ impl Default for Counters {
             connecting: AtomicU64::new(0),
             verified: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
-            echo_mismatch: AtomicU64::new(0),
-            unexpected_data: AtomicU64::new(0),
             messages: AtomicU64::new(0),
             errors: Default::default(),
+            failures: Mutex::new(BTreeMap::new()),
             done_at_us: AtomicU64::new(0),
             connect_hist: Mutex::new(crate::hist::new()),
             rtt_hist: Mutex::new(crate::hist::new()),

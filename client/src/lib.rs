@@ -2,11 +2,13 @@
 //!
 //! Worker threads, each with an fd table of its own (`unshare(CLONE_FILES)`), open non-blocking
 //! connections from the source IPs to the server ports, keep a bounded window in flight, send
-//! the greeting, check the echo byte for byte, and then hold the connection idle (or send a
-//! message every interval and time the round trip).
+//! the opening request of their protocol (`--protocol`: the greeting by default), verify the
+//! answer, and then hold the connection (or send a message every interval and time the round
+//! trip).
 
 pub mod args;
 pub mod counters;
 pub mod hist;
+pub mod protocol;
 pub mod targets;
 pub mod worker;

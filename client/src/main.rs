@@ -5,12 +5,14 @@ use anyhow::{bail, Context, Result};
 use c1m_client::args::Args;
 use c1m_client::counters::{self, Counters};
 use c1m_client::hist;
+use c1m_client::protocol::AnyProtocol;
 use c1m_client::targets::{self, Targets};
 use c1m_client::worker::{self, Plan, Shared};
 use c1m_proto::duration::Span;
 use c1m_proto::errors;
 use c1m_proto::fanout::Children;
 use c1m_proto::layout::{self, Layout};
+use c1m_proto::protocol::ProtocolKind;
 use c1m_proto::stats::{emit, now_ms, ClientStats};
 use c1m_proto::{procfs, signals};
 use clap::Parser;
@@ -52,6 +54,7 @@ fn run(args: Args) -> Result<u8> {
             per_pair * targets.pairs() as u64
         );
     }
+    let protocol = AnyProtocol::new(&args.protocol, args.target).map_err(anyhow::Error::msg)?;
     let (plan, line) =
         layout::place("client", args.connections, 1, &args.workers).map_err(anyhow::Error::msg)?;
     if args.json {
@@ -59,7 +62,7 @@ fn run(args: Args) -> Result<u8> {
     } else if args.workers.child_of.is_none() {
         println!(
             "layout: {} process(es) × {} thread(s), {} fd table(s) of {} connections \
-             (hard nofile {}, {}% headroom{}), capacity {}",
+             (hard nofile {}, {}% headroom{}), capacity {}; protocol {} ({} B of state a connection)",
             plan.procs,
             plan.threads_per_proc,
             plan.tables(),
@@ -71,13 +74,15 @@ fn run(args: Args) -> Result<u8> {
             } else {
                 ""
             },
-            plan.capacity()
+            plan.capacity(),
+            args.protocol.protocol.name(),
+            protocol.state_bytes(),
         );
     }
     if plan.procs > 1 {
         supervise(&args, &plan)
     } else {
-        connect_all(&args, &plan, targets, line.nofile_hard as usize)
+        connect_all(&args, &plan, targets, line.nofile_hard as usize, protocol)
     }
 }
 
@@ -96,13 +101,12 @@ fn totals(all: &[Counters], target: u64, started: Instant, with_hists: bool) -> 
             errs.insert(errors::slot_name(slot).to_string(), v);
         }
     }
-    let mismatch = counters::sum(all, |c| &c.echo_mismatch);
-    if mismatch > 0 {
-        errs.insert("echo_mismatch".into(), mismatch);
-    }
-    let unexpected = counters::sum(all, |c| &c.unexpected_data);
-    if unexpected > 0 {
-        errs.insert("unexpected_data".into(), unexpected);
+    for c in all {
+        if let Ok(failures) = c.failures.lock() {
+            for (f, v) in failures.iter() {
+                *errs.entry(f.name().into_owned()).or_default() += v;
+            }
+        }
     }
     let verified = counters::sum(all, |c| &c.verified);
     let dropped = counters::sum(all, |c| &c.dropped);
@@ -245,8 +249,14 @@ fn abort_reason(args: &Args, errs: &BTreeMap<String, u64>, total: u64) -> String
     let last_port = u32::from(args.port) + u32::from(args.ports) - 1;
     let hint = match top {
         Some("ECONNREFUSED") => format!(
-            "nothing accepts connections on {}:{}-{}: is c1m-server running there?",
-            args.target, args.port, last_port
+            "nothing accepts connections on {}:{}-{}: is {} running there?",
+            args.target,
+            args.port,
+            last_port,
+            match args.protocol.protocol {
+                ProtocolKind::Echo => "c1m-server",
+                _ => "the server",
+            }
         ),
         Some("EADDRNOTAVAIL") => "the source ports of (source IP × server port) are used up: \
              add --source-ips or --ports, or widen net.ipv4.ip_local_port_range"
@@ -270,7 +280,13 @@ fn abort_reason(args: &Args, errs: &BTreeMap<String, u64>, total: u64) -> String
     )
 }
 
-fn connect_all(args: &Args, plan: &Layout, targets: Targets, fd_limit: usize) -> Result<u8> {
+fn connect_all(
+    args: &Args,
+    plan: &Layout,
+    targets: Targets,
+    fd_limit: usize,
+    protocol: AnyProtocol,
+) -> Result<u8> {
     let threads = plan.threads_per_proc;
     let counters: Arc<Vec<Counters>> =
         Arc::new((0..threads).map(|_| Counters::default()).collect());
@@ -299,6 +315,7 @@ fn connect_all(args: &Args, plan: &Layout, targets: Targets, fd_limit: usize) ->
             message_interval: args.message_interval.and_then(|s| s.0),
             unshare: plan.unshare,
             fd_limit,
+            protocol: protocol.clone(),
             stages: stages.clone(),
             fastopen: args.fastopen,
         };
@@ -423,6 +440,7 @@ fn supervise(args: &Args, plan: &Layout) -> Result<u8> {
             if args.fastopen {
                 a.push("--fastopen".into());
             }
+            a.extend(args.protocol.to_argv());
             a
         })
         .collect();

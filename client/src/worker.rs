@@ -1,9 +1,10 @@
 //! One connecting event loop: its own fd table, epoll instance and share of the connections.
+//! The loop is compiled once per protocol (`Loop<P>`); the bytes on the wire are the protocol's.
 
 use crate::counters::{add, Counters};
+use crate::protocol::{AnyProtocol, Event, Failure, Protocol, Visit};
 use crate::targets::{Source, Targets};
 use c1m_proto::errors;
-use c1m_proto::greeting;
 use c1m_proto::layout::unshare_fd_table;
 use c1m_proto::sys::{self, Epoll};
 use hdrhistogram::Histogram;
@@ -14,32 +15,51 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-/// What a connection is doing. Kept with its greeting number and a timestamp: 10 bytes a
-/// connection, indexed by fd.
+/// What a connection is doing. Kept with its number, a timestamp and the protocol's state: 9 bytes
+/// plus the protocol's (10 for echo) a connection, indexed by fd.
 #[derive(Clone, Copy, PartialEq, Eq, Default)]
 #[repr(u8)]
 enum Phase {
     #[default]
     Free,
     Connecting,
-    /// Greeting sent, echo not complete.
+    /// The opening request sent (the greeting, an HTTP request, a CONNECT…), its answer not
+    /// complete.
     Echo,
-    /// Greeting sent in the SYN (Fast Open), echo not complete: the echo is also the first
-    /// sign that the handshake completed, so the connect latency is taken there.
+    /// The opening request sent in the SYN (Fast Open), its answer not complete: the answer is
+    /// also the first sign that the handshake completed, so the connect latency is taken there.
     SynEcho,
     /// Verified, holding.
     Idle,
-    /// A periodic message sent, echo not complete.
+    /// A periodic message sent, its answer not complete.
     Message,
 }
 
-#[derive(Clone, Copy, Default)]
 #[repr(C, packed)]
-struct Slot {
+struct Slot<S> {
     n: u32,
     t_us: u32,
     phase: Phase,
-    got: u8,
+    /// The protocol's state (echo: how much of the echo came back).
+    state: S,
+}
+
+// Derived impls cannot take a packed struct's fields by reference: copy the whole slot instead.
+impl<S: Copy> Clone for Slot<S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<S: Copy> Copy for Slot<S> {}
+impl<S: Default> Default for Slot<S> {
+    fn default() -> Self {
+        Slot {
+            n: 0,
+            t_us: 0,
+            phase: Phase::Free,
+            state: S::default(),
+        }
+    }
 }
 
 /// What a worker is asked to do.
@@ -55,9 +75,11 @@ pub struct Plan {
     pub message_interval: Option<Duration>,
     pub unshare: bool,
     pub fd_limit: usize,
+    /// What every connection speaks.
+    pub protocol: AnyProtocol,
     /// Staged filling: wait for this gate, keep to one source address, open the next stage.
     pub stages: Option<Arc<Stages>>,
-    /// Send the greeting in the SYN (TCP Fast Open).
+    /// Send the opening request in the SYN (TCP Fast Open).
     pub fastopen: bool,
 }
 
@@ -105,11 +127,26 @@ pub struct Shared {
     pub epoch: Instant,
 }
 
-pub struct Worker {
+/// A worker set up on its thread, its protocol chosen: [`Worker::run`] runs its loop.
+pub struct Worker(Box<dyn FnOnce() -> io::Result<()> + Send>);
+
+impl Worker {
+    /// Runs until the process exits.
+    pub fn run(self) -> io::Result<()> {
+        (self.0)()
+    }
+}
+
+struct Loop<P: Protocol> {
+    protocol: P,
     plan: Plan,
     shared: Shared,
     epoll: Epoll,
-    slots: Vec<Slot>,
+    slots: Vec<Slot<P::State>>,
+    /// What the protocol asks to send; reused.
+    out: Vec<u8>,
+    /// Where reads land; reused.
+    buf: Vec<u8>,
     in_flight: u64,
     verified: u64,
     attempts: u64,
@@ -117,31 +154,49 @@ pub struct Worker {
     pending: VecDeque<(RawFd, u32)>,
     connect_hist: Histogram<u64>,
     rtt_hist: Histogram<u64>,
-    /// Connect with the greeting in the SYN; cleared if the host turns out not to allow it.
+    /// Connect with the opening request in the SYN; cleared if the host turns out not to allow it.
     fastopen: bool,
 }
 
-/// Sets up a worker (unshare, epoll); returns it ready to run.
+/// Sets up a worker (unshare, epoll) for the plan's protocol; returns it ready to run.
 pub fn setup(plan: Plan, shared: Shared) -> io::Result<Worker> {
     if plan.unshare {
         unshare_fd_table()?;
     }
-    Ok(Worker {
-        epoll: Epoll::new(1024)?,
-        slots: vec![Slot::default(); plan.fd_limit + 1],
-        fastopen: plan.fastopen,
-        plan,
-        shared,
-        in_flight: 0,
-        verified: 0,
-        attempts: 0,
-        pending: VecDeque::new(),
-        connect_hist: crate::hist::new(),
-        rtt_hist: crate::hist::new(),
-    })
+    struct Setup(Plan, Shared);
+    impl Visit for Setup {
+        type Output = io::Result<Worker>;
+        fn visit<P: Protocol + Send + 'static>(self, protocol: P) -> io::Result<Worker> {
+            let l = Loop::new(protocol, self.0, self.1)?;
+            Ok(Worker(Box::new(move || l.run())))
+        }
+    }
+    plan.protocol.clone().visit(Setup(plan, shared))
 }
 
-impl Worker {
+/// Bytes a read asks for: a response head and some body at once; the echo needs 32.
+const READ_SIZE: usize = 4096;
+
+impl<P: Protocol> Loop<P> {
+    fn new(protocol: P, plan: Plan, shared: Shared) -> io::Result<Loop<P>> {
+        Ok(Loop {
+            protocol,
+            epoll: Epoll::new(1024)?,
+            slots: vec![Slot::default(); plan.fd_limit + 1],
+            out: Vec::with_capacity(1024),
+            buf: vec![0; READ_SIZE],
+            fastopen: plan.fastopen,
+            plan,
+            shared,
+            in_flight: 0,
+            verified: 0,
+            attempts: 0,
+            pending: VecDeque::new(),
+            connect_hist: crate::hist::new(),
+            rtt_hist: crate::hist::new(),
+        })
+    }
+
     fn c(&self) -> &Counters {
         &self.shared.counters[self.plan.index]
     }
@@ -152,7 +207,7 @@ impl Worker {
     }
 
     /// Runs until the process exits.
-    pub fn run(mut self) -> io::Result<()> {
+    fn run(mut self) -> io::Result<()> {
         self.shared.start.wait();
         if let Some(stages) = &self.plan.stages {
             stages.wait_for(self.plan.index);
@@ -160,6 +215,8 @@ impl Worker {
         let started = Instant::now();
         let mut last_housekeeping = Instant::now();
         let mut next_message = self.plan.message_interval.map(|d| Instant::now() + d);
+        let keepalive = self.protocol.keepalive_every();
+        let mut next_keepalive = keepalive.map(|d| Instant::now() + d);
         let mut ready: Vec<(u32, u64)> = Vec::with_capacity(1024);
         loop {
             let allowed = self.allowed_by_rate(started);
@@ -188,6 +245,12 @@ impl Worker {
                 if Instant::now() >= at && self.verified >= self.plan.share {
                     self.send_messages();
                     next_message = Some(at + every);
+                }
+            }
+            if let (Some(at), Some(every)) = (next_keepalive, keepalive) {
+                if Instant::now() >= at {
+                    self.keep_alive();
+                    next_keepalive = Some(at + every);
                 }
             }
         }
@@ -245,7 +308,7 @@ impl Worker {
                 n,
                 t_us: self.now_us(),
                 phase: Phase::Connecting,
-                got: 0,
+                state: P::State::default(),
             };
             self.pending.push_back((fd, n));
             self.in_flight += 1;
@@ -253,12 +316,13 @@ impl Worker {
                 self.fail(fd, e);
                 continue;
             }
-            // Registered once the greeting is out, so that a connection costs one epoll event
-            // (its echo) rather than two: EPOLLOUT is asked for only while the greeting waits.
-            if self.slots[fd as usize].phase == Phase::Free {
+            // Registered once the opening request is out, so that a connection costs one epoll
+            // event (its answer) rather than two: EPOLLOUT is asked for only while it waits.
+            let phase = self.slots[fd as usize].phase;
+            if phase == Phase::Free {
                 continue;
             }
-            let waiting = self.slots[fd as usize].phase == Phase::Connecting;
+            let waiting = phase == Phase::Connecting;
             let mask = sys::IN | sys::RDHUP | sys::ET | if waiting { sys::OUT } else { 0 };
             if let Err(e) = self.epoll.add(fd, mask, fd as u64) {
                 self.fail(fd, e.raw_os_error().unwrap_or(0));
@@ -272,8 +336,8 @@ impl Worker {
         launched
     }
 
-    /// Binds, connects and sends the greeting if the connection allows it yet. With Fast Open
-    /// the greeting rides in the SYN; otherwise it is written straight after connect(), which
+    /// Binds, connects and sends the opening request if the connection allows it yet. With Fast
+    /// Open the request rides in the SYN; otherwise it is written straight after connect(), which
     /// on loopback usually completes the handshake inside the call (EAGAIN: EPOLLOUT will say).
     fn start_connect(
         &mut self,
@@ -287,10 +351,15 @@ impl Worker {
             Source::Bound(addr) => sys::bind_shared(fd, addr)?,
         }
         if self.fastopen {
-            let g = greeting::greeting(u64::from(self.slots[fd as usize].n));
-            match sys::connect_fastopen(fd, dst, &g)? {
+            let slot = self.slots[fd as usize];
+            let mut state = slot.state;
+            self.out.clear();
+            self.protocol.open(slot.n, &mut state, &mut self.out);
+            match sys::connect_fastopen(fd, dst, &self.out)? {
                 sys::FastOpen::InSyn => {
-                    self.slots[fd as usize].phase = Phase::SynEcho;
+                    let s = &mut self.slots[fd as usize];
+                    s.phase = Phase::SynEcho;
+                    s.state = state;
                     return Ok(());
                 }
                 sys::FastOpen::Connecting => return Ok(()),
@@ -312,6 +381,30 @@ impl Worker {
     fn fail(&mut self, fd: RawFd, errno: i32) {
         self.count_error(errno);
         self.release(fd);
+    }
+
+    /// A connection that broke its protocol: count by kind, close.
+    fn fail_protocol(&mut self, fd: RawFd, f: Failure) {
+        if let Ok(mut m) = self.c().failures.lock() {
+            *m.entry(f).or_default() += 1;
+        }
+        self.release(fd);
+    }
+
+    /// Writes what the protocol put in `out`; false (and the connection failed) when it does
+    /// not go out whole: the few bytes of a request never fill a healthy socket's buffer.
+    fn flush(&mut self, fd: RawFd) -> bool {
+        match sys::write(fd, &self.out) {
+            Ok(w) if w == self.out.len() => true,
+            Ok(_) | Err(libc::EAGAIN) => {
+                self.fail(fd, libc::ENOBUFS);
+                false
+            }
+            Err(e) => {
+                self.fail(fd, e);
+                false
+            }
+        }
     }
 
     fn release(&mut self, fd: RawFd) {
@@ -341,21 +434,25 @@ impl Worker {
                     return;
                 }
                 if self.send_greeting(fd) && events & sys::IN != 0 {
-                    self.read_echo(fd);
+                    self.read_replies(fd, events);
                 }
             }
-            Phase::Echo | Phase::SynEcho | Phase::Message => self.read_echo(fd),
-            Phase::Idle => self.read_idle(fd),
+            Phase::Echo | Phase::SynEcho | Phase::Message | Phase::Idle => {
+                self.read_replies(fd, events)
+            }
         }
     }
 
-    /// Sends the greeting of a connecting socket; true once it is sent. Records the connect
-    /// latency: a write succeeds only on an established connection.
+    /// Sends the protocol's opening request (the greeting, for echo) on a connecting socket;
+    /// true once it is sent. Records the connect latency: a write succeeds only on an
+    /// established connection.
     fn send_greeting(&mut self, fd: RawFd) -> bool {
         let slot = self.slots[fd as usize];
-        let g = greeting::greeting(u64::from(slot.n));
-        match sys::write(fd, &g) {
-            Ok(w) if w == g.len() => {
+        let mut state = slot.state;
+        self.out.clear();
+        self.protocol.open(slot.n, &mut state, &mut self.out);
+        match sys::write(fd, &self.out) {
+            Ok(w) if w == self.out.len() => {
                 let now = self.now_us();
                 let _ = self
                     .connect_hist
@@ -363,6 +460,7 @@ impl Worker {
                 let s = &mut self.slots[fd as usize];
                 s.phase = Phase::Echo;
                 s.t_us = now;
+                s.state = state;
                 true
             }
             Ok(_) => {
@@ -377,72 +475,71 @@ impl Worker {
         }
     }
 
-    /// Reads echo bytes and checks them against the greeting.
-    fn read_echo(&mut self, fd: RawFd) {
-        let mut buf = [0u8; 64];
+    /// Reads what the server sent and hands it to the protocol, until the socket is drained.
+    /// A read shorter than asked for drained it (new bytes raise a new edge), unless the peer
+    /// also closed (`RDHUP`): then read on to see the end.
+    fn read_replies(&mut self, fd: RawFd, events: u32) {
+        let mut buf = std::mem::take(&mut self.buf);
         loop {
             let slot = self.slots[fd as usize];
             match sys::read(fd, &mut buf) {
-                Ok(0) => return self.fail(fd, libc::ECONNRESET),
-                Ok(n) => {
-                    let got = slot.got as usize;
-                    let want = greeting::greeting(u64::from(slot.n));
-                    if got + n > greeting::LEN || buf[..n] != want[got..got + n] {
-                        add(&self.c().echo_mismatch, 1);
-                        return self.release(fd);
+                // A held connection the server closed is dropped, not failed.
+                Ok(0) if slot.phase == Phase::Idle => break self.release(fd),
+                Ok(0) => break self.fail(fd, libc::ECONNRESET),
+                Ok(k) => {
+                    let mut state = slot.state;
+                    self.out.clear();
+                    let r = self
+                        .protocol
+                        .input(slot.n, &mut state, &buf[..k], &mut self.out);
+                    self.slots[fd as usize].state = state;
+                    let event = match r {
+                        Ok(event) => event,
+                        Err(f) => break self.fail_protocol(fd, f),
+                    };
+                    if !self.out.is_empty() && !self.flush(fd) {
+                        break;
                     }
-                    if got + n < greeting::LEN {
-                        self.slots[fd as usize].got = (got + n) as u8;
-                        continue;
+                    if event == Event::Complete {
+                        self.complete(fd, slot);
                     }
-                    self.echo_complete(fd, slot);
-                    return;
+                    if k < buf.len() && events & sys::RDHUP == 0 {
+                        break;
+                    }
                 }
-                Err(libc::EAGAIN) => return,
+                Err(libc::EAGAIN) => break,
                 Err(libc::EINTR) => continue,
-                Err(e) => return self.fail(fd, e),
+                Err(_) if slot.phase == Phase::Idle => break self.release(fd),
+                Err(e) => break self.fail(fd, e),
             }
         }
+        self.buf = buf;
     }
 
-    fn echo_complete(&mut self, fd: RawFd, slot: Slot) {
+    /// The outstanding exchange completed: the opening one verifies the connection, a
+    /// message's is a round trip.
+    fn complete(&mut self, fd: RawFd, slot: Slot<P::State>) {
         let now = self.now_us();
         let rtt = u64::from(now.wrapping_sub(slot.t_us)).max(1);
-        let s = &mut self.slots[fd as usize];
-        s.got = 0;
-        s.phase = Phase::Idle;
-        if slot.phase == Phase::SynEcho {
-            let _ = self.connect_hist.record(rtt);
-        }
-        if matches!(slot.phase, Phase::Echo | Phase::SynEcho) {
-            self.in_flight -= 1;
-            self.verified += 1;
-            add(&self.c().verified, 1);
-            if self.verified == self.plan.share {
-                let at = self.shared.epoch.elapsed().as_micros() as u64;
-                self.c().done_at_us.store(at.max(1), Ordering::Relaxed);
-            }
-        } else {
-            let _ = self.rtt_hist.record(rtt);
-        }
-    }
-
-    /// A held connection became readable: the server closed it, reset it, or sent junk.
-    fn read_idle(&mut self, fd: RawFd) {
-        let mut buf = [0u8; 256];
-        loop {
-            match sys::read(fd, &mut buf) {
-                Ok(0) => break,
-                Ok(_) => {
-                    add(&self.c().unexpected_data, 1);
-                    continue;
+        self.slots[fd as usize].phase = Phase::Idle;
+        match slot.phase {
+            Phase::Echo | Phase::SynEcho => {
+                if slot.phase == Phase::SynEcho {
+                    let _ = self.connect_hist.record(rtt);
                 }
-                Err(libc::EAGAIN) => return,
-                Err(libc::EINTR) => continue,
-                Err(_) => break,
+                self.in_flight -= 1;
+                self.verified += 1;
+                add(&self.c().verified, 1);
+                if self.verified == self.plan.share {
+                    let at = self.shared.epoch.elapsed().as_micros() as u64;
+                    self.c().done_at_us.store(at.max(1), Ordering::Relaxed);
+                }
             }
+            Phase::Message => {
+                let _ = self.rtt_hist.record(rtt);
+            }
+            _ => {}
         }
-        self.release(fd);
     }
 
     /// Times out connects and echoes older than the connect timeout.
@@ -488,7 +585,8 @@ impl Worker {
         };
     }
 
-    /// Sends the greeting again on every held connection and starts its round-trip clock.
+    /// Sends the protocol's message on every held connection that can take one and starts its
+    /// round-trip clock.
     fn send_messages(&mut self) {
         let now = self.now_us();
         let mut sent = 0;
@@ -497,18 +595,40 @@ impl Worker {
             if s.phase != Phase::Idle {
                 continue;
             }
-            let g = greeting::greeting(u64::from(s.n));
-            match sys::write(fd as RawFd, &g) {
-                Ok(w) if w == g.len() => {
-                    let s = &mut self.slots[fd];
-                    s.phase = Phase::Message;
-                    s.t_us = now;
-                    sent += 1;
-                }
-                Ok(_) => self.fail(fd as RawFd, libc::ENOBUFS),
-                Err(e) => self.fail(fd as RawFd, e),
+            let mut state = s.state;
+            self.out.clear();
+            if !self.protocol.message(s.n, &mut state, &mut self.out) {
+                continue;
+            }
+            self.slots[fd].state = state;
+            if self.flush(fd as RawFd) {
+                let s = &mut self.slots[fd];
+                s.phase = Phase::Message;
+                s.t_us = now;
+                sent += 1;
             }
         }
         add(&self.c().messages, sent);
+    }
+
+    /// Keeps every held connection alive the protocol's way (MQTT: PINGREQ).
+    fn keep_alive(&mut self) {
+        for fd in 0..self.slots.len() {
+            let s = self.slots[fd];
+            if !matches!(s.phase, Phase::Idle | Phase::Message) {
+                continue;
+            }
+            let mut state = s.state;
+            self.out.clear();
+            let r = self.protocol.keepalive(s.n, &mut state, &mut self.out);
+            self.slots[fd].state = state;
+            match r {
+                Err(f) => self.fail_protocol(fd as RawFd, f),
+                Ok(()) if !self.out.is_empty() => {
+                    self.flush(fd as RawFd);
+                }
+                Ok(()) => {}
+            }
+        }
     }
 }

@@ -46,3 +46,31 @@ fn bad_arguments_are_named() {
         .expect("c1m-client runs");
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown unit"));
 }
+
+#[test]
+fn protocol_options_that_cannot_go_on_the_wire_are_refused() {
+    let out = Command::new(env!("CARGO_BIN_EXE_c1m-client"))
+        .args([
+            "--protocol",
+            "http",
+            "--header",
+            "no colon here",
+            "--connections",
+            "1",
+        ])
+        .output()
+        .expect("c1m-client runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("--header `no colon here`"), "{stderr}");
+    let out = Command::new(env!("CARGO_BIN_EXE_c1m-client"))
+        .args(["--protocol", "gopher"])
+        .output()
+        .expect("c1m-client runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.contains("websocket"),
+        "the choices are listed: {stderr}"
+    );
+}

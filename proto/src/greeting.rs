@@ -7,24 +7,29 @@ pub const LEN: usize = 32;
 /// Every greeting starts with these bytes; the server uses them to tell a client from garbage.
 pub const PREFIX: &[u8] = b"Hello Server: client --> ";
 
-/// The greeting for connection number `n`.
-pub fn greeting(n: u64) -> [u8; LEN] {
-    let mut buf = [0u8; LEN];
-    buf[..PREFIX.len()].copy_from_slice(PREFIX);
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
+/// The decimal digits of `n`, written into the end of `buf`.
+pub fn decimal(n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
     let mut v = n;
     loop {
         i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
+        buf[i] = b'0' + (v % 10) as u8;
         v /= 10;
         if v == 0 {
             break;
         }
     }
+    &buf[i..]
+}
+
+/// The greeting for connection number `n`.
+pub fn greeting(n: u64) -> [u8; LEN] {
+    let mut buf = [0u8; LEN];
+    buf[..PREFIX.len()].copy_from_slice(PREFIX);
+    let mut digits = [0u8; 20];
     // u64::MAX has 20 digits but only 7 fit; the counter never gets near that, so keep the
     // low-order digits, which stay unique for the first 10^7 connections of a client.
-    let d = &digits[i..];
+    let d = decimal(n, &mut digits);
     let room = LEN - PREFIX.len();
     let d = &d[d.len().saturating_sub(room)..];
     buf[PREFIX.len()..PREFIX.len() + d.len()].copy_from_slice(d);

@@ -201,3 +201,103 @@ fn line_chart(
     }
     Ok(svg)
 }
+
+/// A comparison's bar charts: one per charted figure that any run has, one bar per run.
+pub fn bars(rows: &[super::model::CompareRow], labels: &[String]) -> anyhow::Result<Vec<Chart>> {
+    let mut out = Vec::new();
+    for (metric, title, unit) in super::compare::CHARTED {
+        let Some(row) = rows.iter().find(|r| r.metric == *metric) else {
+            continue;
+        };
+        if row.values.iter().all(Option::is_none) {
+            continue;
+        }
+        out.push(Chart {
+            file: format!("compare-{metric}.svg"),
+            title: title.to_string(),
+            svg: bar_chart(title, unit, labels, &row.values)?,
+            width: WIDTH,
+            height: HEIGHT,
+        });
+    }
+    Ok(out)
+}
+
+fn bar_chart(
+    title: &str,
+    unit: &str,
+    labels: &[String],
+    values: &[Option<f64>],
+) -> anyhow::Result<String> {
+    let n = values.len().max(1);
+    let y_max = values
+        .iter()
+        .flatten()
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, |a, b| a.max(*b))
+        .max(1e-9)
+        * 1.15;
+    let label_of = |x: &f64| -> String {
+        let i = x.floor();
+        if (x - i - 0.5).abs() < 1e-6 && i >= 0.0 {
+            labels.get(i as usize).cloned().unwrap_or_default()
+        } else {
+            String::new()
+        }
+    };
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(48)
+            .y_label_area_size(90)
+            .build_cartesian_2d(0f64..n as f64, 0f64..y_max)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(2 * n + 1)
+            .x_label_formatter(&label_of)
+            .y_desc(unit)
+            .y_label_formatter(&|v: &f64| {
+                if y_max < 10.0 {
+                    super::fmt::num(*v, 2)
+                } else {
+                    axis_int(v)
+                }
+            })
+            .light_line_style(WHITE.mix(0.0))
+            .draw()
+            .map_err(err)?;
+        for (i, v) in values.iter().enumerate() {
+            let Some(v) = v.filter(|v| v.is_finite()) else {
+                continue;
+            };
+            let color = COLORS[i % COLORS.len()];
+            let x = i as f64;
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(x + 0.15, 0.0), (x + 0.85, v)],
+                    color.filled(),
+                )))
+                .map_err(err)?;
+            let text = if v >= 100.0 {
+                axis_int(&v)
+            } else {
+                super::fmt::num(v, 2)
+            };
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    text,
+                    (x + 0.5, v + y_max * 0.02),
+                    ("sans-serif", 14).into_font(),
+                )))
+                .map_err(err)?;
+        }
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}

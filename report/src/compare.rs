@@ -32,6 +32,50 @@ const METRICS: &[Metric] = &[
     ("user_bytes_per_conn", |r| r.memory.user_bytes_per_conn),
     ("kernel_bytes_per_conn", |r| r.memory.kernel_bytes_per_conn),
     ("errors_total", |r| Some(r.errors_total as f64)),
+    ("server_rss_bytes_per_conn", |r| {
+        r.server.as_ref()?.rss_bytes_per_conn
+    }),
+    ("server_pss_bytes_per_conn", |r| {
+        r.server.as_ref()?.pss_bytes_per_conn
+    }),
+    ("server_cpu_s_per_1k_conns", |r| {
+        r.server.as_ref()?.cpu_seconds_per_1k_conns
+    }),
+    ("server_threads", |r| {
+        r.server.as_ref()?.threads.map(|v| v as f64)
+    }),
+    ("server_processes", |r| {
+        r.server.as_ref()?.processes.map(|v| v as f64)
+    }),
+];
+
+/// The figures a comparison draws as bar charts, one bar per run: (metric, title, unit).
+pub const CHARTED: &[(&str, &str, &str)] = &[
+    (
+        "established_peak",
+        "Connections held at the peak",
+        "connections",
+    ),
+    ("time_to_target_s", "Time to target", "seconds"),
+    ("connect_rate_mean", "Connect rate, mean", "connections / s"),
+    ("connect_p99_us", "Connect latency p99", "µs"),
+    ("rtt_p99_us", "Round trip p99", "µs"),
+    (
+        "server_pss_bytes_per_conn",
+        "Server memory per connection (PSS)",
+        "bytes",
+    ),
+    (
+        "kernel_bytes_per_conn",
+        "Kernel memory per connection",
+        "bytes",
+    ),
+    (
+        "server_cpu_s_per_1k_conns",
+        "Server CPU per 1,000 connections",
+        "CPU seconds",
+    ),
+    ("server_threads", "Server threads", "threads"),
 ];
 
 pub fn rows(runs: &[RunReport]) -> Vec<CompareRow> {

@@ -61,6 +61,9 @@ fn errors_inline(errors: &std::collections::BTreeMap<String, u64>) -> String {
     }
 }
 
+/// The key of a comparison's own charts among the runs' charts.
+pub const COMPARE_CHARTS: &str = "/compare";
+
 /// The blocks of one run.
 pub fn run_blocks(r: &RunReport) -> Vec<Block> {
     let mut out = vec![Block::Title(format!("Run {} ({})", r.name, r.path))];
@@ -170,6 +173,9 @@ pub fn run_blocks(r: &RunReport) -> Vec<Block> {
         title: s("Summary"),
         rows,
     });
+    if let Some(server) = &r.server {
+        out.push(server_block(server));
+    }
     out.push(Block::Limit {
         sentence: r.limit.sentence.clone(),
         evidence: format!(
@@ -293,9 +299,77 @@ pub fn run_blocks(r: &RunReport) -> Vec<Block> {
     out
 }
 
+/// The server under test, as measured on its host.
+fn server_block(sv: &c1m_rundir::ServerFigures) -> Block {
+    let kind = match sv.kind {
+        c1m_rundir::ServerKind::C1mServer => "c1m-server",
+        c1m_rundir::ServerKind::Command => "started by c1m",
+        c1m_rundir::ServerKind::External => "already running",
+    };
+    let mut rows = vec![
+        (s("server"), format!("{} ({kind})", sv.name)),
+        (s("protocol"), sv.protocol.clone()),
+        (
+            s("where"),
+            format!("{} {}:{}", sv.host, sv.address, sv.ports),
+        ),
+    ];
+    if let Some(cmd) = &sv.command {
+        rows.push((s("command"), cmd.clone()));
+    }
+    match sv.pid {
+        None => rows.push((
+            s("measured"),
+            s("no: its process was not known (give --server-pid or c1m_server_pid)"),
+        )),
+        Some(pid) => {
+            rows.push((
+                s("process tree"),
+                format!(
+                    "pid {pid}: {} process(es), {} thread(s)",
+                    opt(sv.processes, int),
+                    opt(sv.threads, int)
+                ),
+            ));
+            rows.push((
+                s("memory per conn, server RSS"),
+                opt(sv.rss_bytes_per_conn, bytes),
+            ));
+            rows.push((
+                s("memory per conn, server PSS"),
+                opt(sv.pss_bytes_per_conn, bytes),
+            ));
+            rows.push((
+                s("server CPU per 1,000 conns"),
+                opt(sv.cpu_seconds_per_1k_conns, |v| format!("{} s", num(v, 3))),
+            ));
+        }
+    }
+    for l in &sv.limits {
+        rows.push((
+            format!("open-file limit, {} ({})", l.comm, l.pid),
+            format!(
+                "soft {}, hard {}, {} open before the run",
+                int(l.nofile_soft),
+                int(l.nofile_hard),
+                int(l.open_fds)
+            ),
+        ));
+    }
+    if let Some(c) = sv.predicted_ceiling {
+        rows.push((s("predicted ceiling"), format!("{} connections", int(c))));
+    }
+    Block::Pairs {
+        title: s("Server under test"),
+        rows,
+    }
+}
+
 /// How a compared metric is printed.
 fn fmt_metric(metric: &str, v: f64) -> String {
-    if metric.ends_with("_us") {
+    if metric.contains("cpu_s") {
+        format!("{} s", num(v, 3))
+    } else if metric.ends_with("_us") {
         us(v.round() as u64)
     } else if metric.ends_with("_s") {
         format!("{} s", num(v, 2))
@@ -310,7 +384,9 @@ fn fmt_metric(metric: &str, v: f64) -> String {
 
 fn fmt_delta(metric: &str, d: f64, pct: Option<f64>) -> String {
     let sign = if d > 0.0 { "+" } else { "" };
-    let abs = if metric.ends_with("_us") {
+    let abs = if metric.contains("cpu_s") {
+        format!("{sign}{} s", num(d, 3))
+    } else if metric.ends_with("_us") {
         format!("{sign}{} µs", num(d, 0))
     } else if metric.ends_with("per_conn") {
         format!("{sign}{}", bytes(d))
@@ -347,9 +423,9 @@ pub fn compare_blocks(runs: &[RunReport], rows: &[CompareRow]) -> Vec<Block> {
     }
     let mut head = vec![s("metric")];
     for (i, r) in runs.iter().enumerate() {
-        head.push(r.name.clone());
+        head.push(r.label.clone());
         if i > 0 {
-            head.push(format!("Δ {}", r.name));
+            head.push(format!("Δ {}", r.label));
         }
     }
     let mut table_rows: Vec<Vec<String>> = rows
@@ -386,10 +462,11 @@ pub fn compare_blocks(runs: &[RunReport], rows: &[CompareRow]) -> Vec<Block> {
     });
     for r in runs {
         out.push(Block::Limit {
-            sentence: format!("{}: {}", r.name, r.limit.sentence),
+            sentence: format!("{}: {}", r.label, r.limit.sentence),
             evidence: r.limit.evidence.clone(),
         });
     }
+    out.push(Block::Charts(COMPARE_CHARTS.into()));
     for r in runs {
         out.push(Block::Charts(r.name.clone()));
     }

@@ -127,12 +127,17 @@ pub fn render(args: &ReportOptions) -> anyhow::Result<String> {
         reports.push(report);
     }
     disambiguate_names(&mut reports);
-    let charts: BTreeMap<String, Vec<charts::Chart>> = reports
+    let mut charts: BTreeMap<String, Vec<charts::Chart>> = reports
         .iter()
         .map(|r| r.name.clone())
         .zip(drawn_per_run)
         .collect();
     let compare_rows = args.compare.then(|| compare::rows(&reports));
+    if let Some(rows) = &compare_rows {
+        let labels: Vec<String> = reports.iter().map(|r| r.label.clone()).collect();
+        // A comparison's bars sit under the key no run directory can have.
+        charts.insert(doc::COMPARE_CHARTS.into(), charts::bars(rows, &labels)?);
+    }
     let blocks = || -> Vec<doc::Block> {
         match &compare_rows {
             Some(rows) => doc::compare_blocks(&reports, rows),
@@ -173,5 +178,28 @@ fn disambiguate_names(reports: &mut [RunReport]) {
         if seen.get(&r.name).copied().unwrap_or(0) > 1 {
             r.name = r.path.clone();
         }
+    }
+    label_by_server(reports);
+}
+
+/// Runs of different servers (models, programs) are labelled by the server; otherwise, or
+/// where two runs had the same server, by their names.
+fn label_by_server(reports: &mut [RunReport]) {
+    let servers: Vec<Option<String>> = reports
+        .iter()
+        .map(|r| {
+            r.server
+                .as_ref()
+                .map(|s| s.name.clone())
+                .filter(|n| !n.is_empty())
+        })
+        .collect();
+    let distinct: std::collections::BTreeSet<&String> = servers.iter().flatten().collect();
+    let by_server = servers.iter().all(Option::is_some) && distinct.len() == servers.len();
+    for (r, server) in reports.iter_mut().zip(servers) {
+        r.label = match server {
+            Some(s) if by_server => s,
+            _ => r.name.clone(),
+        };
     }
 }

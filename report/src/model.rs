@@ -25,6 +25,9 @@ pub struct ReportDoc {
 pub struct RunReport {
     /// The run directory's name (`runs/latest` resolved).
     pub name: String,
+    /// What a comparison calls the run: the server under test's name (a c1m-server model,
+    /// `nginx`, …) when runs differ by it, else the directory's name.
+    pub label: String,
     /// The path given on the command line.
     pub path: String,
     /// False when a notice says data is missing, damaged or still being written.
@@ -60,6 +63,8 @@ pub struct RunReport {
     pub samples: Samples,
     /// SVG files written into the run directory (file names).
     pub charts: Vec<String>,
+    /// The server under test as measured on its host (absent in older runs).
+    pub server: Option<c1m_rundir::ServerFigures>,
 }
 
 /// Memory per connection, split between the server process and the kernel.

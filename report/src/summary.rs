@@ -170,6 +170,8 @@ pub fn build(data: &RunData, path: &str) -> RunReport {
 
     let mut report = RunReport {
         name: data.name.clone(),
+        label: data.name.clone(),
+        server: s.and_then(|s| s.server.clone()),
         path: path.to_string(),
         complete: false,
         notices: Vec::new(),

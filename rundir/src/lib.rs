@@ -63,6 +63,66 @@ pub struct RunSummary {
     /// The first limit hit, if one was.
     pub limit: Option<LimitHit>,
     pub settings: RunSettings,
+    /// The server under test as measured on its host (absent in runs before it was measured).
+    pub server: Option<ServerFigures>,
+}
+
+/// What the server under test is.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerKind {
+    /// `c1m-server`, with its `--model`.
+    #[default]
+    C1mServer,
+    /// A server c1m started from a command (`--server-cmd`, `c1m_server_cmd`) and stopped.
+    Command,
+    /// A server that was already running (`--target`, `c1m_server_external`).
+    External,
+}
+
+/// The server under test, measured on its host from /proc: its whole process tree.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct ServerFigures {
+    pub kind: ServerKind,
+    /// The model of c1m-server, or the server's program name (`nginx`, `redis-server`).
+    pub name: String,
+    /// The command c1m started, when it started one.
+    pub command: Option<String>,
+    /// The protocol the clients spoke (`echo`, `http`, `websocket`, `mqtt`, `redis`, …).
+    pub protocol: String,
+    pub host: String,
+    pub address: String,
+    pub ports: String,
+    /// The tree's root process; `None` when the server could not be found (an external server
+    /// without `--server-pid`): then no figure below is known.
+    pub pid: Option<u32>,
+    /// Processes and threads of the tree at the peak.
+    pub processes: Option<u64>,
+    pub threads: Option<u64>,
+    /// The tree's resident and proportional memory at the peak, and per connection.
+    pub rss_bytes: Option<u64>,
+    pub pss_bytes: Option<u64>,
+    pub rss_bytes_per_conn: Option<f64>,
+    pub pss_bytes_per_conn: Option<f64>,
+    /// CPU seconds the tree used from its start until the target (or the end of connecting).
+    pub cpu_seconds: Option<f64>,
+    pub cpu_seconds_per_1k_conns: Option<f64>,
+    /// Each process's RLIMIT_NOFILE and open fds as the preflight read them.
+    pub limits: Vec<ProcessLimit>,
+    /// How many connections those limits let the server hold, as the preflight computed it.
+    pub predicted_ceiling: Option<u64>,
+}
+
+/// One process's open-file limit, as read before the clients started.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct ProcessLimit {
+    pub pid: u32,
+    pub comm: String,
+    pub nofile_soft: u64,
+    pub nofile_hard: u64,
+    pub open_fds: u64,
 }
 
 /// How a run ended, as `run.json` records it.

@@ -138,6 +138,10 @@ pub trait Transport: Send {
     /// exit status (`-1` when killed by a signal) once the command has ended.
     fn stream(&mut self, cmd: &str, sink: &mut dyn StreamSink) -> Result<i32, TransportError>;
 
+    /// Changes how later commands escalate (Ansible's `become`, per task): through `sudo -n` to
+    /// `become_.user` (root when `None`), or as the login user when not enabled.
+    fn set_become(&mut self, become_: &Become);
+
     /// How often a quiet connection proves the host alive and after how long without an answer
     /// the host counts as lost. Only SSH has such a notion; local hosts cannot be lost.
     fn set_liveness(&mut self, _keepalive: Duration, _dead_after: Duration) {}

@@ -14,29 +14,35 @@ pub struct LocalTransport {
 
 impl LocalTransport {
     pub fn new(name: &str, become_: &Become) -> Self {
-        let euid = unsafe { libc::geteuid() };
-        let target_root = become_.user.as_deref().is_none_or(|u| u == "root");
-        let sudo = if !become_.enabled || (euid == 0 && target_root) {
-            Vec::new()
-        } else {
-            let mut v = vec!["sudo".to_string(), "-n".to_string()];
-            if let Some(u) = &become_.user {
-                v.push("-u".into());
-                v.push(u.clone());
-            }
-            v.push("--".into());
-            v
-        };
         LocalTransport {
             name: name.to_string(),
-            sudo,
+            sudo: sudo_prefix(become_),
         }
     }
 
     fn direct(&self) -> bool {
         self.sudo.is_empty()
     }
+}
 
+/// `sudo -n [-u USER] --` when `become_` needs escalation from the user running c1m.
+fn sudo_prefix(become_: &Become) -> Vec<String> {
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    let target_root = become_.user.as_deref().is_none_or(|u| u == "root");
+    if !become_.enabled || (euid == 0 && target_root) {
+        return Vec::new();
+    }
+    let mut v = vec!["sudo".to_string(), "-n".to_string()];
+    if let Some(u) = &become_.user {
+        v.push("-u".into());
+        v.push(u.clone());
+    }
+    v.push("--".into());
+    v
+}
+
+impl LocalTransport {
     fn argv(&self, cmd: &str) -> Vec<String> {
         let mut argv: Vec<String> = self.sudo.clone();
         argv.extend(["sh".to_string(), "-c".to_string(), cmd.to_string()]);
@@ -74,6 +80,10 @@ fn io(e: std::io::Error) -> TransportError {
 }
 
 impl Transport for LocalTransport {
+    fn set_become(&mut self, become_: &Become) {
+        self.sudo = sudo_prefix(become_);
+    }
+
     fn host(&self) -> &str {
         &self.name
     }

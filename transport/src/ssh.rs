@@ -3,6 +3,8 @@
 
 mod auth;
 mod channel_io;
+pub mod config_file;
+mod jump;
 mod key_file;
 mod known_hosts;
 
@@ -11,6 +13,7 @@ use ssh2::{MethodType, OpenFlags, OpenType, Session};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -52,6 +55,44 @@ pub fn connect(cfg: &SshConfig) -> Result<Box<dyn Transport>, TransportError> {
     Ok(Box::new(SshTransport::connect(cfg)?))
 }
 
+/// Opens and authenticates a session through `jumps` (ProxyJump hops, outermost first; each
+/// reached through the ones before it); no jumps is [`connect`].
+pub fn connect_via(
+    cfg: &SshConfig,
+    jumps: &[SshConfig],
+) -> Result<Box<dyn Transport>, TransportError> {
+    Ok(Box::new(SshTransport::connect_via(cfg, jumps)?))
+}
+
+/// What carries a session's bytes: its own TCP connection, or one end of a socket pair whose
+/// other end a jump host's session pumps (see `jump`).
+enum Carrier {
+    Tcp(TcpStream),
+    Tunnel {
+        socket: UnixStream,
+        /// Stops the pump (and the jump host's session) when the session is dropped.
+        _pump: jump::Tunnel,
+    },
+}
+
+impl Carrier {
+    fn fd(&self) -> RawFd {
+        match self {
+            Carrier::Tcp(s) => s.as_raw_fd(),
+            Carrier::Tunnel { socket, .. } => socket.as_raw_fd(),
+        }
+    }
+
+    /// Hands libssh2 its own handle on the same socket.
+    fn give_to(&self, session: &mut Session) -> std::io::Result<()> {
+        match self {
+            Carrier::Tcp(s) => session.set_tcp_stream(s.try_clone()?),
+            Carrier::Tunnel { socket, .. } => session.set_tcp_stream(socket.try_clone()?),
+        }
+        Ok(())
+    }
+}
+
 /// One authenticated session to one host.
 pub struct SshTransport {
     name: String,
@@ -60,8 +101,9 @@ pub struct SshTransport {
     session: Session,
     socket: RawFd,
     keepalive: Duration,
-    /// Keeps the socket whose fd we poll open as long as the session (libssh2 owns a clone).
-    _stream: TcpStream,
+    /// Keeps the socket whose fd we poll open as long as the session (libssh2 owns a clone),
+    /// and a tunnel's pump running.
+    _carrier: Carrier,
     sftp: Option<ssh2::Sftp>,
     sftp_unavailable: bool,
 }
@@ -69,12 +111,33 @@ pub struct SshTransport {
 impl SshTransport {
     pub fn connect(cfg: &SshConfig) -> Result<Self, TransportError> {
         let stream = tcp_connect(cfg)?;
-        let socket = stream.as_raw_fd();
+        Self::over(cfg, Carrier::Tcp(stream))
+    }
+
+    /// [`connect_via`]'s session.
+    pub fn connect_via(cfg: &SshConfig, jumps: &[SshConfig]) -> Result<Self, TransportError> {
+        let Some((last, outer)) = jumps.split_last() else {
+            return Self::connect(cfg);
+        };
+        let via = Self::connect_via(last, outer).map_err(|e| jump::via_error(cfg, last, e))?;
+        let (stream, tunnel) = jump::open(via, cfg, &last.name)?;
+        Self::over(
+            cfg,
+            Carrier::Tunnel {
+                socket: stream,
+                _pump: tunnel,
+            },
+        )
+    }
+
+    /// Handshake, host key and authentication over a connected carrier.
+    fn over(cfg: &SshConfig, carrier: Carrier) -> Result<Self, TransportError> {
+        let socket = carrier.fd();
         let mut session = Session::new()
             .map_err(|e| TransportError::Io(format!("{}: libssh2 session: {e}", cfg.name)))?;
-        session.set_tcp_stream(stream.try_clone().map_err(|e| {
+        carrier.give_to(&mut session).map_err(|e| {
             TransportError::Io(format!("{}: cannot share the socket: {e}", cfg.name))
-        })?);
+        })?;
         // Key exchange and auth cost CPU on both ends; a tight connect timeout (meant for
         // the TCP connect to a dead address) must not fail a merely busy host.
         session.set_timeout(millis(cfg.connect_timeout.max(HANDSHAKE_TIMEOUT)));
@@ -105,7 +168,7 @@ impl SshTransport {
             become_: cfg.become_.clone(),
             session,
             socket,
-            _stream: stream,
+            _carrier: carrier,
             sftp: None,
             sftp_unavailable: false,
             keepalive: KEEPALIVE,
@@ -309,6 +372,10 @@ impl SshTransport {
 }
 
 impl Transport for SshTransport {
+    fn set_become(&mut self, become_: &Become) {
+        self.become_ = become_.clone();
+    }
+
     fn host(&self) -> &str {
         &self.name
     }

@@ -75,6 +75,10 @@ impl Drop for Traced {
 }
 
 impl Transport for Traced {
+    fn set_become(&mut self, become_: &super::Become) {
+        self.inner.set_become(become_);
+    }
+
     fn host(&self) -> &str {
         self.inner.host()
     }

@@ -1,20 +1,40 @@
-//! Ansible YAML inventories (`all`/`children`/`hosts`/`vars`), resolved into hosts with their
-//! merged variables.
+//! Ansible inventories — YAML and INI files, directories of them, `group_vars/` and
+//! `host_vars/` beside them — resolved into hosts with their merged variables.
 //!
-//! Variables are merged as Ansible does: groups ordered by depth below `all` (then by name), so
-//! `all` < parent group < child group, and host vars last.
+//! | module | responsibility |
+//! | --- | --- |
+//! | `build` | groups, children and hosts as every source adds them; connection-var checks |
+//! | `yaml_src` | the YAML format |
+//! | `ini` | the INI format |
+//! | `pylit` | INI values typed as Python literals |
+//! | `ranges` | host ranges (`cli[1:3]`) and `:port` in host patterns |
+//! | [`vars_dirs`] | `group_vars/` and `host_vars/` directories |
+//! | `limit` | host patterns (`hosts:`, `--limit`) |
+//!
+//! Variables are merged in Ansible's order (`VariableManager.get_vars`): `all`'s inventory vars,
+//! the other groups' inventory vars by depth below `all` (then `ansible_group_priority`, then
+//! name), `group_vars/all` beside the inventory then beside the playbook, the other groups'
+//! `group_vars` (inventory then playbook, per group in the same order), the host's inventory
+//! vars, its `host_vars` beside the inventory, then beside the playbook.
 
+mod build;
+mod checks;
+mod ini;
 mod limit;
+mod pylit;
+mod ranges;
+pub mod vars_dirs;
+mod yaml_src;
 
 pub use limit::select;
+pub use vars_dirs::VarsDirs;
 
 use crate::template::Vars;
-use crate::yaml::{self, Ctx, Node, SourceError, Value};
-use c1m_transport::ssh::SshConfig;
+use crate::yaml::{self, SourceError};
+use build::Builder;
 use c1m_transport::Become;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// `inventory/local.yml`, compiled in for commands run without `-i`.
 const LOCAL_YML: &str = include_str!("../../../inventory/local.yml");
@@ -22,9 +42,11 @@ const LOCAL_YML: &str = include_str!("../../../inventory/local.yml");
 #[derive(Debug, Clone)]
 pub struct Inventory {
     pub source: String,
-    /// Hosts in the order they first appear in the file.
+    /// Hosts in the order they first appear in the files.
     pub hosts: Vec<Host>,
     pub groups: BTreeMap<String, Group>,
+    /// `group_vars/` and `host_vars/` beside the inventory.
+    pub adjacent: VarsDirs,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -43,8 +65,22 @@ pub struct Host {
     pub name: String,
     /// Every group the host is in, including ancestors and `all`, by precedence.
     pub groups: Vec<String>,
-    /// Group vars and host vars merged.
+    /// Group vars and host vars merged (those beside the inventory included; those beside a
+    /// playbook are added by [`Inventory::vars_for`]).
     pub vars: Vars,
+    /// The host's own vars as the inventory files set them.
+    pub own: Vars,
+}
+
+impl Group {
+    /// `ansible_group_priority`: orders groups of the same depth (default 1).
+    fn priority(&self) -> i64 {
+        match self.vars.get("ansible_group_priority") {
+            Some(serde_json::Value::Number(n)) => n.as_i64().unwrap_or(1),
+            Some(serde_json::Value::String(s)) => s.parse().unwrap_or(1),
+            _ => 1,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +90,8 @@ pub enum Connection {
 }
 
 impl Host {
-    fn var_str(&self, name: &str) -> Option<String> {
+    /// A var as text (`None` when unset or null).
+    pub fn var_str(&self, name: &str) -> Option<String> {
         match self.vars.get(name)? {
             serde_json::Value::String(s) => Some(s.clone()),
             serde_json::Value::Null => None,
@@ -81,49 +118,6 @@ impl Host {
             user: self.var_str("ansible_become_user"),
         }
     }
-
-    /// `c1m_known_hosts` (inventory/lab.yml pins the lab's host keys there), else
-    /// ~/.ssh/known_hosts.
-    pub fn known_hosts(&self) -> PathBuf {
-        self.var_str("c1m_known_hosts")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
-                    .join(".ssh/known_hosts")
-            })
-    }
-
-    /// The SSH settings for this host from its `ansible_*` vars.
-    pub fn ssh_config(
-        &self,
-        known_hosts: &Path,
-        accept_new_host_keys: bool,
-        become_: Become,
-    ) -> SshConfig {
-        let port = match self.vars.get("ansible_port") {
-            Some(serde_json::Value::Number(n)) => n.as_u64().and_then(|p| u16::try_from(p).ok()),
-            Some(serde_json::Value::String(s)) => s.parse().ok(),
-            _ => None,
-        };
-        SshConfig {
-            name: self.name.clone(),
-            address: self
-                .var_str("ansible_host")
-                .unwrap_or_else(|| self.name.clone()),
-            port: port.unwrap_or(22),
-            user: self
-                .var_str("ansible_user")
-                .or_else(|| std::env::var("USER").ok())
-                .unwrap_or_else(|| "root".into()),
-            key_file: self
-                .var_str("ansible_ssh_private_key_file")
-                .map(PathBuf::from),
-            known_hosts: known_hosts.to_path_buf(),
-            accept_new_host_keys,
-            become_,
-            connect_timeout: Duration::from_secs(10),
-        }
-    }
 }
 
 /// The default inventory: everything on this machine.
@@ -133,263 +127,190 @@ pub fn embedded_local() -> Inventory {
         .unwrap_or_else(|e| panic!("built-in inventory/local.yml is invalid: {e}"))
 }
 
+/// The formats an inventory file can be in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Yaml,
+    Ini,
+}
+
+impl Format {
+    /// As Ansible tells them apart: `.yml`, `.yaml` and `.json` files are YAML, anything else
+    /// is INI, except that a file whose first line is `---`, ends in `:` or opens a `{` is
+    /// YAML whatever its name (an INI host line cannot end in `:`).
+    pub fn of(path: &Path, text: &str) -> Format {
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        if matches!(ext, "yml" | "yaml" | "json") {
+            return Format::Yaml;
+        }
+        let first = text
+            .trim_start_matches('\u{feff}')
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with(['#', ';']));
+        match first {
+            Some(l) if l == "---" || l.ends_with(':') || l.starts_with('{') => Format::Yaml,
+            _ => Format::Ini,
+        }
+    }
+}
+
+/// Files in an inventory directory that Ansible skips (`INVENTORY_IGNORE_EXTS`, hidden files and
+/// the vars directories).
+fn ignored_in_dir(name: &str) -> bool {
+    const EXTS: [&str; 13] = [
+        "~", ".orig", ".ini", ".cfg", ".retry", ".pyc", ".pyo", ".swp", ".bak", ".rpm", ".md",
+        ".txt", ".rst",
+    ];
+    name.starts_with('.')
+        || matches!(name, "group_vars" | "host_vars" | "vars_plugins")
+        || EXTS.iter().any(|e| name.ends_with(e))
+}
+
+/// Loads an inventory: a YAML or INI file, a directory of them (merged in name order), or a
+/// comma-separated host list (`-i a,b,`); with `group_vars/` and `host_vars/` beside it.
 pub fn load(path: &Path) -> anyhow::Result<Inventory> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("cannot read inventory {}: {e}", path.display()))?;
-    Ok(parse(&path.display().to_string(), &text)?)
-}
-
-/// Connection vars whose values are checked when the inventory is read, so a typo is reported
-/// with its position rather than as an odd failure on the host.
-fn check_connection_var(ctx: &Ctx, name: &str, value: &Node) -> Result<(), SourceError> {
-    let templated = value.as_str().is_some_and(crate::template::is_template);
-    if templated {
-        return Ok(());
-    }
-    match name {
-        "ansible_connection" => match value.as_str() {
-            Some("ssh" | "local") => Ok(()),
-            _ => Err(ctx.err(
-                value,
-                format!(
-                    "ansible_connection: expected `ssh` or `local`, found {}",
-                    value
-                        .scalar_text()
-                        .map_or(value.kind().to_string(), |s| format!("{s:?}"))
-                ),
-            )),
-        },
-        "ansible_port" => match value.value {
-            Value::Int(p) if (1..=65535).contains(&p) => Ok(()),
-            _ => Err(ctx.err(
-                value,
-                format!(
-                    "ansible_port: expected a port number 1-65535, found {}",
-                    value.scalar_text().unwrap_or_else(|| value.kind().into())
-                ),
-            )),
-        },
-        "ansible_become" => ctx.bool(value, "ansible_become").map(|_| ()),
-        "ansible_host"
-        | "ansible_user"
-        | "ansible_ssh_private_key_file"
-        | "ansible_become_user" => ctx.string(value, name).map(|_| ()),
-        _ => Ok(()),
-    }
-}
-
-struct Loader<'a> {
-    ctx: Ctx<'a>,
-    groups: BTreeMap<String, Group>,
-    host_order: Vec<String>,
-    host_vars: BTreeMap<String, Vars>,
-}
-
-impl Loader<'_> {
-    fn vars(&self, node: &Node, what: &str) -> Result<Vars, SourceError> {
-        if node.value == Value::Null {
-            return Ok(Vars::new());
-        }
-        let mut vars = Vars::new();
-        for (name, value) in self.ctx.map(node, what)? {
-            check_connection_var(&self.ctx, name, value)?;
-            vars.insert(name.to_string(), value.to_json());
-        }
-        Ok(vars)
-    }
-
-    fn group(&mut self, name: &str, node: &Node, parents: &[String]) -> Result<(), SourceError> {
-        if parents.iter().any(|p| p == name) {
-            return Err(self.ctx.err(node, format!("group {name} contains itself")));
-        }
-        self.groups
-            .entry(name.to_string())
-            .or_insert_with(|| Group {
-                name: name.to_string(),
-                ..Group::default()
-            });
-        if node.value == Value::Null {
-            return Ok(());
-        }
-        let what = format!("group {name}");
-        for (key, value) in self.ctx.map(node, &what)? {
-            match key {
-                "vars" => {
-                    let vars = self.vars(value, &format!("{what} vars"))?;
-                    if let Some(g) = self.groups.get_mut(name) {
-                        g.vars.extend(vars);
-                    }
-                }
-                "hosts" => {
-                    if value.value == Value::Null {
-                        continue;
-                    }
-                    for (host, hvars) in self.ctx.map(value, &format!("{what} hosts"))? {
-                        let vars = self.vars(hvars, &format!("host {host} vars"))?;
-                        if !self.host_vars.contains_key(host) {
-                            self.host_order.push(host.to_string());
-                        }
-                        self.host_vars
-                            .entry(host.to_string())
-                            .or_default()
-                            .extend(vars);
-                        if let Some(g) = self.groups.get_mut(name) {
-                            if !g.hosts.iter().any(|h| h == host) {
-                                g.hosts.push(host.to_string());
-                            }
-                        }
-                    }
-                }
-                "children" => {
-                    if value.value == Value::Null {
-                        continue;
-                    }
-                    let mut path = parents.to_vec();
-                    path.push(name.to_string());
-                    for (child, body) in self.ctx.map(value, &format!("{what} children"))? {
-                        if let Some(g) = self.groups.get_mut(name) {
-                            if !g.children.iter().any(|c| c == child) {
-                                g.children.push(child.to_string());
-                            }
-                        }
-                        self.group(child, body, &path)?;
-                    }
-                }
-                other => {
-                    let hint = if other.contains('.') || other.contains("ansible_") {
-                        " (a host? put it under `hosts:`; a variable? under `vars:`)"
-                    } else {
-                        ""
-                    };
-                    return Err(self.ctx.err(
-                        node_of_key(node, other).unwrap_or(value),
-                        format!("{what}: unknown key `{other}`, expected one of `hosts`, `children`, `vars`{hint}"),
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-fn node_of_key<'n>(map: &'n Node, key: &str) -> Option<&'n Node> {
-    match &map.value {
-        Value::Map(pairs) => pairs
-            .iter()
-            .find(|(k, _)| k.as_str() == Some(key))
-            .map(|(k, _)| k),
-        _ => None,
-    }
-}
-
-/// Parses an inventory; `source` names it in errors.
-pub fn parse(source: &str, text: &str) -> Result<Inventory, SourceError> {
-    let root = yaml::load(source, text)?;
-    let ctx = Ctx { file: source, text };
-    let mut loader = Loader {
-        ctx: ctx.clone(),
-        groups: BTreeMap::new(),
-        host_order: Vec::new(),
-        host_vars: BTreeMap::new(),
-    };
-    loader.groups.insert(
-        "all".into(),
-        Group {
-            name: "all".into(),
-            ..Group::default()
-        },
-    );
-    if root.value == Value::Null {
-        return Err(ctx.err(&root, "empty inventory: expected a mapping with `all:`"));
-    }
-    for (name, body) in ctx.map(&root, "inventory")? {
-        loader.group(name, body, &[])?;
-        if name != "all" {
-            // Top-level groups other than `all` are its children, as in Ansible.
-            if let Some(all) = loader.groups.get_mut("all") {
-                if !all.children.iter().any(|c| c == name) {
-                    all.children.push(name.to_string());
-                }
-            }
-        }
-    }
-    let Loader {
-        mut groups,
-        host_order,
-        host_vars,
-        ..
-    } = loader;
-    compute_depths(&mut groups);
-    let hosts = host_order
-        .iter()
-        .map(|name| {
-            let member_of = groups_of(&groups, name);
-            let mut ordered: Vec<&Group> = member_of.iter().filter_map(|g| groups.get(g)).collect();
-            ordered.sort_by(|a, b| a.depth.cmp(&b.depth).then(a.name.cmp(&b.name)));
+    let mut b = Builder::new();
+    let shown = path.display().to_string();
+    let base = if path.is_dir() {
+        read_dir_into(&mut b, path, 0)?;
+        path.to_path_buf()
+    } else if !path.exists() && shown.contains(',') {
+        // Ansible's host_list: `-i 10.0.0.1,10.0.0.2` (a trailing comma makes one host a list).
+        for word in shown.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+            let (hosts, port) = ranges::expand(word)
+                .map_err(|e| anyhow::anyhow!("inventory host list {shown:?}: {e}"))?;
             let mut vars = Vars::new();
-            for g in &ordered {
-                vars.extend(g.vars.clone());
+            if let Some(p) = port {
+                vars.insert("ansible_port".into(), p.into());
             }
-            vars.extend(host_vars.get(name).cloned().unwrap_or_default());
-            Host {
-                name: name.clone(),
-                groups: ordered.iter().map(|g| g.name.clone()).collect(),
-                vars,
+            for h in hosts {
+                b.add_host(None, &h, vars.clone());
             }
-        })
-        .collect();
-    Ok(Inventory {
-        source: source.to_string(),
-        hosts,
-        groups,
-    })
+        }
+        PathBuf::from(".")
+    } else {
+        read_file_into(&mut b, path)?;
+        path.parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    };
+    // The vars directories can only be read once the names they are for are known.
+    let (groups, hosts) = b.names();
+    let adjacent = VarsDirs::load(
+        &base,
+        groups.iter().map(String::as_str),
+        hosts.iter().map(String::as_str),
+    )?;
+    Ok(b.finish(&shown, adjacent)?)
 }
 
-fn compute_depths(groups: &mut BTreeMap<String, Group>) {
-    // Longest path from `all`; cycles were rejected while loading, so this terminates.
-    let mut depth: BTreeMap<String, usize> = BTreeMap::new();
-    let mut stack = vec![("all".to_string(), 0usize)];
-    while let Some((name, d)) = stack.pop() {
-        if depth.get(&name).is_some_and(|&old| old >= d) && name != "all" {
+fn read_file_into(b: &mut Builder, path: &Path) -> anyhow::Result<()> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| anyhow::anyhow!("cannot read inventory {}: {e}", path.display()))?;
+    if bytes.starts_with(b"#!") {
+        anyhow::bail!(
+            "{}:1:1: an inventory script; c1m reads YAML and INI inventories but runs no \
+             inventory programs (write its output to a file)",
+            path.display()
+        );
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", path.display()))?;
+    let source = path.display().to_string();
+    match Format::of(path, &text) {
+        Format::Yaml => yaml_src::read(b, &source, &text)?,
+        Format::Ini => ini::read(b, &source, &text)?,
+    }
+    Ok(())
+}
+
+fn read_dir_into(b: &mut Builder, dir: &Path, depth: usize) -> anyhow::Result<()> {
+    if depth > 16 {
+        anyhow::bail!(
+            "{}: inventory directories nested deeper than 16",
+            dir.display()
+        );
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| anyhow::anyhow!("cannot list inventory directory {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for path in entries {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if ignored_in_dir(&name) {
             continue;
         }
-        depth.insert(name.clone(), d);
-        if let Some(g) = groups.get(&name) {
-            for c in &g.children {
-                stack.push((c.clone(), d + 1));
-            }
+        if path.is_dir() {
+            read_dir_into(b, &path, depth + 1)?;
+        } else {
+            read_file_into(b, &path)?;
         }
     }
-    for (name, g) in groups.iter_mut() {
-        g.depth = depth.get(name).copied().unwrap_or(1);
-    }
+    Ok(())
 }
 
-/// Every group `host` belongs to, directly or through children, plus `all`.
-fn groups_of(groups: &BTreeMap<String, Group>, host: &str) -> BTreeSet<String> {
-    let mut member: BTreeSet<String> = groups
-        .values()
-        .filter(|g| g.hosts.iter().any(|h| h == host))
-        .map(|g| g.name.clone())
-        .collect();
-    loop {
-        let parents: Vec<String> = groups
-            .values()
-            .filter(|g| !member.contains(&g.name) && g.children.iter().any(|c| member.contains(c)))
-            .map(|g| g.name.clone())
-            .collect();
-        if parents.is_empty() {
-            break;
-        }
-        member.extend(parents);
-    }
-    member.insert("all".into());
-    member
+/// Parses a YAML inventory; `source` names it in errors.
+pub fn parse(source: &str, text: &str) -> Result<Inventory, SourceError> {
+    let mut b = Builder::new();
+    yaml_src::read(&mut b, source, text)?;
+    b.finish(source, VarsDirs::default())
+}
+
+/// Parses an INI inventory; `source` names it in errors.
+pub fn parse_ini(source: &str, text: &str) -> Result<Inventory, SourceError> {
+    let mut b = Builder::new();
+    ini::read(&mut b, source, text)?;
+    b.finish(source, VarsDirs::default())
 }
 
 impl Inventory {
     pub fn host(&self, name: &str) -> Option<&Host> {
         self.hosts.iter().find(|h| h.name == name)
+    }
+
+    /// `host`'s variables in Ansible's order (see the module docs), with `play` — the
+    /// `group_vars/` and `host_vars/` beside a playbook — in their places.
+    pub fn vars_for(&self, host: &Host, play: &VarsDirs) -> Vars {
+        let mut v = Vars::new();
+        let groups: Vec<&str> = host
+            .groups
+            .iter()
+            .map(String::as_str)
+            .filter(|g| *g != "all")
+            .collect();
+        let group_vars = |name: &str| self.groups.get(name).map(|g| g.vars.clone());
+        v.extend(group_vars("all").unwrap_or_default());
+        for g in &groups {
+            v.extend(group_vars(g).unwrap_or_default());
+        }
+        for dirs in [&self.adjacent, play] {
+            v.extend(dirs.groups.get("all").cloned().unwrap_or_default());
+        }
+        for g in &groups {
+            for dirs in [&self.adjacent, play] {
+                v.extend(dirs.groups.get(*g).cloned().unwrap_or_default());
+            }
+        }
+        v.extend(host.own.clone());
+        for dirs in [&self.adjacent, play] {
+            v.extend(dirs.hosts.get(&host.name).cloned().unwrap_or_default());
+        }
+        v
+    }
+
+    /// Reads the `group_vars/` and `host_vars/` in `dir` (beside a playbook) for this
+    /// inventory's groups and hosts.
+    pub fn vars_dirs_at(&self, dir: &Path) -> anyhow::Result<VarsDirs> {
+        VarsDirs::load(
+            dir,
+            self.groups.keys().map(String::as_str),
+            self.hosts.iter().map(|h| h.name.as_str()),
+        )
     }
 
     /// Host names of each group (with hosts of child groups), as Ansible's `groups` magic var.
@@ -404,16 +325,6 @@ impl Inventory {
                 .collect();
             out.insert(g.clone(), serde_json::Value::Array(members));
         }
-        out.insert(
-            "ungrouped".into(),
-            serde_json::Value::Array(
-                self.hosts
-                    .iter()
-                    .filter(|h| h.groups.len() == 1)
-                    .map(|h| serde_json::Value::String(h.name.clone()))
-                    .collect(),
-            ),
-        );
         serde_json::Value::Object(out)
     }
 }

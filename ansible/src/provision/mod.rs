@@ -1,16 +1,19 @@
 //! `c1m provision`: parses the inventory and every playbook first (any error stops before a host
 //! is touched), then runs each play on its hosts in parallel — one connection per host reused
 //! for the whole run, tasks in order per host — and prints Ansible-like results and a recap.
+//! `--list-hosts`/`--list-tasks`/`--list-tags` print what would run instead.
 
+mod extra_vars;
 mod output;
 
 use crate::connect::{ConnectSettings, HostOptions};
-use crate::inventory::{self, Inventory};
+use crate::inventory::{self, Inventory, VarsDirs};
 use crate::playbook::exec::{
-    self, HostContext, HostReport, RunOptions, Stats, Status, Step, TaskResult,
+    self, HostContext, HostReport, HostState, RunOptions, Stats, Status, Step, TaskResult,
 };
-use crate::playbook::{self, Play, Playbook};
-use crate::template::Vars;
+use crate::playbook::list::{self, Listing};
+use crate::playbook::tags::Selection;
+use crate::playbook::{Loader, Play, Playbook};
 use anyhow::{bail, Context};
 use c1m_transport::Transport;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -35,8 +38,13 @@ pub struct ProvisionOptions {
     pub diff: bool,
     /// Undo tune.yml: run playbooks/reset.yml.
     pub revert: bool,
-    /// `KEY=VALUE` pairs, highest precedence.
+    /// `-e` values (`KEY=VALUE…`, YAML/JSON, `@FILE`), highest precedence.
     pub extra_vars: Vec<String>,
+    /// `--tags` and `--skip-tags` (each comma-separated, repeatable).
+    pub tags: Vec<String>,
+    pub skip_tags: Vec<String>,
+    /// `--list-hosts`, `--list-tasks`, `--list-tags`: print, run nothing.
+    pub listing: Listing,
 }
 
 /// How a provisioning ended, in the recap's terms.
@@ -51,7 +59,7 @@ pub enum ProvisionOutcome {
 }
 
 /// Loads a playbook from disk; the default ones fall back to the built-in copies.
-fn load_playbook(path: &Path) -> anyhow::Result<Playbook> {
+fn load_playbook(loader: &Loader, path: &Path) -> anyhow::Result<Playbook> {
     if !path.exists() {
         let builtin = match path.to_str() {
             Some("playbooks/tune.yml") => Some(TUNE_YML),
@@ -60,28 +68,20 @@ fn load_playbook(path: &Path) -> anyhow::Result<Playbook> {
         };
         if let Some(text) = builtin {
             let name = format!("{} (built in)", path.display());
-            return Ok(playbook::parse(&name, text, Path::new("playbooks"))?);
+            return Ok(loader.parse(&name, text, Path::new("playbooks"))?);
         }
     }
-    playbook::load(path)
-}
-
-fn parse_extra_vars(items: &[String]) -> anyhow::Result<Vars> {
-    let mut vars = Vars::new();
-    for item in items {
-        let Some((k, v)) = item.split_once('=') else {
-            bail!("-e {item:?}: expected KEY=VALUE");
-        };
-        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            bail!("-e {item:?}: {k:?} is not a variable name");
-        }
-        vars.insert(k.to_string(), serde_json::Value::String(v.to_string()));
-    }
-    Ok(vars)
+    loader.load(path)
 }
 
 /// Runs `c1m provision`: parses everything, runs the plays, prints the recap.
 pub fn run(args: &ProvisionOptions) -> anyhow::Result<ProvisionOutcome> {
+    let sources = args
+        .hosts
+        .connect
+        .sources
+        .get()
+        .map_err(anyhow::Error::msg)?;
     let (inv, _) = args.hosts.load()?;
     let mut paths = args.playbooks.clone();
     if args.revert {
@@ -93,38 +93,62 @@ pub fn run(args: &ProvisionOptions) -> anyhow::Result<ProvisionOutcome> {
         paths.push(PathBuf::from("playbooks/tune.yml"));
     }
     // Everything is parsed before anything runs anywhere.
+    let loader = Loader::new(sources.cfg.roles_path.clone());
     let books = paths
         .iter()
-        .map(|p| load_playbook(p))
+        .map(|p| load_playbook(&loader, p))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let opts = RunOptions {
         check: args.check,
         diff: args.diff,
-        extra_vars: parse_extra_vars(&args.extra_vars)?,
+        extra_vars: extra_vars::parse(&args.extra_vars)?,
+        tags: Selection::new(&args.tags, &args.skip_tags),
+        become_default: sources.cfg.become_,
+        become_user_default: sources.cfg.become_user.clone(),
+        roles_path: sources.cfg.roles_path.clone(),
     };
     let limited = args.hosts.selected(&inv)?;
+    if args.listing.any() {
+        for book in &books {
+            let hosts_of = |play: &Play| -> Vec<String> {
+                inventory::select(&inv, &play.hosts)
+                    .map(|hs| {
+                        hs.into_iter()
+                            .filter(|h| limited.iter().any(|l| l == h))
+                            .map(String::from)
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            print!(
+                "{}",
+                list::render(book, args.listing, &opts.tags, &hosts_of)
+            );
+        }
+        return Ok(ProvisionOutcome::Ok);
+    }
+    args.hosts.check_routes(&inv, &limited)?;
+    let dirs = books
+        .iter()
+        .map(|b| inv.vars_dirs_at(&b.dir))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let runner = Runner {
+        inventory_file: args.hosts.inventory.clone(),
         inv: Arc::new(inv),
         opts: Arc::new(opts),
         forks: args.hosts.forks(),
         conn: Arc::new(ConnectSettings {
             known_hosts: args.hosts.connect.known_hosts.clone(),
             accept_new: args.hosts.connect.accept_new,
-            any_become: books
-                .iter()
-                .flat_map(|b| &b.plays)
-                .any(|p| p.become_ == Some(true)),
-            become_user: books
-                .iter()
-                .flat_map(|b| &b.plays)
-                .find_map(|p| p.become_user.clone()),
+            sources: args.hosts.connect.sources.clone(),
+            ..Default::default()
         }),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    let stats = rt.block_on(runner.run_all(&books, &limited));
+    let stats = rt.block_on(runner.run_all(&books, &dirs, &limited));
     let recap: Vec<(String, Stats)> = runner
         .inv
         .hosts
@@ -144,21 +168,28 @@ pub fn run(args: &ProvisionOptions) -> anyhow::Result<ProvisionOutcome> {
 }
 
 struct Runner {
+    inventory_file: Option<PathBuf>,
     inv: Arc<Inventory>,
     opts: Arc<RunOptions>,
     forks: usize,
     conn: Arc<ConnectSettings>,
 }
 
-/// A host's connection between plays; `None` before the first connect.
-type Conn = Option<Box<dyn Transport>>;
+/// A host's connection and what it keeps between plays; no connection before the first
+/// connect.
+type Conn = (Option<Box<dyn Transport>>, HostState);
 
 impl Runner {
-    async fn run_all(&self, books: &[Playbook], limited: &[String]) -> BTreeMap<String, Stats> {
+    async fn run_all(
+        &self,
+        books: &[Playbook],
+        dirs: &[VarsDirs],
+        limited: &[String],
+    ) -> BTreeMap<String, Stats> {
         let mut stats: BTreeMap<String, Stats> = BTreeMap::new();
         let mut conns: BTreeMap<String, Conn> = BTreeMap::new();
         let mut stopped: Vec<String> = Vec::new();
-        for book in books {
+        for (book, book_dirs) in books.iter().zip(dirs) {
             for play in &book.plays {
                 print!(
                     "{}",
@@ -184,7 +215,9 @@ impl Runner {
                     println!("skipping: no hosts matched");
                     continue;
                 }
-                let reports = self.run_play(book, play, &hosts, &mut conns).await;
+                let reports = self
+                    .run_play(book, book_dirs, play, &hosts, &mut conns)
+                    .await;
                 print!("{}", output::play_text(&reports));
                 for r in reports {
                     stats.entry(r.host.clone()).or_default().add(&r.stats);
@@ -200,6 +233,7 @@ impl Runner {
     async fn run_play(
         &self,
         book: &Playbook,
+        book_dirs: &VarsDirs,
         play: &Play,
         hosts: &[String],
         conns: &mut BTreeMap<String, Conn>,
@@ -217,7 +251,9 @@ impl Runner {
             let Some(host) = self.inv.host(name).cloned() else {
                 continue;
             };
-            let conn = conns.remove(name).flatten();
+            let (conn, mut state) = conns.remove(name).unwrap_or_default();
+            let host_vars = self.inv.vars_for(&host, book_dirs);
+            let inventory_file = self.inventory_file.clone();
             let bar = multi.add(
                 ProgressBar::new_spinner()
                     .with_style(style.clone())
@@ -241,21 +277,33 @@ impl Runner {
                         bar2.set_message("connecting");
                         match settings.connect(&host) {
                             Ok(t) => conn = Some(t),
-                            Err(e) => return (None, unreachable_report(&host.name, e.to_string())),
+                            Err(e) => {
+                                return (
+                                    (None, state),
+                                    unreachable_report(&host.name, e.to_string()),
+                                )
+                            }
                         }
                     }
                     let Some(mut t) = conn else {
-                        return (None, unreachable_report(&host.name, "no connection".into()));
+                        return (
+                            (None, state),
+                            unreachable_report(&host.name, "no connection".into()),
+                        );
                     };
                     let hc = HostContext {
                         host: &host,
+                        vars: host_vars,
                         groups,
                         play_hosts,
                         playbook_dir: &dir,
+                        inventory_file,
                     };
                     let progress = |task: &str| bar2.set_message(task.to_string());
-                    let report = exec::run_play(&play, &hc, t.as_mut(), &opts, &progress);
-                    (Some(t), report)
+                    let connect = || settings.connect(&host);
+                    let report =
+                        exec::run_play(&play, &hc, &mut t, &connect, &mut state, &opts, &progress);
+                    ((Some(t), state), report)
                 })
                 .await;
                 bar.finish_and_clear();
@@ -291,15 +339,9 @@ fn unreachable_report(host: &str, msg: String) -> HostReport {
         Step {
             title: "Gathering Facts".into(),
             handler: false,
-            index: 0,
+            key: vec![0],
         },
-        vec![TaskResult {
-            status: Status::Unreachable,
-            item: None,
-            msg: Some(msg),
-            diffs: Vec::new(),
-            ignored: false,
-        }],
+        vec![TaskResult::new(Status::Unreachable, None, Some(msg))],
     ));
     r
 }

@@ -22,6 +22,14 @@ fn json_msg(msg: &Option<String>) -> String {
 }
 
 fn result_line(host: &str, r: &TaskResult) -> String {
+    if let Some(note) = &r.note {
+        let item = r
+            .item
+            .as_ref()
+            .map(|i| format!(" => (item={i})"))
+            .unwrap_or_default();
+        return format!("{note}{item}\n");
+    }
     let item = r
         .item
         .as_ref()
@@ -72,8 +80,8 @@ pub fn play_text(reports: &[HostReport]) -> String {
         .iter()
         .flat_map(|r| r.steps.iter().map(|(s, _)| s))
         .collect();
-    steps.sort_by_key(|s| s.index);
-    steps.dedup_by_key(|s| s.index);
+    steps.sort_by(|a, b| a.key.cmp(&b.key));
+    steps.dedup_by(|a, b| a.key == b.key);
     let mut out = String::new();
     for step in steps {
         let head = if step.handler {
@@ -84,7 +92,7 @@ pub fn play_text(reports: &[HostReport]) -> String {
         out.push_str(&banner(&head));
         for report in reports {
             for (s, results) in &report.steps {
-                if s.index != step.index {
+                if s.key != step.key {
                     continue;
                 }
                 for r in results {
@@ -110,8 +118,8 @@ pub fn recap(hosts: &[(String, Stats)]) -> String {
     for (h, s) in hosts {
         let _ = writeln!(
             out,
-            "{h:<width$} : ok={:<4} changed={:<4} unreachable={:<4} failed={:<4} skipped={:<4} rescued=0    ignored={}",
-            s.ok, s.changed, s.unreachable, s.failed, s.skipped, s.ignored
+            "{h:<width$} : ok={:<4} changed={:<4} unreachable={:<4} failed={:<4} skipped={:<4} rescued={:<4} ignored={}",
+            s.ok, s.changed, s.unreachable, s.failed, s.skipped, s.rescued, s.ignored
         );
     }
     out

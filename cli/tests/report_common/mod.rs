@@ -435,6 +435,7 @@ pub fn synthetic_run(dir: &Path, spec: &Spec) {
             source_ips: vec![],
             window: Some(1000),
         },
+        server: None,
     };
     std::fs::write(
         dir.join("run.json"),

@@ -397,6 +397,96 @@ impl Lab {
             .collect()
     }
 
+    /// The bridge of the network only a bastion reaches (see [`Lab::isolate_behind`]).
+    fn inner_bridge(&self) -> String {
+        format!("c1mti{}", self.subnet)
+    }
+
+    fn inner_net(&self) -> String {
+        format!("10.197.{}.0/24", self.subnet)
+    }
+
+    /// Moves `hosts` onto a second network, 10.197.N.0/24 on a bridge with no address in this
+    /// namespace, which host `bastion` also joins (as 10.197.N.1): from here they can then be
+    /// reached only through the bastion, as hosts behind a jump host are.
+    ///
+    /// ```text
+    ///   root namespace ── c1mtbN 10.198.N.0/24 ── bastion eth0 10.198.N.2
+    ///                                               bastion eth1 10.197.N.1 ─┐
+    ///   (no address, no route)   c1mtiN 10.197.N.0/24 ── targets 10.197.N.k ──┘
+    /// ```
+    /// Their known_hosts entries are rescanned from inside the bastion and appended to the
+    /// lab's known_hosts file.
+    pub fn isolate_behind(&mut self, bastion: usize, hosts: &[usize]) {
+        let inner = self.inner_bridge();
+        let n = self.subnet;
+        run(Command::new("ip").args(["link", "add", &inner, "type", "bridge"]));
+        run(Command::new("ip").args(["link", "set", &inner, "up"]));
+        // Nothing for the inner network leaves this namespace (not even by the default route):
+        // it is unreachable from here by routing, as a network behind a bastion is.
+        run(Command::new("ip").args(["route", "add", "unreachable", &self.inner_net()]));
+        let b_ns = self.hosts[bastion].netns.clone();
+        let b_outer = format!("c1mt{n}b");
+        run(Command::new("ip").args([
+            "link", "add", &b_outer, "type", "veth", "peer", "name", "eth1", "netns", &b_ns,
+        ]));
+        run(Command::new("ip").args(["link", "set", &b_outer, "master", &inner, "up"]));
+        run(Command::new("ip").args([
+            "-n",
+            &b_ns,
+            "addr",
+            "add",
+            &format!("10.197.{n}.1/24"),
+            "dev",
+            "eth1",
+        ]));
+        run(Command::new("ip").args(["-n", &b_ns, "link", "set", "eth1", "up"]));
+        let mut keys = String::new();
+        for &k in hosts {
+            let h = &mut self.hosts[k];
+            h.stop();
+            let address = format!("10.197.{n}.{}", k + 2);
+            run(Command::new("ip").args(["link", "set", &h.veth, "nomaster"]));
+            run(Command::new("ip").args(["link", "set", &h.veth, "master", &inner, "up"]));
+            run(Command::new("ip").args(["-n", &h.netns, "addr", "flush", "dev", "eth0"]));
+            run(Command::new("ip").args([
+                "-n",
+                &h.netns,
+                "addr",
+                "add",
+                &format!("{address}/24"),
+                "dev",
+                "eth0",
+            ]));
+            h.address = address;
+            h.write_config(&self.dir.join("authorized_keys"), true);
+            h.start_inside();
+            let out = run(Command::new("ip").args([
+                "netns",
+                "exec",
+                &b_ns,
+                "ssh-keyscan",
+                "-T",
+                "5",
+                "-t",
+                "ed25519,rsa",
+                "-p",
+                &h.port.to_string(),
+                &h.address,
+            ]));
+            assert!(
+                out.lines().count() >= 2,
+                "ssh-keyscan {} from the bastion: {out:?}",
+                h.address
+            );
+            fs::write(&h.known_hosts, &out).expect("known_hosts");
+            keys.push_str(&out);
+        }
+        let mut all = fs::read_to_string(&self.known_hosts).unwrap_or_default();
+        all.push_str(&keys);
+        fs::write(&self.known_hosts, all).expect("known_hosts");
+    }
+
     /// An address on the lab's link where nothing answers.
     pub fn dead_address(&self) -> String {
         format!("10.198.{}.250", self.subnet)
@@ -417,6 +507,8 @@ impl Lab {
             }
         }
         quietly(Command::new("ip").args(["link", "del", &self.bridge]));
+        quietly(Command::new("ip").args(["link", "del", &self.inner_bridge()]));
+        quietly(Command::new("ip").args(["route", "del", "unreachable", &self.inner_net()]));
         let links = run(Command::new("ip").args(["-o", "link", "show"]));
         let veth_prefix = format!("c1mt{}h", self.subnet);
         for line in links.lines() {
@@ -458,6 +550,8 @@ impl Drop for Lab {
     fn drop(&mut self) {
         self.hosts.clear(); // stops sshd and deletes each namespace (and its veth)
         quietly(Command::new("ip").args(["link", "del", &self.bridge]));
+        quietly(Command::new("ip").args(["link", "del", &self.inner_bridge()]));
+        quietly(Command::new("ip").args(["route", "del", "unreachable", &self.inner_net()]));
         for user in &self.users {
             let _ = fs::remove_file(sudoers_file(user));
             quietly(Command::new("userdel").arg(user));
@@ -531,6 +625,43 @@ impl SshHost {
             assert!(
                 Instant::now() < deadline,
                 "{}: sshd not accepting on {addr}: {}",
+                self.name,
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts sshd (again) on a host this namespace cannot reach, waiting until it listens.
+    pub fn start_inside(&mut self) {
+        assert!(self.sshd.is_none(), "{}: sshd already running", self.name);
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("sshd log");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.netns, SSHD, "-D", "-e", "-f"])
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn sshd");
+        self.sshd = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let filter = format!("sport = :{}", self.port);
+        loop {
+            let out = Command::new("ip")
+                .args(["netns", "exec", &self.netns, "ss", "-Hltn", &filter])
+                .output()
+                .expect("ss");
+            if !String::from_utf8_lossy(&out.stdout).trim().is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: sshd not listening: {}",
                 self.name,
                 self.log_text()
             );

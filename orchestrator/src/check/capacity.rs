@@ -65,111 +65,130 @@ impl HostDemand {
     }
 }
 
-/// Checks `d` against `f`.
+/// Checks `d` against `f`: every limit that applies, in the order a person fixes them.
 pub fn check_host(d: &HostDemand, f: &HostFacts) -> Vec<Finding> {
-    let mut out = Vec::new();
+    [
+        Some(fd_tables(d, f)),
+        file_max(d, f),
+        four_tuples(d, f),
+        conntrack(d, f),
+        kernel_memory(d, f),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// The hard RLIMIT_NOFILE caps each fd table; server and client have tables of their own, so
+/// the larger side is sized.
+fn fd_tables(d: &HostDemand, f: &HostFacts) -> Finding {
     let hard = f.nofile_hard.unwrap_or(1024);
-    // Server and client have fd tables of their own: size for the larger side.
     let per_side = d.server_sockets.max(d.client_share);
-    out.push(
-        match c1m_proto::layout::plan(per_side, hard, 64, None, true, 1) {
-            Ok(l) => Finding {
-                setting: "RLIMIT_NOFILE (hard)".into(),
-                found: fmt::int(hard),
-                needed: format!(
-                    "{} fd tables of {} (threads with unshare(CLONE_FILES))",
-                    l.tables(),
-                    fmt::int(l.conns_per_table)
-                ),
-                fix: String::new(),
-                blocks: false,
-            },
-            Err(e) => Finding {
-                setting: "RLIMIT_NOFILE (hard)".into(),
-                found: fmt::int(hard),
-                needed: "at least 128".into(),
-                fix: e,
-                blocks: true,
-            },
-        },
-    );
-
-    if let Some(file_max) = f.sysctl_num("fs.file-max", 0) {
-        let need = d.sockets + d.sockets / 50 + 8_192;
-        out.push(Finding {
-            setting: "fs.file-max".into(),
-            found: fmt::int(file_max),
-            needed: format!(
-                "≥ {} ({} sockets + 2%)",
-                fmt::int(need),
-                fmt::int(d.sockets)
+    let (needed, fix, blocks) = match c1m_proto::layout::plan(per_side, hard, 64, None, true, 1) {
+        Ok(l) => (
+            format!(
+                "{} fd tables of {} (threads with unshare(CLONE_FILES))",
+                l.tables(),
+                fmt::int(l.conns_per_table)
             ),
-            fix: d.fix_sysctl("fs.file-max", need),
-            blocks: file_max < need,
-        });
+            String::new(),
+            false,
+        ),
+        Err(e) => ("at least 128".into(), e, true),
+    };
+    Finding {
+        setting: "RLIMIT_NOFILE (hard)".into(),
+        found: fmt::int(hard),
+        needed,
+        fix,
+        blocks,
     }
+}
 
-    if d.client_share > 0 {
-        if let Some(per_pair) = f.local_ports() {
-            let have = per_pair * u64::from(d.ports) * d.source_ips as u64;
-            let ips_needed = d
-                .client_share
-                .div_ceil(per_pair * u64::from(d.ports).max(1));
-            out.push(Finding {
-                setting: "4-tuples (source IPs × server ports × local ports)".into(),
-                found: format!(
-                    "{} × {} × {} = {}",
-                    d.source_ips,
-                    d.ports,
-                    fmt::int(per_pair),
-                    fmt::int(have)
-                ),
-                needed: format!("≥ {}", fmt::int(d.client_share)),
-                fix: format!(
-                    "use at least {ips_needed} source IPs (c1m_source_ips / --source-ips) or more \
-                     --ports, or widen net.ipv4.ip_local_port_range"
-                ),
-                blocks: have < d.client_share,
-            });
-        }
-    }
+fn file_max(d: &HostDemand, f: &HostFacts) -> Option<Finding> {
+    let file_max = f.sysctl_num("fs.file-max", 0)?;
+    let need = d.sockets + d.sockets / 50 + 8_192;
+    Some(Finding {
+        setting: "fs.file-max".into(),
+        found: fmt::int(file_max),
+        needed: format!(
+            "≥ {} ({} sockets + 2%)",
+            fmt::int(need),
+            fmt::int(d.sockets)
+        ),
+        fix: d.fix_sysctl("fs.file-max", need),
+        blocks: file_max < need,
+    })
+}
 
-    if d.tracked_flows > 0 {
-        let max = f
-            .sysctl_num("net.netfilter.nf_conntrack_max", 0)
-            .unwrap_or(0);
-        let need = d.tracked_flows + d.tracked_flows / 20 + 1_024;
-        out.push(Finding {
-            setting: "net.netfilter.nf_conntrack_max (conntrack tracks these flows)".into(),
-            found: fmt::int(max),
-            needed: format!("≥ {}", fmt::int(need)),
-            fix: d.fix_sysctl("net.netfilter.nf_conntrack_max", need),
-            blocks: max < need,
-        });
+/// A client's connections each need a distinct (source IP, server port, local port).
+fn four_tuples(d: &HostDemand, f: &HostFacts) -> Option<Finding> {
+    if d.client_share == 0 {
+        return None;
     }
+    let per_pair = f.local_ports()?;
+    let have = per_pair * u64::from(d.ports) * d.source_ips as u64;
+    let ips_needed = d
+        .client_share
+        .div_ceil(per_pair * u64::from(d.ports).max(1));
+    Some(Finding {
+        setting: "4-tuples (source IPs × server ports × local ports)".into(),
+        found: format!(
+            "{} × {} × {} = {}",
+            d.source_ips,
+            d.ports,
+            fmt::int(per_pair),
+            fmt::int(have)
+        ),
+        needed: format!("≥ {}", fmt::int(d.client_share)),
+        fix: format!(
+            "use at least {ips_needed} source IPs (c1m_source_ips / --source-ips) or more \
+             server ports (--port-count), or widen net.ipv4.ip_local_port_range"
+        ),
+        blocks: have < d.client_share,
+    })
+}
 
-    if f.mem_free > 0 {
-        let need = d.sockets * KERNEL_BYTES_PER_SOCKET;
-        // MemAvailable counts socket inode and dentry caches that stay pinned while the
-        // sockets live, overstating headroom; judge against MemFree with 10% kept back.
-        let usable = f.mem_free / 10 * 9;
-        out.push(Finding {
-            setting: "kernel memory (MemFree)".into(),
-            found: fmt::bytes(f.mem_free as f64),
-            needed: format!(
-                "≈ {} ({} sockets × {} B)",
-                fmt::bytes(need as f64),
-                fmt::int(d.sockets),
-                KERNEL_BYTES_PER_SOCKET
-            ),
-            fix: format!(
-                "give the host more memory, or lower its share to about {} sockets",
-                fmt::int(usable / KERNEL_BYTES_PER_SOCKET)
-            ),
-            blocks: need > usable,
-        });
+fn conntrack(d: &HostDemand, f: &HostFacts) -> Option<Finding> {
+    if d.tracked_flows == 0 {
+        return None;
     }
-    out
+    let max = f
+        .sysctl_num("net.netfilter.nf_conntrack_max", 0)
+        .unwrap_or(0);
+    let need = d.tracked_flows + d.tracked_flows / 20 + 1_024;
+    Some(Finding {
+        setting: "net.netfilter.nf_conntrack_max (conntrack tracks these flows)".into(),
+        found: fmt::int(max),
+        needed: format!("≥ {}", fmt::int(need)),
+        fix: d.fix_sysctl("net.netfilter.nf_conntrack_max", need),
+        blocks: max < need,
+    })
+}
+
+/// MemAvailable counts socket inode and dentry caches that stay pinned while the sockets live,
+/// overstating headroom; judge against MemFree with 10% kept back.
+fn kernel_memory(d: &HostDemand, f: &HostFacts) -> Option<Finding> {
+    if f.mem_free == 0 {
+        return None;
+    }
+    let need = d.sockets * KERNEL_BYTES_PER_SOCKET;
+    let usable = f.mem_free / 10 * 9;
+    Some(Finding {
+        setting: "kernel memory (MemFree)".into(),
+        found: fmt::bytes(f.mem_free as f64),
+        needed: format!(
+            "≈ {} ({} sockets × {} B)",
+            fmt::bytes(need as f64),
+            fmt::int(d.sockets),
+            KERNEL_BYTES_PER_SOCKET
+        ),
+        fix: format!(
+            "give the host more memory, or lower its share to about {} sockets",
+            fmt::int(usable / KERNEL_BYTES_PER_SOCKET)
+        ),
+        blocks: need > usable,
+    })
 }
 
 #[cfg(test)]

@@ -498,7 +498,22 @@ impl Engine {
         );
     }
 
+    /// Waits (a few seconds at most) for a reading of the server host taken after the peak:
+    /// a run that stops right at its target would otherwise keep the reading from before it.
+    async fn settle_peak(&mut self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        while !self.peak.kernel_is_fresh(&self.hosts) && self.hosts[self.si].control.is_some() {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(m)) => {
+                    absorb(&mut self.hosts, m, false, &mut self.peak);
+                }
+                _ => return,
+            }
+        }
+    }
+
     async fn teardown(&mut self) {
+        self.settle_peak().await;
         teardown(&mut self.hosts, &mut self.rx, &mut self.peak).await;
         // The namespace goes once nothing runs in it.
         self.env = LocalEnv::default();

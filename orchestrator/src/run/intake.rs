@@ -36,6 +36,8 @@ pub fn absorb(hosts: &mut [HostState], msg: Msg, connecting: bool, peak: &mut Pe
             }
             h.cpu_prev = Some(sample.cpu);
             h.kernel_now = Some(sample.kernel);
+            h.samples += 1;
+            peak.update(hosts);
             Happened::Nothing
         }
         Msg::ControlLost { host, error } => {

@@ -18,6 +18,7 @@ pub mod netns;
 pub mod prepare;
 pub mod proc;
 pub mod sampler;
+pub mod server_tree;
 mod signals;
 mod state;
 pub mod summary;

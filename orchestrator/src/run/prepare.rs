@@ -5,8 +5,8 @@
 use super::deploy::{deploy, Deployed};
 use super::{binaries, RunEnd, RunOptions};
 use crate::check::facts::HostFacts;
-use crate::check::gather::{connect_and_gather, facts_of};
 use crate::check::plan::{self, HostPlan, Plan, Role};
+use crate::check::{survey, Demand, Survey};
 use anyhow::{Context, Result};
 use c1m_ansible::connect::ConnectSettings;
 use c1m_ansible::inventory::{Connection, Host};
@@ -73,27 +73,21 @@ pub enum Readiness {
 /// Connects, plans, judges and deploys.
 pub fn prepare(args: &RunOptions) -> Result<Readiness> {
     let invoked = Instant::now();
-    if args.connections == 0 {
-        anyhow::bail!("--connections must be at least 1");
-    }
-    let (inv, source) = args.hosts.load_limited()?;
-    let hosts = plan::run_hosts(&inv);
-    println!(
-        "connecting to {} host(s) of {source} and reading their limits…",
-        hosts.len()
-    );
-    let conn = args.hosts.connect.clone();
-    let reached = connect_and_gather(&inv, &conn, args.hosts.forks());
-    let plan = plan::build(
-        &plan::Ask {
-            inventory: &inv,
-            source: &source,
+    let Survey {
+        inventory: inv,
+        source,
+        reached,
+        plan,
+    } = survey(
+        &args.hosts,
+        Demand {
             connections: args.connections,
-            ports: args.port_count,
-            local_source_ips: &args.source_ips,
+            port_count: args.port_count,
+            source_ips: &args.source_ips,
         },
-        &facts_of(&reached),
+        true,
     )?;
+    let conn = args.hosts.connect.clone();
     plan::print(&plan);
     if let Some(end) = refusal(&plan, args.force) {
         return Ok(Readiness::Refused(end));

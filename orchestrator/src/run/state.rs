@@ -30,6 +30,8 @@ pub struct HostState {
     pub control: Option<Control>,
     pub kernel_base: Option<KernelSample>,
     pub kernel_now: Option<KernelSample>,
+    /// Readings of /proc taken so far, to tell whether one came after an event.
+    pub samples: u64,
     pub cpu_prev: Option<(u64, u64)>,
     /// (verified, client uptime) at the last rate computation.
     pub rate_point: (u64, f64),
@@ -52,6 +54,7 @@ impl HostState {
             control,
             kernel_base: None,
             kernel_now: None,
+            samples: 0,
             cpu_prev: None,
             rate_point: (0, 0.0),
             rate: 0.0,
@@ -113,6 +116,9 @@ pub struct Peak {
     pub rate: f64,
     /// Set when teardown begins: closing sockets must not count as the peak's memory.
     pub frozen: bool,
+    /// The server host's sample count when the peak last grew: a reading after it has seen
+    /// the peak's sockets.
+    samples_at_peak: u64,
 }
 
 impl Peak {
@@ -130,11 +136,25 @@ impl Peak {
             return;
         }
         self.server_open = self.server_open.max(server.track.server.open);
+        if established > self.established {
+            self.samples_at_peak = server.samples;
+        }
         if established >= self.established {
             self.established = established;
             self.server_rss = server.track.server.rss_bytes;
             self.server_kernel = server.kernel_delta().unwrap_or_default();
         }
+    }
+}
+
+impl Peak {
+    /// Whether the server host's kernel was read after the peak was reached: a reading taken
+    /// before it misses the newest sockets' memory.
+    pub fn kernel_is_fresh(&self, hosts: &[HostState]) -> bool {
+        hosts
+            .iter()
+            .find(|h| h.run.is_server())
+            .is_none_or(|s| s.samples > self.samples_at_peak)
     }
 }
 

@@ -145,6 +145,7 @@ pub fn summarize(f: &Finished) -> RunSummary {
                 .flat_map(|h| h.run.source_ips.iter().cloned())
                 .collect(),
         ),
+        server: None,
     }
 }
 

@@ -21,6 +21,7 @@ pub static COMMAND: ModuleSpec = ModuleSpec {
     required: &[],
     one_of: &["_raw_params", "cmd", "argv"],
     free_form: true,
+    any_args: false,
     run: run_command,
 };
 
@@ -39,6 +40,7 @@ pub static SHELL: ModuleSpec = ModuleSpec {
     required: &[],
     one_of: &["_raw_params", "cmd"],
     free_form: true,
+    any_args: false,
     run: run_shell,
 };
 

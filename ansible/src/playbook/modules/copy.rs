@@ -18,6 +18,7 @@ pub static SPEC: ModuleSpec = ModuleSpec {
     required: &["dest"],
     one_of: &["src", "content"],
     free_form: false,
+    any_args: false,
     run,
 };
 
@@ -35,17 +36,10 @@ fn run(args: &Args, ctx: &mut ModuleCtx) -> Result<Outcome, TaskError> {
         }
         (Some(c), None) => c,
         (None, Some(src)) => {
-            let candidates = [
-                ctx.playbook_dir.join("files").join(&src),
-                ctx.playbook_dir.join(&src),
-            ];
-            let found = candidates.iter().find(|p| p.is_file()).ok_or_else(|| {
-                TaskError::Failed(format!(
-                    "copy: src {src} not found (looked in {} and its files/)",
-                    ctx.playbook_dir.display()
-                ))
-            })?;
-            let text = std::fs::read(found)
+            let found = ctx
+                .find_local("files", &src)
+                .map_err(|e| TaskError::Failed(format!("copy: src {e}")))?;
+            let text = std::fs::read(&found)
                 .map_err(|e| TaskError::Failed(format!("copy: {}: {e}", found.display())))?;
             if dest.ends_with('/') || stat(ctx.t, &dest)?.is_some_and(|s| s.is_dir) {
                 let base = std::path::Path::new(&src)

@@ -20,6 +20,7 @@ pub static SPEC: ModuleSpec = ModuleSpec {
     required: &["path"],
     one_of: &[],
     free_form: false,
+    any_args: false,
     run,
 };
 

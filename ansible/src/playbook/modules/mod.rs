@@ -2,16 +2,25 @@
 //! argument names and defaults. Each reads the current state first, changes only what differs,
 //! honours check mode and produces before/after diffs.
 
+mod assert;
+mod blockinfile;
 mod command;
 mod copy;
+mod fail;
 mod file;
+mod lineinfile;
 mod modprobe;
 mod pam_limits;
+mod service;
+mod set_fact;
 mod stat;
 mod sysctl;
 mod systemd;
+mod template_file;
 pub mod util;
+mod wait_for_connection;
 
+use crate::template::{Templar, Vars};
 use c1m_transport::{Transport, TransportError};
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
@@ -68,6 +77,8 @@ pub struct ModuleSpec {
     pub one_of: &'static [&'static str],
     /// Accepts a free-form string (`command: echo hi`), stored as `_raw_params`.
     pub free_form: bool,
+    /// Takes any variable name as an argument besides those listed (`set_fact`).
+    pub any_args: bool,
     pub run: RunFn,
 }
 
@@ -92,6 +103,14 @@ pub static MODULES: &[&ModuleSpec] = &[
     &systemd::SYSTEMD_SERVICE,
     &stat::SPEC,
     &stat::DEBUG,
+    &template_file::SPEC,
+    &lineinfile::SPEC,
+    &blockinfile::SPEC,
+    &set_fact::SPEC,
+    &assert::SPEC,
+    &fail::SPEC,
+    &wait_for_connection::SPEC,
+    &service::SPEC,
 ];
 
 /// Finds a module by its short name, its FQCN, or `ansible.legacy.` name.
@@ -214,11 +233,47 @@ pub struct ModuleCtx<'a> {
     pub t: &'a mut dyn Transport,
     pub check: bool,
     pub diff: bool,
-    /// The playbook's directory, where `copy: src=` files are looked up (then `files/`).
-    pub playbook_dir: PathBuf,
+    /// Where a `src` is looked for, in order (the role's directory, the task file's, the
+    /// play's): `DIR/files/NAME` (or `templates/`), then `DIR/NAME`.
+    pub search: Vec<PathBuf>,
     /// Files this task's loop items change, written once when the task ends (see
     /// [`util::Staged`]).
     pub staged: &'a mut util::Staged,
+    /// The engine's templating and the task's variables (the `template` module renders files).
+    pub templar: &'a Templar,
+    pub vars: &'a Vars,
+    /// Opens a fresh connection to the host (`wait_for_connection`).
+    pub connect: Option<&'a dyn Fn() -> Result<Box<dyn Transport>, TransportError>>,
+    /// A fresh connection a module made, which the host uses from now on.
+    pub replacement: &'a mut Option<Box<dyn Transport>>,
+}
+
+impl ModuleCtx<'_> {
+    /// The local file `name` of kind `kind` (`files`, `templates`) from the search path; an
+    /// absolute name as it is.
+    pub fn find_local(&self, kind: &str, name: &str) -> Result<PathBuf, TaskError> {
+        let p = std::path::Path::new(name);
+        if p.is_absolute() {
+            return if p.is_file() {
+                Ok(p.to_path_buf())
+            } else {
+                Err(TaskError::Failed(format!("{name}: no such file")))
+            };
+        }
+        let mut tried = Vec::new();
+        for dir in &self.search {
+            for c in [dir.join(kind).join(name), dir.join(name)] {
+                if c.is_file() {
+                    return Ok(c);
+                }
+                tried.push(c.display().to_string());
+            }
+        }
+        Err(TaskError::Failed(format!(
+            "could not find {name} (looked for {})",
+            tried.join(", ")
+        )))
+    }
 }
 
 /// Before/after of one file or value, shown with `--diff`.
@@ -243,6 +298,8 @@ pub struct Outcome {
     pub failed: Option<String>,
     /// Extra result fields for `register` (e.g. `stat`).
     pub extra: serde_json::Map<String, Json>,
+    /// Variables the task sets for the host's later tasks (`set_fact`'s `ansible_facts`).
+    pub facts: serde_json::Map<String, Json>,
 }
 
 impl Outcome {

@@ -22,6 +22,7 @@ pub static SPEC: ModuleSpec = ModuleSpec {
     required: &["name"],
     one_of: &[],
     free_form: false,
+    any_args: false,
     run,
 };
 

@@ -43,6 +43,7 @@ pub static SPEC: ModuleSpec = ModuleSpec {
     required: &["domain", "limit_type", "limit_item", "value"],
     one_of: &[],
     free_form: false,
+    any_args: false,
     run,
 };
 

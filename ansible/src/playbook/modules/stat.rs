@@ -13,16 +13,22 @@ pub static SPEC: ModuleSpec = ModuleSpec {
     required: &["path"],
     one_of: &[],
     free_form: false,
+    any_args: false,
     run: run_stat,
 };
 
 pub static DEBUG: ModuleSpec = ModuleSpec {
     fqcn: "ansible.builtin.debug",
     short: "debug",
-    args: &[arg("msg", Kind::Any), arg("var", Kind::Str)],
+    args: &[
+        arg("msg", Kind::Any),
+        arg("var", Kind::Str),
+        arg("verbosity", Kind::Int),
+    ],
     required: &[],
     one_of: &[],
     free_form: false,
+    any_args: false,
     run: run_debug,
 };
 
@@ -79,6 +85,20 @@ fn name_of(t: &mut dyn Transport, db: &str, id: u32) -> Option<String> {
 }
 
 fn run_debug(args: &Args, _ctx: &mut ModuleCtx) -> Result<Outcome, TaskError> {
+    // c1m has no -v: a message for a higher verbosity is skipped, as Ansible skips it.
+    if args
+        .map
+        .get("verbosity")
+        .and_then(|v| v.as_i64())
+        .unwrap_or(0)
+        > 0
+    {
+        return Ok(Outcome {
+            skipped: true,
+            msg: Some("Verbosity threshold not met.".into()),
+            ..Outcome::default()
+        });
+    }
     let msg = match (args.map.get("msg"), args.map.get("var")) {
         (Some(serde_json::Value::String(s)), _) => s.clone(),
         (Some(v), _) => v.to_string(),

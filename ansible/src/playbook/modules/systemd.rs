@@ -22,6 +22,7 @@ pub static SPEC: ModuleSpec = ModuleSpec {
     required: &[],
     one_of: &["name", "daemon_reload"],
     free_form: false,
+    any_args: false,
     run,
 };
 
@@ -32,6 +33,7 @@ pub static SYSTEMD_SERVICE: ModuleSpec = ModuleSpec {
     required: &[],
     one_of: &["name", "daemon_reload"],
     free_form: false,
+    any_args: false,
     run,
 };
 

@@ -349,3 +349,18 @@ fn write_now(
     }
     Ok(())
 }
+
+/// `backup: true`: a copy of `path` beside it, named as Ansible names it
+/// (`PATH.PID.YYYY-MM-DD@HH:MM:SS~`), made only when the file is about to change.
+pub fn backup(t: &mut dyn Transport, path: &str, changing: bool) -> Result<(), TaskError> {
+    if !changing {
+        return Ok(());
+    }
+    let q = shell_quote(path);
+    run_ok(
+        t,
+        &format!("cp -p -- {q} {q}.$$.$(date +%Y-%m-%d@%H:%M:%S)~"),
+        &format!("backing up {path}"),
+    )?;
+    Ok(())
+}

@@ -6,11 +6,15 @@ use minijinja::{Environment, UndefinedBehavior, Value};
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
 
+mod filters;
+
 /// Variables visible to a template, by name.
 pub type Vars = BTreeMap<String, Json>;
 
 pub struct Templar {
     env: Environment<'static>,
+    /// For files (the `template` module): Ansible's `trim_blocks: true` default.
+    files: Environment<'static>,
 }
 
 impl Default for Templar {
@@ -19,15 +23,23 @@ impl Default for Templar {
     }
 }
 
+/// Whether `name` can be a variable: letters, digits and `_`, not starting with a digit.
+pub fn is_var_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// Whether `s` contains anything Jinja would act on.
 pub fn is_template(s: &str) -> bool {
     s.contains("{{") || s.contains("{%") || s.contains("{#")
 }
 
 /// The expression inside `s` when `s` is exactly one `{{ expr }}`, so its value keeps its type
-/// (a list stays a list) as Ansible's templating does.
+/// (a list stays a list) as Ansible's templating does. Text around it (even a newline) makes
+/// the result a string, as in Ansible.
 fn single_expression(s: &str) -> Option<&str> {
-    let inner = s.trim().strip_prefix("{{")?.strip_suffix("}}")?;
+    let inner = s.strip_prefix("{{")?.strip_suffix("}}")?;
     if inner.contains("{{") || inner.contains("}}") {
         return None;
     }
@@ -73,22 +85,55 @@ fn ansible_int(v: Value, default: Option<i64>) -> Value {
     Value::from(default)
 }
 
+/// An environment with Ansible's filters and tests.
+fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_keep_trailing_newline(true);
+    // Playbooks are Jinja2 on Python: `'a,b'.split(',')`, `d.items()`, `s.startswith(...)`.
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.add_filter("bool", ansible_bool);
+    env.add_filter("int", ansible_int);
+    env.add_filter("to_json", |v: Value| {
+        serde_json::to_string(&v).unwrap_or_default()
+    });
+    env.add_filter("quote", |v: Value| {
+        c1m_transport::shell_quote(&v.to_string())
+    });
+    filters::add(&mut env);
+    env
+}
+
 impl Templar {
     pub fn new() -> Self {
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.set_keep_trailing_newline(true);
-        // Playbooks are Jinja2 on Python: `'a,b'.split(',')`, `d.items()`, `s.startswith(...)`.
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_filter("bool", ansible_bool);
-        env.add_filter("int", ansible_int);
-        env.add_filter("to_json", |v: Value| {
-            serde_json::to_string(&v).unwrap_or_default()
-        });
-        env.add_filter("quote", |v: Value| {
-            c1m_transport::shell_quote(&v.to_string())
-        });
-        Templar { env }
+        let mut files = environment();
+        files.set_trim_blocks(true);
+        Templar {
+            env: environment(),
+            files,
+        }
+    }
+
+    /// Renders a template file's text as the `template` module does (`trim_blocks`, with
+    /// `lstrip_blocks` when asked); `name` names it in errors.
+    pub fn render_file(
+        &self,
+        name: &str,
+        text: &str,
+        vars: &Value,
+        lstrip_blocks: bool,
+    ) -> Result<String, String> {
+        let render = |env: &Environment| {
+            env.render_named_str(name, text, vars)
+                .map_err(|e| format!("template {name}: {}", describe_with_line(&e)))
+        };
+        if lstrip_blocks {
+            let mut env = self.files.clone();
+            env.set_lstrip_blocks(true);
+            render(&env)
+        } else {
+            render(&self.files)
+        }
     }
 
     /// Checks `s` for Jinja syntax errors without rendering it.
@@ -247,7 +292,15 @@ fn contains_template(v: &Json) -> bool {
 
 /// `when: "{{ x }}"` is accepted by Ansible (with a warning); treat it as `x`.
 fn strip_braces(expr: &str) -> &str {
-    single_expression(expr).unwrap_or(expr.trim())
+    single_expression(expr.trim()).unwrap_or(expr.trim())
+}
+
+/// An error with the template line it is on, when known.
+fn describe_with_line(e: &minijinja::Error) -> String {
+    match e.line() {
+        Some(l) => format!("line {l}: {}", describe(e)),
+        None => describe(e),
+    }
 }
 
 fn describe(e: &minijinja::Error) -> String {

@@ -1,0 +1,320 @@
+//! Which application protocol `c1m-client` speaks on every connection (`--protocol`) and the
+//! options of each, declared as data with their defaults. The client parses them (flattened into
+//! its command line); the orchestrator names and renders them. The state machines that speak the
+//! protocols live in the client (`c1m_client::protocol`), not here.
+
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
+
+/// The protocol of every connection of a client.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProtocolKind {
+    /// The seed's 32-byte greeting, echoed and compared byte for byte (`c1m-server`).
+    #[default]
+    Echo,
+    /// HTTP/1.1 keep-alive: one request, a 2xx response, the connection held.
+    Http,
+    /// RFC 6455 WebSocket: opening handshake, then masked frames.
+    Websocket,
+    /// MQTT 3.1.1: CONNECT/CONNACK, PINGREQ while held.
+    Mqtt,
+    /// Redis RESP: `PING` → `+PONG`.
+    Redis,
+    /// memcached text protocol: `version` → `VERSION …`.
+    Memcached,
+}
+
+impl ProtocolKind {
+    /// The name on the command line and in reports (`websocket`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ProtocolKind::Echo => "echo",
+            ProtocolKind::Http => "http",
+            ProtocolKind::Websocket => "websocket",
+            ProtocolKind::Mqtt => "mqtt",
+            ProtocolKind::Redis => "redis",
+            ProtocolKind::Memcached => "memcached",
+        }
+    }
+}
+
+/// What a WebSocket server answers a message with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Expect {
+    /// The same payload back: each connection is verified by one echoed message.
+    #[default]
+    Echo,
+    /// Any data message (or none): the handshake alone verifies a connection.
+    Any,
+}
+
+impl Expect {
+    pub fn name(self) -> &'static str {
+        match self {
+            Expect::Echo => "echo",
+            Expect::Any => "any",
+        }
+    }
+}
+
+/// Largest response body, WebSocket message or MQTT packet accepted by default.
+pub const DEFAULT_MAX_RESPONSE: u32 = 1 << 20;
+
+/// The protocol options of `c1m-client`. Each names the protocols it applies to; the others
+/// ignore it.
+#[derive(clap::Args, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProtocolArgs {
+    /// Protocol spoken on every connection; each is verified per connection.
+    #[arg(long, value_enum, default_value_t = ProtocolKind::Echo)]
+    pub protocol: ProtocolKind,
+    /// Request method (http).
+    #[arg(long, default_value = "GET")]
+    pub http_method: String,
+    /// Request target (http, websocket).
+    #[arg(long, default_value = "/")]
+    pub path: String,
+    /// Host header (http, websocket; default: the --target address).
+    #[arg(long)]
+    pub host_header: Option<String>,
+    /// An extra request header `NAME: VALUE` (http, websocket); repeatable.
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+    /// What the server answers a message with (websocket): `echo` verifies every connection
+    /// by one echoed message, `any` by the handshake alone.
+    #[arg(long, value_enum, default_value_t = Expect::Echo)]
+    pub expect: Expect,
+    /// Keepalive in seconds sent in CONNECT (mqtt); a PINGREQ goes out every half of it while
+    /// held. 0 turns keepalive off.
+    #[arg(long, default_value_t = 60)]
+    pub mqtt_keepalive: u16,
+    /// Client identifier prefix (mqtt): connection n is `PREFIX<n>`, n counted from
+    /// --index-base, so ids are unique across clients.
+    #[arg(long, default_value = "c1m-")]
+    pub mqtt_client_id_prefix: String,
+    /// User name in CONNECT (mqtt).
+    #[arg(long)]
+    pub mqtt_username: Option<String>,
+    /// Password in CONNECT (mqtt).
+    #[arg(long)]
+    pub mqtt_password: Option<String>,
+    /// Subscribe each connection to its own topic (mqtt): verified by the SUBACK too, and a
+    /// --message-interval round trip is a PUBLISH that comes back (QoS 0) instead of a
+    /// PUBACK (QoS 1).
+    #[arg(long)]
+    pub mqtt_subscribe: bool,
+    /// Topic prefix (mqtt): connection n publishes to `PREFIX<n>`.
+    #[arg(long, default_value = "c1m/")]
+    pub mqtt_topic_prefix: String,
+    /// Largest response body, WebSocket message or MQTT packet accepted, in bytes; a server
+    /// that sends more is counted as an error and its connection closed.
+    #[arg(long, default_value_t = DEFAULT_MAX_RESPONSE)]
+    pub max_response: u32,
+}
+
+impl Default for ProtocolArgs {
+    fn default() -> Self {
+        ProtocolArgs {
+            protocol: ProtocolKind::Echo,
+            http_method: "GET".into(),
+            path: "/".into(),
+            host_header: None,
+            headers: Vec::new(),
+            expect: Expect::Echo,
+            mqtt_keepalive: 60,
+            mqtt_client_id_prefix: "c1m-".into(),
+            mqtt_username: None,
+            mqtt_password: None,
+            mqtt_subscribe: false,
+            mqtt_topic_prefix: "c1m/".into(),
+            max_response: DEFAULT_MAX_RESPONSE,
+        }
+    }
+}
+
+/// Text that goes into a request line or header: printable, no CR/LF that would split it.
+fn field_text(what: &str, v: &str) -> Result<(), String> {
+    if v.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        return Err(format!("{what} `{v}` holds a control character"));
+    }
+    Ok(())
+}
+
+impl ProtocolArgs {
+    /// Refuses values that cannot go on the wire, naming the flag.
+    pub fn check(&self) -> Result<(), String> {
+        let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        if self.http_method.is_empty() || !self.http_method.bytes().all(token) {
+            return Err(format!(
+                "--http-method `{}` is not an HTTP method token",
+                self.http_method
+            ));
+        }
+        if self.path.is_empty() || self.path.contains(' ') {
+            return Err(format!(
+                "--path `{}` must be a request target without spaces (e.g. /index.html)",
+                self.path
+            ));
+        }
+        field_text("--path", &self.path)?;
+        if let Some(h) = &self.host_header {
+            field_text("--host-header", h)?;
+        }
+        for h in &self.headers {
+            field_text("--header", h)?;
+            match h.split_once(':') {
+                Some((name, _)) if !name.is_empty() && name.bytes().all(token) => {}
+                _ => {
+                    return Err(format!(
+                        "--header `{h}` is not `NAME: VALUE` with a token for a name"
+                    ))
+                }
+            }
+        }
+        // The id grows by up to 10 digits; MQTT strings are at most 65,535 bytes.
+        for (flag, v) in [
+            ("--mqtt-client-id-prefix", Some(&self.mqtt_client_id_prefix)),
+            ("--mqtt-topic-prefix", Some(&self.mqtt_topic_prefix)),
+            ("--mqtt-username", self.mqtt_username.as_ref()),
+            ("--mqtt-password", self.mqtt_password.as_ref()),
+        ] {
+            if v.is_some_and(|v| v.len() > 1024) {
+                return Err(format!("{flag} is longer than 1024 bytes"));
+            }
+        }
+        if self.mqtt_topic_prefix.contains(['+', '#']) {
+            return Err(format!(
+                "--mqtt-topic-prefix `{}` holds a wildcard (+ or #)",
+                self.mqtt_topic_prefix
+            ));
+        }
+        if self.mqtt_password.is_some() && self.mqtt_username.is_none() {
+            return Err("--mqtt-password needs --mqtt-username (MQTT 3.1.1)".into());
+        }
+        if !(64..=1 << 30).contains(&self.max_response) {
+            return Err(format!(
+                "--max-response {} is outside 64 B..1 GiB",
+                self.max_response
+            ));
+        }
+        Ok(())
+    }
+
+    /// The flags that reproduce these options (only those that differ from the defaults), for a
+    /// supervisor passing them on to its worker processes or an orchestrator starting a client.
+    pub fn to_argv(&self) -> Vec<String> {
+        let d = ProtocolArgs::default();
+        let mut a = Vec::new();
+        if self.protocol != d.protocol {
+            a.push(format!("--protocol={}", self.protocol.name()));
+        }
+        if self.http_method != d.http_method {
+            a.push(format!("--http-method={}", self.http_method));
+        }
+        if self.path != d.path {
+            a.push(format!("--path={}", self.path));
+        }
+        if let Some(h) = &self.host_header {
+            a.push(format!("--host-header={h}"));
+        }
+        for h in &self.headers {
+            a.push(format!("--header={h}"));
+        }
+        if self.expect != d.expect {
+            a.push(format!("--expect={}", self.expect.name()));
+        }
+        if self.mqtt_keepalive != d.mqtt_keepalive {
+            a.push(format!("--mqtt-keepalive={}", self.mqtt_keepalive));
+        }
+        if self.mqtt_client_id_prefix != d.mqtt_client_id_prefix {
+            a.push(format!(
+                "--mqtt-client-id-prefix={}",
+                self.mqtt_client_id_prefix
+            ));
+        }
+        if let Some(u) = &self.mqtt_username {
+            a.push(format!("--mqtt-username={u}"));
+        }
+        if let Some(p) = &self.mqtt_password {
+            a.push(format!("--mqtt-password={p}"));
+        }
+        if self.mqtt_subscribe {
+            a.push("--mqtt-subscribe".into());
+        }
+        if self.mqtt_topic_prefix != d.mqtt_topic_prefix {
+            a.push(format!("--mqtt-topic-prefix={}", self.mqtt_topic_prefix));
+        }
+        if self.max_response != d.max_response {
+            a.push(format!("--max-response={}", self.max_response));
+        }
+        a
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct Cmd {
+        #[command(flatten)]
+        p: ProtocolArgs,
+    }
+
+    fn parse(argv: &[String]) -> ProtocolArgs {
+        let mut all = vec!["c1m-client".to_string()];
+        all.extend(argv.iter().cloned());
+        Cmd::try_parse_from(all).expect("rendered flags parse").p
+    }
+
+    #[test]
+    fn defaults_render_to_nothing_and_parse_back() {
+        assert!(ProtocolArgs::default().to_argv().is_empty());
+        assert_eq!(parse(&[]), ProtocolArgs::default());
+    }
+
+    #[test]
+    fn every_option_round_trips() {
+        let p = ProtocolArgs {
+            protocol: ProtocolKind::Mqtt,
+            http_method: "HEAD".into(),
+            path: "/a?b=c d".replace(' ', "%20"),
+            host_header: Some("example.test:8080".into()),
+            headers: vec!["X-One: 1".into(), "Accept: */*".into()],
+            expect: Expect::Any,
+            mqtt_keepalive: 7,
+            mqtt_client_id_prefix: "load-".into(),
+            mqtt_username: Some("u".into()),
+            mqtt_password: Some("p=w,d".into()),
+            mqtt_subscribe: true,
+            mqtt_topic_prefix: "t/".into(),
+            max_response: 4096,
+        };
+        assert_eq!(parse(&p.to_argv()), p);
+        assert_eq!(p.check(), Ok(()));
+    }
+
+    #[test]
+    fn values_that_cannot_go_on_the_wire_are_refused_by_flag() {
+        let bad = |f: fn(&mut ProtocolArgs), flag: &str| {
+            let mut p = ProtocolArgs::default();
+            f(&mut p);
+            let e = p.check().expect_err(flag);
+            assert!(e.contains(flag), "{e}");
+        };
+        bad(|p| p.http_method = "GE T".into(), "--http-method");
+        bad(|p| p.path = "/a b".into(), "--path");
+        bad(|p| p.path = "/a\r\nX: y".into(), "--path");
+        bad(|p| p.headers = vec!["no colon".into()], "--header");
+        bad(|p| p.headers = vec!["A: b\r\nC: d".into()], "--header");
+        bad(|p| p.host_header = Some("h\n".into()), "--host-header");
+        bad(
+            |p| p.mqtt_topic_prefix = "a/#".into(),
+            "--mqtt-topic-prefix",
+        );
+        bad(|p| p.mqtt_password = Some("x".into()), "--mqtt-password");
+        bad(|p| p.max_response = 10, "--max-response");
+    }
+}
