@@ -350,6 +350,10 @@ impl<P: Protocol> Loop<P> {
             Source::Addr(ip) => sys::bind_source(fd, ip)?,
             Source::Bound(addr) => sys::bind_shared(fd, addr)?,
         }
+        // Both ways the handshake's last ACK can wait for something to ride on: the first
+        // data (ordinary connect), or the ACK of the echo (Fast Open, whose data went with the
+        // SYN): one packet fewer per connection either way.
+        sys::piggyback_handshake_ack(fd)?;
         if self.fastopen {
             let slot = self.slots[fd as usize];
             let mut state = slot.state;
@@ -367,7 +371,6 @@ impl<P: Protocol> Loop<P> {
                 sys::FastOpen::Unsupported => self.fastopen = false,
             }
         }
-        sys::piggyback_handshake_ack(fd)?;
         sys::connect(fd, dst)?;
         self.send_greeting(fd);
         Ok(())
