@@ -2,11 +2,13 @@
 //! inventory: the built-in `inventory/local.yml`, loopback) or others over SSH.
 //!
 //! [`prepare`] connects, plans and deploys; [`engine`] runs the live phases; [`summary`] writes
-//! `run.json`. Modules, lowest layer first: `binaries`, `netns`, `sampler`, `track`, `view`,
+//! `run.json`; [`ceiling`] is `--connections max` (a calibration run, then the largest run this
+//! machine holds). Modules, lowest layer first: `binaries`, `netns`, `sampler`, `track`, `view`,
 //! `signals`, `msg`, `deploy`, `proc`, `control`, `prepare`, `local_env`, `launch`, `state`,
 //! `intake`, `summary`, `teardown`, `engine`.
 
 pub mod binaries;
+pub mod ceiling;
 pub mod control;
 pub mod deploy;
 mod engine;
