@@ -48,6 +48,23 @@ fn bad_arguments_are_named() {
 }
 
 #[test]
+fn help_lists_the_exit_codes() {
+    let out = Command::new(env!("CARGO_BIN_EXE_c1m-client"))
+        .arg("--help")
+        .output()
+        .expect("c1m-client runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for code in [
+        "  0  the test ran as asked",
+        "  1  the test failed",
+        "  2  bad usage",
+    ] {
+        assert!(text.contains(code), "{code} in {text}");
+    }
+}
+
+#[test]
 fn protocol_options_that_cannot_go_on_the_wire_are_refused() {
     let out = Command::new(env!("CARGO_BIN_EXE_c1m-client"))
         .args([

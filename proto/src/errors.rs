@@ -15,6 +15,8 @@ pub const KNOWN: &[(i32, &str)] = &[
     (libc::EADDRINUSE, "EADDRINUSE"),
     (libc::EHOSTUNREACH, "EHOSTUNREACH"),
     (libc::ENETUNREACH, "ENETUNREACH"),
+    // A thread or process the server could not start for a connection (pid_max, threads-max).
+    (libc::EAGAIN, "EAGAIN"),
 ];
 
 /// Index into a counter array of `KNOWN.len() + 1` slots; the last is `other`.

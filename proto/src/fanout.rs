@@ -64,6 +64,15 @@ impl Children {
         }
     }
 
+    /// Kills every child still running (SIGKILL): for one that does not stop when asked.
+    pub fn kill(&mut self) {
+        for c in &mut self.children {
+            if let Ok(None) = c.try_wait() {
+                let _ = c.kill();
+            }
+        }
+    }
+
     /// Waits for every child; returns how many exited non-zero.
     pub fn wait(&mut self) -> usize {
         self.children
@@ -76,11 +85,9 @@ impl Children {
 
 impl Drop for Children {
     fn drop(&mut self) {
+        self.kill();
         for c in &mut self.children {
-            if let Ok(None) = c.try_wait() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
+            let _ = c.wait();
         }
     }
 }

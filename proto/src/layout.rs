@@ -139,8 +139,8 @@ pub fn open_fds() -> u64 {
         .unwrap_or(0)
 }
 
-/// The flags both binaries take for placing their workers.
-#[derive(clap::Args, Debug, Clone, Default)]
+/// The flags both binaries take for placing their workers (flattened into each launch spec).
+#[derive(clap::Args, Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WorkerArgs {
     /// Worker processes (default: one, with a thread per fd table; more only if asked).
     #[arg(long)]
@@ -164,28 +164,40 @@ pub struct WorkerArgs {
 }
 
 impl WorkerArgs {
+    /// A worker process's flags: one process placed as its supervisor's plan says (its
+    /// threads, the same table choice), tied to the supervisor `parent`, and never the one
+    /// that watches stdin; whatever else there is stays as the supervisor's.
+    pub fn for_worker_process(&self, plan: &Layout, parent: u32) -> WorkerArgs {
+        WorkerArgs {
+            procs: None,
+            threads: Some(plan.threads_per_proc),
+            no_unshare: !plan.unshare,
+            child_of: Some(parent),
+            stop_on_eof: false,
+            ..self.clone()
+        }
+    }
+
     /// For a worker process: dies with its supervisor. False when the supervisor is already
     /// gone, and the worker should exit at once.
-    pub fn adopt_parent(&self) -> bool {
+    fn adopt_parent(&self) -> bool {
         self.child_of.is_none_or(crate::sys::die_with_parent)
     }
 
+    /// What a binary does first: takes control as `--stop-on-eof` asks, and as a worker
+    /// process ties itself to its supervisor. False when that supervisor is already gone, and
+    /// the process should exit at once.
+    pub fn begin(&self) -> bool {
+        self.take_control();
+        self.adopt_parent()
+    }
+
     /// Sets up what `--stop-on-eof` asks for; worker processes are never given it.
-    pub fn take_control(&self) {
+    fn take_control(&self) {
         if self.stop_on_eof && self.child_of.is_none() {
             crate::signals::controlled_by_stdin();
         }
     }
-}
-
-/// `--port P --ports N` must name ports inside 1..=65535.
-pub fn check_ports(port: u16, ports: u16) -> Result<(), String> {
-    if ports == 0 || port == 0 || u32::from(port) + u32::from(ports) > 65_536 {
-        return Err(format!(
-            "--port {port} --ports {ports} does not fit in 1..65535"
-        ));
-    }
-    Ok(())
 }
 
 /// Raises the fd limit and plans where `connections` go: the layout, and the line that says so.
@@ -225,6 +237,7 @@ pub fn place(
         pid: std::process::id(),
         // SAFETY: getpgrp has no preconditions.
         pgid: unsafe { libc::getpgrp() } as u32,
+        model: String::new(),
     };
     Ok((plan, line))
 }

@@ -1,5 +1,6 @@
 //! Readings from /proc that the binaries and the orchestrator both take: RSS, /proc/meminfo,
-//! /proc/net/sockstat. Parsers take text so the orchestrator can parse a remote host's files.
+//! /proc/net/sockstat, and what a process is (its children, its arguments, whether it still
+//! runs). Parsers take text so the orchestrator can parse a remote host's files.
 
 use std::collections::BTreeMap;
 
@@ -9,6 +10,18 @@ pub fn rss_bytes() -> u64 {
         .ok()
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
         .map(|pages| pages * page_size())
+        .unwrap_or(0)
+}
+
+/// Threads of this process (`Threads:` of /proc/self/status).
+pub fn threads() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -62,6 +75,45 @@ pub fn read_with(path: &str, parse: fn(&str) -> BTreeMap<String, u64>) -> BTreeM
         .unwrap_or_default()
 }
 
+/// The children of `pid` not yet reaped, whichever of its threads started them (each thread's
+/// `/proc/PID/task/TID/children` lists its own).
+pub fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|text| {
+            let pids: Vec<u32> = text
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect();
+            pids
+        })
+        .collect()
+}
+
+/// The arguments `pid` was started with, without the program name.
+pub fn argv(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .unwrap_or_default()
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .skip(1)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
+}
+
+/// Whether `pid` still runs: one that exited and waits to be reaped (a zombie) does not.
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        // The state follows the command name, which is in parentheses and may hold anything.
+        let state = s.rsplit_once(')').map_or("", |(_, rest)| rest.trim_start());
+        !state.starts_with('Z')
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +125,30 @@ mod tests {
         let s = read_with("/proc/net/sockstat", parse_sockstat);
         assert!(s.contains_key("TCP.inuse") && s.contains_key("TCP.mem"));
         assert!(rss_bytes() > 0);
+        assert!(threads() >= 1);
+    }
+
+    #[test]
+    fn a_child_is_seen_until_it_exits() {
+        let mut child = std::process::Command::new("sleep")
+            .args(["30", "0.5"])
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        // Started by this test's thread, not the main one.
+        assert!(children(std::process::id()).contains(&pid));
+        // Until the exec, the child's arguments are still ours.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while argv(pid) != ["30", "0.5"] && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(argv(pid), ["30", "0.5"]);
+        assert!(alive(pid));
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(!alive(pid), "a zombie does not run");
+        child.wait().unwrap();
+        assert!(!alive(pid) && argv(pid).is_empty());
     }
 }

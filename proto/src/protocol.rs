@@ -1,7 +1,8 @@
 //! Which application protocol `c1m-client` speaks on every connection (`--protocol`) and the
 //! options of each, declared as data with their defaults. The client parses them (flattened into
-//! its command line); the orchestrator names and renders them. The state machines that speak the
-//! protocols live in the client (`c1m_client::protocol`), not here.
+//! its command line as part of [`crate::launch::ClientSpec`], which also renders them to argv);
+//! the orchestrator names them. The state machines that speak the protocols live in the client
+//! (`c1m_client::protocol`), not here.
 
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
@@ -200,79 +201,32 @@ impl ProtocolArgs {
         }
         Ok(())
     }
-
-    /// The flags that reproduce these options (only those that differ from the defaults), for a
-    /// supervisor passing them on to its worker processes or an orchestrator starting a client.
-    pub fn to_argv(&self) -> Vec<String> {
-        let d = ProtocolArgs::default();
-        let mut a = Vec::new();
-        if self.protocol != d.protocol {
-            a.push(format!("--protocol={}", self.protocol.name()));
-        }
-        if self.http_method != d.http_method {
-            a.push(format!("--http-method={}", self.http_method));
-        }
-        if self.path != d.path {
-            a.push(format!("--path={}", self.path));
-        }
-        if let Some(h) = &self.host_header {
-            a.push(format!("--host-header={h}"));
-        }
-        for h in &self.headers {
-            a.push(format!("--header={h}"));
-        }
-        if self.expect != d.expect {
-            a.push(format!("--expect={}", self.expect.name()));
-        }
-        if self.mqtt_keepalive != d.mqtt_keepalive {
-            a.push(format!("--mqtt-keepalive={}", self.mqtt_keepalive));
-        }
-        if self.mqtt_client_id_prefix != d.mqtt_client_id_prefix {
-            a.push(format!(
-                "--mqtt-client-id-prefix={}",
-                self.mqtt_client_id_prefix
-            ));
-        }
-        if let Some(u) = &self.mqtt_username {
-            a.push(format!("--mqtt-username={u}"));
-        }
-        if let Some(p) = &self.mqtt_password {
-            a.push(format!("--mqtt-password={p}"));
-        }
-        if self.mqtt_subscribe {
-            a.push("--mqtt-subscribe".into());
-        }
-        if self.mqtt_topic_prefix != d.mqtt_topic_prefix {
-            a.push(format!("--mqtt-topic-prefix={}", self.mqtt_topic_prefix));
-        }
-        if self.max_response != d.max_response {
-            a.push(format!("--max-response={}", self.max_response));
-        }
-        a
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
+    use crate::launch::{ClientSpec, Spec};
 
-    #[derive(Parser, Debug)]
-    struct Cmd {
-        #[command(flatten)]
-        p: ProtocolArgs,
-    }
-
-    fn parse(argv: &[String]) -> ProtocolArgs {
-        let mut all = vec!["c1m-client".to_string()];
-        all.extend(argv.iter().cloned());
-        Cmd::try_parse_from(all).expect("rendered flags parse").p
+    /// The options through the client's launch spec: rendered to argv and parsed back.
+    fn round_trip(p: &ProtocolArgs) -> ProtocolArgs {
+        let spec = ClientSpec {
+            protocol: p.clone(),
+            ..ClientSpec::default()
+        };
+        let argv = spec.to_argv();
+        ClientSpec::from_argv(&argv)
+            .unwrap_or_else(|e| panic!("{argv:?}: {e}"))
+            .protocol
     }
 
     #[test]
-    fn defaults_render_to_nothing_and_parse_back() {
-        assert!(ProtocolArgs::default().to_argv().is_empty());
-        assert_eq!(parse(&[]), ProtocolArgs::default());
+    fn defaults_are_the_ones_clap_declares() {
+        assert_eq!(ClientSpec::default().protocol, ProtocolArgs::default());
+        assert_eq!(
+            round_trip(&ProtocolArgs::default()),
+            ProtocolArgs::default()
+        );
     }
 
     #[test]
@@ -292,7 +246,7 @@ mod tests {
             mqtt_topic_prefix: "t/".into(),
             max_response: 4096,
         };
-        assert_eq!(parse(&p.to_argv()), p);
+        assert_eq!(round_trip(&p), p);
         assert_eq!(p.check(), Ok(()));
     }
 

@@ -1,8 +1,13 @@
 //! The JSON lines `c1m-server` and `c1m-client` print on stdout (one per second with `--json`,
-//! and a final one with `"event": "summary"`). The orchestrator reads them back with these types.
+//! and a final one with `"event": "summary"`). The orchestrator reads them back with these types,
+//! and [`StatsLine::merge`] sums the lines of several processes or hosts into one.
 
+use crate::hist;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+pub use crate::hist::Percentiles;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -28,6 +33,9 @@ pub struct LayoutLine {
     /// The process group a controller signals to stop this binary and its worker processes.
     #[serde(default)]
     pub pgid: u32,
+    /// The server model (`c1m-server --model`); empty for the client.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub model: String,
 }
 
 /// A server stats line.
@@ -52,18 +60,10 @@ pub struct ServerStats {
     pub errors: BTreeMap<String, u64>,
     pub rss_bytes: u64,
     pub procs: usize,
-}
-
-/// Latency percentiles in microseconds.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct Percentiles {
-    pub count: u64,
-    pub p50: u64,
-    pub p90: u64,
-    pub p99: u64,
-    pub p999: u64,
-    pub max: u64,
-    pub mean: f64,
+    /// Threads alive in the server's processes (worker processes' summed; the supervisor's own
+    /// are not counted).
+    #[serde(default)]
+    pub threads: u64,
 }
 
 /// A client stats line.
@@ -117,6 +117,7 @@ impl ServerStats {
         self.resets += o.resets;
         self.rss_bytes += o.rss_bytes;
         self.procs += o.procs;
+        self.threads += o.threads;
         absorb_errors(&mut self.errors, &o.errors);
     }
 }
@@ -138,6 +139,75 @@ impl ClientStats {
 
     pub fn errors_total(&self) -> u64 {
         self.errors.values().sum()
+    }
+}
+
+/// A stats line that several processes' or hosts' lines merge into.
+pub trait StatsLine: Serialize + DeserializeOwned + Clone + Default {
+    /// `tick` or `summary`.
+    fn event(&self) -> &str;
+    /// One line for the parts together: counters summed, histograms merged. Its event, time
+    /// and uptime are left for [`StatsLine::stamp`].
+    fn merge<'a>(parts: impl IntoIterator<Item = &'a Self>) -> Self
+    where
+        Self: 'a;
+    /// Names a merged line and adds the memory of the process that prints it.
+    fn stamp(&mut self, event: &str, uptime_s: f64, own_rss_bytes: u64);
+}
+
+/// `event` and `stamp` for a line with the fields every stats line has (`event`, `ts_ms`,
+/// `uptime_s`, `rss_bytes`), written once for both kinds.
+macro_rules! header_fields {
+    () => {
+        fn event(&self) -> &str {
+            &self.event
+        }
+
+        fn stamp(&mut self, event: &str, uptime_s: f64, own_rss_bytes: u64) {
+            self.event = event.into();
+            self.ts_ms = now_ms();
+            self.uptime_s = uptime_s;
+            self.rss_bytes += own_rss_bytes;
+        }
+    };
+}
+
+impl StatsLine for ServerStats {
+    header_fields!();
+
+    fn merge<'a>(parts: impl IntoIterator<Item = &'a Self>) -> Self {
+        let mut all = ServerStats::default();
+        for p in parts {
+            all.absorb(p);
+        }
+        all
+    }
+}
+
+impl StatsLine for ClientStats {
+    header_fields!();
+
+    /// Latency histograms are merged exactly; the whole reached its target when its last part
+    /// did (the parts started together), and only if every part did.
+    fn merge<'a>(parts: impl IntoIterator<Item = &'a Self>) -> Self {
+        let mut all = ClientStats::default();
+        let (mut connect, mut rtt) = (Vec::new(), Vec::new());
+        let mut reached: Option<f64> = Some(0.0);
+        for p in parts {
+            all.absorb(p);
+            connect.extend(p.connect_hist.as_deref());
+            rtt.extend(p.rtt_hist.as_deref());
+            reached = match (reached, p.time_to_target_s) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                _ => None,
+            };
+        }
+        all.time_to_target_s = reached.filter(|_| all.verified >= all.target && all.target > 0);
+        let connect = hist::merge_encoded(connect);
+        let rtt = hist::merge_encoded(rtt);
+        (all.connect_latency_us, all.connect_hist) = (connect.percentiles(), connect.encode());
+        (all.rtt_us, all.rtt_hist) = (rtt.percentiles(), rtt.encode());
+        all
     }
 }
 

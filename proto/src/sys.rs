@@ -32,11 +32,23 @@ pub const RDHUP: u32 = libc::EPOLLRDHUP as u32;
 pub const HUP: u32 = libc::EPOLLHUP as u32;
 pub const ERR: u32 = libc::EPOLLERR as u32;
 pub const ET: u32 = libc::EPOLLET as u32;
+pub const ONESHOT: u32 = libc::EPOLLONESHOT as u32;
 
 impl Epoll {
     pub fn new(max_events: usize) -> io::Result<Epoll> {
         // SAFETY: epoll_create1 takes flags only.
         let fd = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+        Ok(Epoll {
+            fd,
+            events: vec![libc::epoll_event { events: 0, u64: 0 }; max_events.max(1)],
+        })
+    }
+
+    /// A second handle on the same epoll instance (a dup of its fd) for another thread of the
+    /// same fd table, which may change the interest list while this one waits.
+    pub fn try_clone(&self, max_events: usize) -> io::Result<Epoll> {
+        // SAFETY: F_DUPFD_CLOEXEC on an fd we own returns a new fd or -1.
+        let fd = check(unsafe { libc::fcntl(self.fd, libc::F_DUPFD_CLOEXEC, 0) })?;
         Ok(Epoll {
             fd,
             events: vec![libc::epoll_event { events: 0, u64: 0 }; max_events.max(1)],
@@ -49,6 +61,10 @@ impl Epoll {
 
     pub fn modify(&self, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
         self.ctl(libc::EPOLL_CTL_MOD, fd, events, token)
+    }
+
+    pub fn delete(&self, fd: RawFd) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0)
     }
 
     fn ctl(&self, op: libc::c_int, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
@@ -346,6 +362,79 @@ pub fn write(fd: RawFd, buf: &[u8]) -> Result<usize, i32> {
     } else {
         Ok(n as usize)
     }
+}
+
+/// Waits up to `timeout_ms` until one of `fds` is readable (`poll(2)`); `fds[i].revents` says
+/// which. Returns how many are ready (0 on timeout or a signal).
+pub fn poll_in(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
+    for p in fds.iter_mut() {
+        p.events = libc::POLLIN;
+        p.revents = 0;
+    }
+    // SAFETY: the array is ours and its length is passed.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::Interrupted {
+            Ok(0)
+        } else {
+            Err(e)
+        };
+    }
+    Ok(n as usize)
+}
+
+/// Makes a socket blocking, with timeouts on each receive and send, for the synchronous models:
+/// a peer that stops reading or sending costs a bounded wait.
+pub fn set_blocking_with_timeouts(
+    fd: RawFd,
+    recv: std::time::Duration,
+    send: std::time::Duration,
+) -> io::Result<()> {
+    // SAFETY: F_GETFL/F_SETFL on an fd we own.
+    let flags = check(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+    // SAFETY: as above.
+    check(unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) })?;
+    for (name, t) in [(libc::SO_RCVTIMEO, recv), (libc::SO_SNDTIMEO, send)] {
+        let tv = libc::timeval {
+            tv_sec: t.as_secs() as libc::time_t,
+            tv_usec: t.subsec_micros() as libc::suseconds_t,
+        };
+        // SAFETY: tv outlives the call and its size is passed.
+        check(unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                name,
+                &tv as *const libc::timeval as *const libc::c_void,
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Lets `fd` survive `exec` (clears close-on-exec), for a listener worker processes inherit.
+pub fn set_inheritable(fd: RawFd) -> io::Result<()> {
+    // SAFETY: F_SETFD on an fd we own.
+    check(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }).map(|_| ())
+}
+
+/// Whether `fd` is a listening socket (`SO_ACCEPTCONN`).
+pub fn is_listener(fd: RawFd) -> bool {
+    let mut v: i32 = 0;
+    let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
+    // SAFETY: v and len outlive the call.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ACCEPTCONN,
+            &mut v as *mut i32 as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    r == 0 && v == 1
 }
 
 /// `net.core.somaxconn`, the largest backlog `listen` will honour.

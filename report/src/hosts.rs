@@ -2,9 +2,9 @@
 //! the host's raw lines under `hosts/<name>/`, merged by host name. The series wins for peaks
 //! (like the totals); the raw lines fill in what run.json lacks.
 
-use super::histogram;
 use super::load::RunData;
 use super::model::HostReport;
+use c1m_proto::hist;
 use c1m_rundir::Event;
 use std::collections::BTreeMap;
 
@@ -77,8 +77,8 @@ pub fn host_reports(data: &RunData, events: &[Event]) -> Vec<HostReport> {
             h.connect_latency_us = c
                 .connect_hist
                 .as_deref()
-                .and_then(|b| histogram::decode(b).ok())
-                .map(|hist| histogram::percentiles(&hist))
+                .and_then(|b| hist::decode(b).ok())
+                .map(|h| hist::percentiles(&h))
                 .or_else(|| c.connect_latency_us.clone());
             if h.established_peak.is_none() {
                 h.established_peak = files

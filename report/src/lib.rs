@@ -3,7 +3,6 @@
 //! | file | responsibility |
 //! | --- | --- |
 //! | `load` | reading a (possibly damaged) run directory, with notices for what is missing |
-//! | `histogram` | connect/RTT percentiles from the clients' merged HdrHistograms |
 //! | `summary` | figures of one run, recomputed from events.jsonl |
 //! | `hosts` | the per-host breakdown |
 //! | `limit` | the limiting factor, in one sentence with its evidence |
@@ -17,7 +16,6 @@ pub mod charts;
 pub mod compare;
 pub mod doc;
 pub use c1m_proto::fmt;
-pub mod histogram;
 pub mod hosts;
 pub mod limit;
 pub mod load;

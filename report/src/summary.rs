@@ -3,11 +3,11 @@
 //! time series always agree; run.json fills in what events do not carry (latency, tuning,
 //! settings) and stands in for events.jsonl when that is missing.
 
-use super::histogram;
 use super::hosts;
 use super::limit;
 use super::load::{Notice, RunData};
 use super::model::{Memory, RunReport, Samples};
+use c1m_proto::hist;
 use c1m_rundir::Event;
 
 /// Peak figures read off the time series.
@@ -137,12 +137,12 @@ pub fn build(data: &RunData, path: &str) -> RunReport {
 
     let (connect_latency_us, connect_latency_source) = connect_latency(data, &mut notices);
     let rtt_us = s.and_then(|s| s.rtt_us.clone()).or_else(|| {
-        let hists: Vec<_> = data
-            .hosts
-            .values()
-            .filter_map(|h| histogram::decode(h.client_summary()?.rtt_hist.as_deref()?).ok())
-            .collect();
-        histogram::merge(hists.iter()).map(|h| histogram::percentiles(&h))
+        hist::merge_encoded(
+            data.hosts
+                .values()
+                .filter_map(|h| h.client_summary()?.rtt_hist.as_deref()),
+        )
+        .percentiles()
     });
 
     let hosts = hosts::host_reports(data, events);
@@ -240,7 +240,7 @@ fn connect_latency(
         else {
             continue;
         };
-        match histogram::decode(b64) {
+        match hist::decode(b64) {
             Ok(h) => hists.push(h),
             Err(e) => notices.push(Notice::new(
                 "damaged",
@@ -248,8 +248,8 @@ fn connect_latency(
             )),
         }
     }
-    match histogram::merge(hists.iter()) {
-        Some(h) => (Some(histogram::percentiles(&h)), Some("hosts".into())),
+    match hist::merge(hists.iter()) {
+        Some(h) => (Some(hist::percentiles(&h)), Some("hosts".into())),
         None => (None, None),
     }
 }

@@ -1,5 +1,7 @@
-//! Per-worker counters, read by the stats thread. Each worker writes only its own cache-line
-//! aligned block, so counting costs no cross-core traffic.
+//! Counters, read by the stats thread. Each worker thread of the slot models writes only its own
+//! cache-line aligned block, so counting costs no cross-core traffic; models whose connections
+//! move between threads (a thread or a task per connection) share one block and pay for a locked
+//! add, which is small beside the socket calls around it.
 
 use c1m_proto::errors;
 use c1m_proto::stats::ServerStats;
@@ -20,18 +22,27 @@ pub struct Counters {
     pub overflow: AtomicU64,
     /// Read or write failed with ECONNRESET/EPIPE…: closed.
     pub reset: AtomicU64,
-    /// Peer closed before its greeting was complete.
+    /// Peer closed before its greeting was complete (or, in a blocking model, sent none in time).
     pub incomplete: AtomicU64,
-    /// accept4 failures by errno slot.
+    /// A connection the model had to turn away after accepting it (no thread could be started
+    /// for it): closed.
+    pub refused: AtomicU64,
+    /// accept4 failures (and a model's own per-connection failures) by errno slot.
     pub accept_errors: [AtomicU64; errors::SLOTS],
 }
 
-pub fn add(c: &AtomicU64, v: u64) {
-    // Only the owning worker writes, so a load+store is enough and cheaper than a locked add.
-    c.store(c.load(Relaxed) + v, Relaxed);
+impl Counters {
+    /// An accept-side failure with this errno.
+    pub fn accept_error(&self, errno: i32) {
+        add(&self.accept_errors[errors::slot(errno)], 1);
+    }
 }
 
-/// Sums all workers' counters into a stats line.
+pub fn add(c: &AtomicU64, v: u64) {
+    c.fetch_add(v, Relaxed);
+}
+
+/// Sums all blocks into a stats line.
 pub fn snapshot(all: &[Counters]) -> ServerStats {
     let sum = |f: fn(&Counters) -> &AtomicU64| all.iter().map(|c| f(c).load(Relaxed)).sum::<u64>();
     let accepted = sum(|c| &c.accepted);
@@ -41,6 +52,7 @@ pub fn snapshot(all: &[Counters]) -> ServerStats {
         ("garbage", sum(|c| &c.garbage)),
         ("overflow", sum(|c| &c.overflow)),
         ("incomplete", sum(|c| &c.incomplete)),
+        ("refused", sum(|c| &c.refused)),
     ] {
         if v > 0 {
             errs.insert(name.to_string(), v);

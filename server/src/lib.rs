@@ -1,11 +1,12 @@
-//! `c1m-server`: an edge-triggered epoll echo server for the million-connection test.
-//!
-//! One event loop per worker thread. Each worker unshares its fd table first, so every worker
-//! has an RLIMIT_NOFILE budget of its own, then opens its own epoll instance and its own
-//! SO_REUSEPORT listener on every port; the kernel spreads connections over all listeners. No fd
-//! ever crosses threads. Per connection, userspace keeps one byte: how much of the greeting
-//! has arrived.
+//! `c1m-server`: the echo server of the million-connection test, in each of the course's server
+//! models (`--model`, [`models`]). What every model shares: the greeting protocol and the
+//! counting of closes ([`conn`]), the counters behind the JSON stats lines ([`counters`]),
+//! per-fd state ([`slots`]), and the edge-triggered epoll loop of the asynchronous models
+//! ([`event_loop`]). Its command line is [`c1m_proto::launch::ServerSpec`]; what each model is,
+//! is [`c1m_proto::model::ServerModel`].
 
-pub mod args;
+pub mod conn;
 pub mod counters;
-pub mod worker;
+pub mod event_loop;
+pub mod models;
+pub mod slots;

@@ -9,7 +9,7 @@ pub const FIRST_SOURCE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 /// Enough loopback source addresses that each (source IP, server port) pair stays under a
 /// quarter full: the kernel's port search slows down as a 4-tuple space fills.
 pub fn auto_source_ips(connections: u64, ports: u16) -> Vec<String> {
-    let per_pair = c1m_client::targets::local_port_count().max(1);
+    let per_pair = c1m_proto::addrs::local_port_count().max(1);
     let room = (per_pair / 4).max(1) * u64::from(ports.max(1));
     let k = connections.div_ceil(room).clamp(1, 65_000) as u32;
     vec![address_range(FIRST_SOURCE, k)]

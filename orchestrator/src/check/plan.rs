@@ -8,7 +8,8 @@ use super::facts::HostFacts;
 use super::loopback;
 use anyhow::{bail, Result};
 use c1m_ansible::inventory::{Connection, Host, Inventory};
-use c1m_proto::fmt;
+use c1m_proto::launch::share;
+use c1m_proto::{addrs, fmt};
 use serde::Serialize;
 use std::net::{Ipv4Addr, ToSocketAddrs};
 
@@ -147,9 +148,7 @@ pub fn build(ask: &Ask, gathered: &[(String, Result<HostFacts, String>)]) -> Res
             (true, false) => Role::Server,
             _ => Role::Client,
         };
-        let share = client_index.map_or(0, |i| {
-            share_of(ask.connections, clients.len() as u64, i as u64)
-        });
+        let share = client_index.map_or(0, |i| share(ask.connections, clients.len(), i));
         hosts.push(host_plan(ask, host, role, share, &target, facts));
     }
     let fits = hosts.iter().all(|h| h.findings.iter().all(|f| !f.blocks));
@@ -160,11 +159,6 @@ pub fn build(ask: &Ask, gathered: &[(String, Result<HostFacts, String>)]) -> Res
         hosts,
         fits,
     })
-}
-
-/// Client `i` of `k`'s part of `n` connections: even, the first `n mod k` one more.
-fn share_of(n: u64, k: u64, i: u64) -> u64 {
-    n / k + u64::from(i < n % k)
 }
 
 fn host_plan(
@@ -211,7 +205,7 @@ fn host_plan(
                 client_share: share,
                 server_sockets: if role.is_server() { ask.connections } else { 0 },
                 tracked_flows: tracked,
-                source_ips: c1m_client::targets::expand_ips(&source_ips).map_or(0, |v| v.len()),
+                source_ips: addrs::expand_ips(&source_ips).map_or(0, |v| v.len()),
                 ports: ask.ports,
                 provision_hint: Some(provision_hint(ask.source)),
             };
@@ -282,7 +276,7 @@ fn client_sources(
     } else {
         (vec![address_of(host)], "ansible_host")
     };
-    match c1m_client::targets::expand_ips(&ips) {
+    match addrs::expand_ips(&ips) {
         Err(e) => findings.push(var_finding(
             var,
             &e,
@@ -443,17 +437,5 @@ pub fn print(p: &Plan) {
         println!("\nthe plan fits");
     } else {
         println!("\n{blocking} limit(s) stop this run: fix the ✗ lines above");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shares_add_up_and_differ_by_at_most_one() {
-        let parts: Vec<u64> = (0..3).map(|i| share_of(1_000_000, 3, i)).collect();
-        assert_eq!(parts, [333_334, 333_333, 333_333]);
-        assert_eq!(parts.iter().sum::<u64>(), 1_000_000);
     }
 }

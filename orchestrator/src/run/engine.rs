@@ -154,8 +154,8 @@ impl Engine {
     /// The server, and every port listening, before any client; then the kernel baseline.
     async fn start_server(&mut self, signals: &mut StopSignals) {
         let si = self.si;
-        let args = launch::server_args(&self.opts, self.target, &self.env);
-        let cmd = launch::command(&self.hosts[si].run, Role::Server, &args, &self.env);
+        let spec = launch::server_spec(&self.opts, self.target, &self.env);
+        let cmd = launch::command(&self.hosts[si].run, &spec, &self.env);
         match self.start(si, Role::Server, cmd).await {
             Ok(Ok(r)) => self.hosts[si].server = Some(r),
             Ok(Err(e)) => {
@@ -244,18 +244,16 @@ impl Engine {
             if !self.hosts[i].run.is_client() {
                 continue;
             }
-            let args = launch::client_args(
+            let spec = launch::client_spec(
                 &self.opts,
                 &self.hosts[i].run,
                 self.target,
                 steered.as_ref(),
                 &self.env,
             );
-            if let Some(ips) = args.iter().find_map(|a| a.strip_prefix("--source-ips=")) {
-                // run.json records the addresses the client was really given.
-                self.hosts[i].run.source_ips = vec![ips.to_string()];
-            }
-            let cmd = launch::command(&self.hosts[i].run, Role::Client, &args, &self.env);
+            let cmd = launch::command(&self.hosts[i].run, &spec, &self.env);
+            // run.json records the addresses the client was really given.
+            self.hosts[i].run.source_ips = spec.source_ips;
             starts.push((i, self.start(i, Role::Client, cmd)));
         }
         self.clients_started = Instant::now();

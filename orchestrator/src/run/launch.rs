@@ -1,24 +1,23 @@
 //! The command lines that start `c1m-server` and `c1m-client` on a host: what the run asks of
-//! each binary, rendered once here for every host, local or remote.
+//! each binary, filled into its launch spec ([`ServerSpec`], [`ClientSpec`]) once here for every
+//! host, local or remote, and rendered by the spec (from the clap definition the binary parses),
+//! so what the orchestrator says and what the binary reads cannot drift.
 
 use super::local_env::LocalEnv;
-use super::msg::Role;
 use super::prepare::RunHost;
 use super::RunOptions;
 use crate::check::loopback;
+use c1m_proto::launch::{ClientSpec, Ports, ServerSpec, Spec, CONTROLLED_STATS_MS};
+use c1m_proto::layout::WorkerArgs;
 use c1m_proto::stats::LayoutLine;
 use c1m_transport::shell_quote;
 use std::net::Ipv4Addr;
 
-/// How often the binaries report during a run: four lines per one-second sample, so every
-/// sample is fresh.
-pub const STATS_MS: u64 = 250;
-
-/// The shell command that starts `role`'s binary on `h` with `args`. `exec`: the binary takes
-/// the shell's place, so the process group sshd (or the binary itself) makes is the binary's.
-pub fn command(h: &RunHost, role: Role, args: &[String], env: &LocalEnv) -> String {
-    let bin = shell_quote(&format!("{}/{}", h.bin_dir, role.binary()));
-    let args: Vec<String> = args.iter().map(|a| shell_quote(a)).collect();
+/// The shell command that starts the binary `spec` is for on `h`. `exec`: the binary takes the
+/// shell's place, so the process group sshd (or the binary itself) makes is the binary's.
+pub fn command<S: Spec>(h: &RunHost, spec: &S, env: &LocalEnv) -> String {
+    let bin = shell_quote(&format!("{}/{}", h.bin_dir, S::command().get_name()));
+    let args: Vec<String> = spec.to_argv().iter().map(|a| shell_quote(a)).collect();
     let cmd = format!("{bin} {}", args.join(" "));
     if h.is_local() {
         format!("exec {}", env.wrap(&cmd))
@@ -27,82 +26,83 @@ pub fn command(h: &RunHost, role: Role, args: &[String], env: &LocalEnv) -> Stri
     }
 }
 
-/// The server's arguments. It listens on the target address when that is loopback (nothing
-/// else should reach a test on this machine), else on every address.
-pub fn server_args(opts: &RunOptions, target: Ipv4Addr, env: &LocalEnv) -> Vec<String> {
-    let bind = if target.is_loopback() {
-        target
-    } else {
-        Ipv4Addr::UNSPECIFIED
-    };
-    let mut a = vec![
-        format!("--bind={bind}"),
-        format!("--port={}", opts.first_port),
-        format!("--ports={}", opts.port_count),
-        format!("--connections={}", opts.connections),
-        format!("--interval-ms={STATS_MS}"),
-        "--stop-on-eof".into(),
-    ];
-    if let Some(p) = opts.procs {
-        a.push(format!("--procs={p}"));
+/// How a run places either binary's workers: `--procs` as asked, stats every
+/// [`CONTROLLED_STATS_MS`], stopped by the end of stdin (the controller's channel).
+fn controlled(opts: &RunOptions) -> WorkerArgs {
+    WorkerArgs {
+        procs: opts.procs,
+        interval_ms: CONTROLLED_STATS_MS,
+        stop_on_eof: true,
+        ..ServerSpec::default().workers
     }
-    if env.steer {
-        a.push(format!("--steer-source-base={}", loopback::FIRST_SOURCE));
-    }
-    if env.fastopen {
-        a.push("--fastopen".into());
-    }
-    a
 }
 
-/// A client's arguments. With steering, the client gets one source address per server worker
-/// and fills its fd tables one per core at a time (`--staged`), table i from address i.
-pub fn client_args(
+fn ports(opts: &RunOptions) -> Ports {
+    Ports {
+        first: opts.first_port,
+        count: opts.port_count,
+    }
+}
+
+/// The server's spec. It listens on the target address when that is loopback (nothing else
+/// should reach a test on this machine), else on every address.
+pub fn server_spec(opts: &RunOptions, target: Ipv4Addr, env: &LocalEnv) -> ServerSpec {
+    ServerSpec {
+        bind: if target.is_loopback() {
+            target
+        } else {
+            Ipv4Addr::UNSPECIFIED
+        },
+        ports: ports(opts),
+        connections: opts.connections,
+        steer_source_base: env.steer.then_some(loopback::FIRST_SOURCE),
+        fastopen: env.fastopen,
+        workers: controlled(opts),
+        // The model and its knobs keep the binary's defaults (epoll-threads).
+        ..ServerSpec::default()
+    }
+}
+
+/// A client's spec: its share, JSON lines, held until the controller ends it. With steering,
+/// the client gets one source address per server worker and fills its fd tables one per core at
+/// a time (`--staged`), table i from address i.
+pub fn client_spec(
     opts: &RunOptions,
     h: &RunHost,
     target: Ipv4Addr,
     steered: Option<&LayoutLine>,
     env: &LocalEnv,
-) -> Vec<String> {
-    let sources = match steered {
+) -> ClientSpec {
+    let defaults = ClientSpec::default();
+    let source_ips = match steered {
         Some(server) => vec![loopback::address_range(
             loopback::FIRST_SOURCE,
             server.threads_per_proc as u32,
         )],
         None => h.source_ips.clone(),
     };
-    let mut a = vec![
-        "--json".to_string(),
-        format!("--target={target}"),
-        format!("--port={}", opts.first_port),
-        format!("--ports={}", opts.port_count),
-        format!("--connections={}", h.share),
-        format!("--source-ips={}", sources.join(",")),
-        format!("--index-base={}", h.index_base),
-        "--hold=forever".into(),
-        format!("--interval-ms={STATS_MS}"),
-        "--stop-on-eof".into(),
-    ];
-    if let Some(server) = steered {
-        a.push("--staged".into());
-        a.push(format!("--threads={}", server.threads_per_proc));
-    }
-    if let Some(w) = opts.window.or(h.window) {
-        a.push(format!("--window={w}"));
-    }
-    if let Some(r) = opts.rate {
+    ClientSpec {
+        target,
+        ports: ports(opts),
+        source_ips,
+        connections: h.share,
+        window: opts.window.or(h.window).unwrap_or(defaults.window),
         // Each client's part of the total rate, in proportion to its share.
-        let part = (r as u128 * h.share as u128).div_ceil(opts.connections.max(1) as u128);
-        a.push(format!("--rate={}", part.max(1)));
+        rate: opts.rate.map(|r| {
+            let part =
+                (u128::from(r) * u128::from(h.share)).div_ceil(u128::from(opts.connections.max(1)));
+            u64::try_from(part).unwrap_or(u64::MAX).max(1)
+        }),
+        hold: c1m_proto::duration::Span(None),
+        message_interval: opts.message_interval,
+        staged: steered.is_some(),
+        fastopen: env.fastopen,
+        json: true,
+        index_base: h.index_base,
+        workers: WorkerArgs {
+            threads: steered.map(|server| server.threads_per_proc),
+            ..controlled(opts)
+        },
+        ..defaults
     }
-    if let Some(c1m_proto::duration::Span(Some(m))) = opts.message_interval {
-        a.push(format!("--message-interval={}ms", m.as_millis().max(1)));
-    }
-    if let Some(p) = opts.procs {
-        a.push(format!("--procs={p}"));
-    }
-    if env.fastopen {
-        a.push("--fastopen".into());
-    }
-    a
 }

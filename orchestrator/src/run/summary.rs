@@ -5,8 +5,7 @@ use super::sampler::kernel_total;
 use super::state::{Ending, HostState, Peak, Reached};
 use super::{RunEnd, RunOptions};
 use c1m_proto::fmt;
-use c1m_proto::stats::{ClientStats, LayoutLine};
-use c1m_report::histogram;
+use c1m_proto::stats::{ClientStats, LayoutLine, StatsLine};
 use c1m_rundir::{HostSummary, LimitHit, Outcome, RunSettings, RunSummary};
 use std::collections::BTreeMap;
 
@@ -31,28 +30,16 @@ pub fn verdict(s: &RunSummary) -> RunEnd {
     }
 }
 
-/// All clients' figures as one: counters summed, histograms merged exactly. The clients start
-/// together, so the run reached its target when the last one did.
+/// All clients' figures as one (their summaries, or their last ticks), merged as a binary
+/// merges its worker processes': counters summed, histograms merged exactly, the target reached
+/// when the last client reached its share.
 fn merged_clients(hosts: &[HostState]) -> ClientStats {
-    let mut all = ClientStats::default();
-    let mut connect = Vec::new();
-    let mut rtt = Vec::new();
-    let mut ttt: Option<f64> = Some(0.0);
-    for h in hosts.iter().filter(|h| h.run.is_client()) {
-        let c = h.track.client_summary.as_ref().unwrap_or(&h.track.client);
-        all.absorb(c);
-        let decode = |s: &Option<String>| s.as_deref().and_then(|s| histogram::decode(s).ok());
-        connect.extend(decode(&c.connect_hist));
-        rtt.extend(decode(&c.rtt_hist));
-        ttt = match (ttt, c.time_to_target_s) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            _ => None,
-        };
-    }
-    all.time_to_target_s = ttt.filter(|_| all.verified >= all.target && all.target > 0);
-    all.connect_latency_us = histogram::merge(&connect).map(|h| histogram::percentiles(&h));
-    all.rtt_us = histogram::merge(&rtt).map(|h| histogram::percentiles(&h));
-    all
+    ClientStats::merge(
+        hosts
+            .iter()
+            .filter(|h| h.run.is_client())
+            .map(|h| h.track.client_summary.as_ref().unwrap_or(&h.track.client)),
+    )
 }
 
 /// Every error by name, the servers' prefixed with `server_`.

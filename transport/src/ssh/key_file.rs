@@ -1,6 +1,8 @@
 //! Recognising private keys c1m cannot use, so the error says why instead of libssh2's
 //! "Unsupported private key format".
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use std::path::Path;
 
 /// Whether the private key at `path` is protected by a passphrase (OpenSSH or PEM format).
@@ -34,30 +36,10 @@ pub(super) fn is_encrypted(path: &Path) -> bool {
     rest.get(4..4 + len).is_some_and(|cipher| cipher != b"none")
 }
 
+/// The base64 body of a PEM-style block, line breaks and all.
 fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for c in text
-        .bytes()
-        .filter(|c| !c.is_ascii_whitespace() && *c != b'=')
-    {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    Some(out)
+    let compact: String = text.split_ascii_whitespace().collect();
+    STANDARD.decode(compact).ok()
 }
 
 #[cfg(test)]

@@ -6,6 +6,8 @@
 //! line it cannot parse (a new key type, a marker) does not hide the rest of the file.
 
 use super::super::TransportError;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use ssh2::{CheckResult, HostKeyType, KnownHostFileKind, MethodType, Session};
 use std::fs;
@@ -134,7 +136,7 @@ impl KnownHostsFile {
             ))
         })?;
         let key_b64 = base64(blob, true);
-        let fingerprint = format!("SHA256:{}", base64(&Sha256::digest(blob), false));
+        let fingerprint = fingerprint(blob);
         let pattern = host_pattern(address, port);
         let file = self.path.display();
 
@@ -255,26 +257,19 @@ fn parse_line(raw: &str) -> Option<Entry> {
     })
 }
 
-/// Standard base64 (RFC 4648), as known_hosts and OpenSSH fingerprints write it.
+/// A key's fingerprint as `ssh-keygen -l` prints it: SHA-256, unpadded base64.
+fn fingerprint(blob: &[u8]) -> String {
+    format!("SHA256:{}", base64(&Sha256::digest(blob), false))
+}
+
+/// Standard base64 (RFC 4648), as known_hosts writes keys (padded) and OpenSSH fingerprints
+/// (unpadded).
 pub(super) fn base64(data: &[u8], pad: bool) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else if pad {
-                out.push('=');
-            }
-        }
+    if pad {
+        STANDARD.encode(data)
+    } else {
+        STANDARD_NO_PAD.encode(data)
     }
-    out
 }
 
 #[cfg(test)]
@@ -293,6 +288,45 @@ mod tests {
             assert_eq!(base64(input.as_bytes(), true), padded);
             assert_eq!(base64(input.as_bytes(), false), bare);
         }
+    }
+
+    #[test]
+    fn keys_and_fingerprints_read_as_ssh_keygen_writes_them() {
+        let dir = std::env::temp_dir().join(format!("c1m-fingerprint-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("k");
+        let made = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "t", "-f"])
+            .arg(&key)
+            .status()
+            .is_ok_and(|s| s.success());
+        let listed = made
+            .then(|| {
+                std::process::Command::new("ssh-keygen")
+                    .args(["-l", "-E", "sha256", "-f"])
+                    .arg(dir.join("k.pub"))
+                    .output()
+                    .ok()
+            })
+            .flatten();
+        let Some(listed) = listed else {
+            assert!(
+                std::env::var_os("C1M_REQUIRE_LAB").is_none(),
+                "ssh-keygen is required"
+            );
+            println!("SKIPPED: no ssh-keygen");
+            return;
+        };
+        let public = std::fs::read_to_string(dir.join("k.pub")).unwrap();
+        let text = public.split_whitespace().nth(1).unwrap();
+        let blob = STANDARD.decode(text).unwrap();
+        assert_eq!(base64(&blob, true), text);
+        let listed = String::from_utf8_lossy(&listed.stdout);
+        assert_eq!(
+            Some(fingerprint(&blob).as_str()),
+            listed.split_whitespace().nth(1)
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
