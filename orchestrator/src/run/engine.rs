@@ -157,7 +157,7 @@ impl Engine {
     /// The server, and every port listening, before any client; then the kernel baseline.
     async fn start_server(&mut self, signals: &mut StopSignals) {
         let si = self.si;
-        let spec = launch::server_spec(&self.opts, self.target, self.env.steer);
+        let spec = launch::server_spec(&self.opts, self.target, &self.env);
         let cmd = launch::command(&self.hosts[si].run, &spec, &self.env);
         match self.start(si, Role::Server, cmd).await {
             Ok(Ok(r)) => self.hosts[si].server = Some(r),
@@ -253,6 +253,7 @@ impl Engine {
                 &self.hosts[i].run,
                 self.target,
                 steered.as_ref(),
+                &self.env,
             );
             let cmd = launch::command(&self.hosts[i].run, &spec, &self.env);
             // run.json records the addresses the client was really given.
