@@ -514,7 +514,7 @@ fn figure_after(text: &str, before: &str) -> f64 {
     let num: String = rest
         .trim_start()
         .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == ',' || *c == '.')
+        .take_while(|c| c.is_ascii_digit() || matches!(c, ',' | '.' | '-'))
         .filter(|c| *c != ',')
         .collect();
     num.parse()
@@ -523,7 +523,9 @@ fn figure_after(text: &str, before: &str) -> f64 {
 
 #[test]
 fn connections_max_within_a_memory_cap_calibrates_then_runs_its_ceiling() {
-    let _sockets = shared();
+    // Its calibration reads the machine's kernel memory growth: no sibling may tear down
+    // thousands of sockets meanwhile.
+    let _sockets = alone();
     let before = std::fs::read_to_string("/proc/sys/fs/file-max").unwrap();
 
     // Too little memory for any calibration run: refused before anything starts.

@@ -258,7 +258,17 @@ pub fn run_max(opts: RunOptions, max_memory: Option<u64>) -> Result<RunEnd> {
     let summary = latest_summary(&opts)?;
     let user = (summary.server_rss_bytes + summary.client_rss_bytes) as f64
         / summary.established_peak.max(1) as f64;
-    let bytes = summary.kernel_bytes_per_conn + user;
+    let mut bytes = summary.kernel_bytes_per_conn + user;
+    if !(bytes.is_finite() && bytes > 0.0) {
+        // Kernel memory is read machine-wide: on a busy machine what others freed during a
+        // short calibration can outweigh what the run took. The preflight's figure stands in.
+        println!(
+            "the calibration run measured {bytes:.0} B per connection, which other activity on \
+             this machine outweighed; counting the preflight's {:.0} B",
+            preflight_bytes_per_conn()
+        );
+        bytes = preflight_bytes_per_conn();
+    }
     let facts = memory_now();
     let Some(c) = Ceiling::compute(bytes, &facts, max_memory) else {
         eprintln!(
