@@ -6,6 +6,7 @@ use super::msg::Role;
 use super::prepare::RunHost;
 use super::RunOptions;
 use crate::check::loopback;
+use c1m_proto::protocol::ProtocolArgs;
 use c1m_proto::stats::LayoutLine;
 use c1m_transport::shell_quote;
 use std::net::Ipv4Addr;
@@ -25,6 +26,75 @@ pub fn command(h: &RunHost, role: Role, args: &[String], env: &LocalEnv) -> Stri
     } else {
         format!("exec {cmd}")
     }
+}
+
+/// The shell command that starts a server command on `h`: in a session (and so a process
+/// group) of its own, which teardown stops as a whole; inside the run's namespace on this
+/// machine. The shell first prints its pid ([`super::track::COMMAND_PID`]), then becomes the
+/// command (`exec`), so that pid is the group's and the root of the server's process tree.
+pub fn server_command(h: &RunHost, cmd: &str, env: &LocalEnv) -> String {
+    let inner = format!(
+        "setsid -w sh -c {} {}",
+        shell_quote(&format!(
+            "echo {} $$; exec sh -c \"$0\"",
+            super::track::COMMAND_PID
+        )),
+        shell_quote(cmd)
+    );
+    if h.is_local() {
+        format!("exec {}", env.wrap(&inner))
+    } else {
+        format!("exec {inner}")
+    }
+}
+
+/// The protocol flags of `c1m-client`: those that differ from its defaults.
+fn protocol_args(p: &ProtocolArgs) -> Vec<String> {
+    let d = ProtocolArgs::default();
+    let mut a = Vec::new();
+    if p.protocol != d.protocol {
+        a.push(format!("--protocol={}", p.protocol.name()));
+    }
+    if p.http_method != d.http_method {
+        a.push(format!("--http-method={}", p.http_method));
+    }
+    if p.path != d.path {
+        a.push(format!("--path={}", p.path));
+    }
+    if let Some(h) = &p.host_header {
+        a.push(format!("--host-header={h}"));
+    }
+    for h in &p.headers {
+        a.push(format!("--header={h}"));
+    }
+    if p.expect != d.expect {
+        a.push(format!("--expect={}", p.expect.name()));
+    }
+    if p.mqtt_keepalive != d.mqtt_keepalive {
+        a.push(format!("--mqtt-keepalive={}", p.mqtt_keepalive));
+    }
+    if p.mqtt_client_id_prefix != d.mqtt_client_id_prefix {
+        a.push(format!(
+            "--mqtt-client-id-prefix={}",
+            p.mqtt_client_id_prefix
+        ));
+    }
+    if let Some(u) = &p.mqtt_username {
+        a.push(format!("--mqtt-username={u}"));
+    }
+    if let Some(pw) = &p.mqtt_password {
+        a.push(format!("--mqtt-password={pw}"));
+    }
+    if p.mqtt_subscribe {
+        a.push("--mqtt-subscribe".into());
+    }
+    if p.mqtt_topic_prefix != d.mqtt_topic_prefix {
+        a.push(format!("--mqtt-topic-prefix={}", p.mqtt_topic_prefix));
+    }
+    if p.max_response != d.max_response {
+        a.push(format!("--max-response={}", p.max_response));
+    }
+    a
 }
 
 /// The server's arguments. It listens on the target address when that is loopback (nothing
@@ -97,5 +167,9 @@ pub fn client_args(
     if let Some(p) = opts.procs {
         a.push(format!("--procs={p}"));
     }
+    if let Some(m) = opts.max_errors {
+        a.push(format!("--max-errors={m}"));
+    }
+    a.extend(protocol_args(&opts.protocol));
     a
 }
