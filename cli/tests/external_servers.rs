@@ -460,3 +460,157 @@ fn server_cmd_leaves_nothing_behind_on_ctrl_c() {
         .unwrap() as u32;
     assert!(live_in_group(pgid).is_empty());
 }
+
+/// A scratch directory (world-readable: apache's children drop to www-data) and a free port.
+fn scratch(name: &str) -> (PathBuf, u16) {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tmp(&format!("{name}-files"));
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (d, free_port())
+}
+
+#[test]
+fn haproxy_in_tcp_mode_in_front_of_c1m_server() {
+    let _one = serial();
+    if !servers::require(
+        "haproxy_in_front_of_c1m_server",
+        &[servers::Need::Program("/usr/sbin/haproxy", "haproxy")],
+    ) {
+        return;
+    }
+    let (dir, port) = scratch("haproxy");
+    let backend = free_port();
+    // c1m-server behind it, on this machine's loopback: the run stays in this namespace.
+    let mut c1m_server = Command::new(bin_dir().join("c1m-server"))
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &backend.to_string(),
+            "--ports",
+            "1",
+        ])
+        .args(["--connections", "20000"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let conf = dir.join("haproxy.cfg");
+    std::fs::write(
+        &conf,
+        format!(
+            "global\n  maxconn 6000\n\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 300s\n  timeout server 300s\n\nfrontend f\n  bind 127.0.0.1:{port}\n  default_backend b\n\nbackend b\n  server s1 127.0.0.1:{backend}\n"
+        ),
+    )
+    .unwrap();
+    let target = format!("--target=127.0.0.1:{port}");
+    let cmd = format!(
+        "--server-cmd=exec /usr/sbin/haproxy -db -f {}",
+        conf.display()
+    );
+    let (o, run_dir) = run(
+        "haproxy",
+        &[
+            &target,
+            &cmd,
+            "--no-netns",
+            "-n",
+            "5000",
+            "--hold",
+            "1s",
+            "--window",
+            "1024",
+        ],
+    );
+    let _ = c1m_server.kill();
+    let _ = c1m_server.wait();
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    let s = summary(&run_dir);
+    assert!(u(&s["established_peak"]) >= 5000, "{s}");
+    let sv = &s["server"];
+    assert_eq!(sv["name"], "haproxy", "{sv}");
+    assert!(sv["rss_bytes_per_conn"].as_f64().unwrap() > 0.0, "{sv}");
+    // What stopped it: nothing but the target (or the CPU it shares with both ends).
+    let kind = s["limit"]["kind"].as_str().unwrap().to_string();
+    assert!(kind == "none" || kind == "cpu", "{}", s["limit"]);
+    assert!(
+        live_mentioning(&dir.to_string_lossy()).is_empty(),
+        "haproxy left behind"
+    );
+}
+
+#[test]
+fn apache_prefork_stops_at_its_process_limit() {
+    let _one = serial();
+    if !servers::require(
+        "apache_prefork",
+        &[servers::Need::Program("/usr/sbin/apache2", "apache2")],
+    ) {
+        return;
+    }
+    let (dir, port) = scratch("apache");
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), servers::NGINX_INDEX).unwrap();
+    let d = dir.display();
+    let workers = 60;
+    let conf = dir.join("apache2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "ServerRoot /etc/apache2\nServerName localhost\nDefaultRuntimeDir {d}\nPidFile {d}/apache2.pid\n\
+             ErrorLog {d}/error.log\nLogLevel warn\n\
+             LoadModule mpm_prefork_module /usr/lib/apache2/modules/mod_mpm_prefork.so\n\
+             LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so\n\
+             User www-data\nGroup www-data\nListen 127.0.0.1:{port}\nDocumentRoot {www}\n\
+             <Directory {www}>\n  Require all granted\n</Directory>\n\
+             KeepAlive On\nMaxKeepAliveRequests 0\nKeepAliveTimeout 300\nListenBacklog 4096\n\
+             StartServers 8\nMinSpareServers 8\nMaxSpareServers 1000\nServerLimit {workers}\nMaxRequestWorkers {workers}\n",
+            www = www.display()
+        ),
+    )
+    .unwrap();
+    let target = format!("--target=127.0.0.1:{port}");
+    let cmd = format!(
+        "--server-cmd=exec /usr/sbin/apache2 -DFOREGROUND -f {}",
+        conf.display()
+    );
+    let (o, run_dir) = run(
+        "apache",
+        &[
+            &target,
+            &cmd,
+            "--protocol=http",
+            "--path=/index.html",
+            "-n",
+            "100",
+            "--hold",
+            "1s",
+            "--window",
+            "100",
+            "--max-errors",
+            "10",
+        ],
+    );
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    let s = summary(&run_dir);
+    let held = u(&s["established_peak"]);
+    assert!(
+        (workers - 5..=workers).contains(&(held as usize)),
+        "held {held}: {out}"
+    );
+    assert_eq!(s["server"]["name"], "apache2", "{}", s["server"]);
+    assert_eq!(s["limit"]["kind"], "server_processes", "{}", s["limit"]);
+    assert!(
+        s["limit"]["sentence"].as_str().unwrap().contains("apache2"),
+        "{}",
+        s["limit"]
+    );
+    assert!(
+        live_mentioning(&dir.to_string_lossy()).is_empty(),
+        "apache left behind"
+    );
+}

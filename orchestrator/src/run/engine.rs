@@ -599,7 +599,10 @@ impl Engine {
     /// One line about a binary's end, for failures and reasons.
     fn describe_end(&self, h: usize, role: Role) -> String {
         let host = &self.hosts[h].run.host.name;
-        let bin = role.binary();
+        let bin = match role {
+            Role::Server => self.sut.name.as_str(),
+            Role::Client => role.binary(),
+        };
         match self.hosts[h].running(role).and_then(|r| r.ended.as_ref()) {
             Some(Ended::Exited(status, Some(last))) => {
                 format!("{bin} on {host} exited with status {status}: {last}")

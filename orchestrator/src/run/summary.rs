@@ -113,7 +113,7 @@ pub fn summarize(f: &Finished) -> RunSummary {
     let partial = f.hosts.iter().any(|h| {
         h.failure.is_some()
             || (h.run.is_client() && h.track.client_summary.is_none())
-            || (h.run.is_server() && h.track.server_summary.is_none())
+            || (h.run.is_server() && h.server_reports && h.track.server_summary.is_none())
     });
     let server_peak = f.peak.server_open.max(1);
     RunSummary {
@@ -212,12 +212,35 @@ fn server_ceiling_hit(
     errors: &BTreeMap<String, u64>,
 ) -> Option<LimitHit> {
     let fig = fig?;
-    let ceiling = fig.predicted_ceiling?;
     let held = f.peak.established;
+    let ceiling = fig.predicted_ceiling.unwrap_or(u64::MAX);
     // Within 5% (or 64 connections) of the ceiling: what the server keeps for itself varies,
     // and a client gives up with connects still in flight.
     let near = held + (ceiling / 20).max(64) >= ceiling;
-    if outcome == Outcome::Reached || fig.kind == c1m_rundir::ServerKind::C1mServer || !near {
+    if outcome == Outcome::Reached || fig.kind == c1m_rundir::ServerKind::C1mServer {
+        return None;
+    }
+    // A server that gives each connection a process of its own (Apache's prefork) stops when
+    // it may start no more: as many processes as connections held says so.
+    let processes = fig.processes.unwrap_or(0);
+    if held >= 10 && processes >= held {
+        return Some(LimitHit {
+            kind: "server_processes".into(),
+            sentence: format!(
+                "{} serves one connection per process: it stopped at {} processes holding {} connections (its process limit, e.g. Apache's MaxRequestWorkers/ServerLimit).",
+                fig.name,
+                fmt::int(processes),
+                fmt::int(held)
+            ),
+            evidence: format!(
+                "{} of {} connections; errors: {}",
+                fmt::int(held),
+                fmt::int(f.opts.connections),
+                errors.iter().map(|(k, v)| format!("{k} ×{v}")).collect::<Vec<_>>().join(", ")
+            ),
+        });
+    }
+    if !near {
         return None;
     }
     let soft: Vec<String> = fig
