@@ -124,6 +124,42 @@ pub struct DemandArgs {
     /// `c1m_source_ips` var.
     #[arg(long, value_delimiter = ',', value_name = "IPS")]
     pub source_ips: Vec<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// Which server a run drives when it is not c1m-server: the server host's `c1m_server_*` vars,
+/// given on the command line (they win over the inventory's).
+#[derive(Args, Debug, Clone, Default)]
+pub struct ServerArgs {
+    /// Drive the server at HOST:PORT or HOST:FIRST-LAST instead of c1m-server. Alone: a server
+    /// that is already running (nothing is started or stopped); with --server-cmd: the one that
+    /// command starts.
+    #[arg(long, value_name = "HOST:PORTS", conflicts_with_all = ["first_port", "port_count"])]
+    pub target: Option<c1m_orchestrator::check::server::Target>,
+    /// Start the server under test with this shell command on the server host (in a process
+    /// group of its own, in the run's network namespace on a local run), wait for its ports to
+    /// listen, measure it, stop its group at teardown. It must stay in the foreground.
+    #[arg(long, value_name = "CMD")]
+    pub server_cmd: Option<String>,
+    /// The server's main process, so it can be measured (an external server, or one the
+    /// command forks into the background).
+    #[arg(long, value_name = "PID", conflicts_with = "server_pidfile")]
+    pub server_pid: Option<u32>,
+    /// A file on the server host holding the server's pid (instead of --server-pid).
+    #[arg(long, value_name = "FILE")]
+    pub server_pidfile: Option<String>,
+}
+
+impl ServerArgs {
+    pub fn choice(self) -> c1m_orchestrator::check::server::ServerChoice {
+        c1m_orchestrator::check::server::ServerChoice {
+            target: self.target,
+            cmd: self.server_cmd,
+            pid: self.server_pid,
+            pidfile: self.server_pidfile,
+        }
+    }
 }
 
 /// Arguments of `c1m run`.
@@ -167,6 +203,12 @@ pub struct RunArgs {
     /// Start even when the preflight says the run cannot fit.
     #[arg(long)]
     pub force: bool,
+    /// A client gives up after this many errors (default: 1% of its share, at least 1,000).
+    /// A server that stops answering at its ceiling costs a connect timeout per error.
+    #[arg(long, value_name = "N")]
+    pub max_errors: Option<u64>,
+    #[command(flatten)]
+    pub protocol: c1m_proto::protocol::ProtocolArgs,
 }
 
 /// Arguments of `c1m check`.

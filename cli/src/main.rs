@@ -97,6 +97,9 @@ fn run(a: RunArgs) -> anyhow::Result<Exit> {
         no_steering: a.no_steering,
         no_netns: a.no_netns,
         force: a.force,
+        server: a.demand.server.choice(),
+        protocol: a.protocol,
+        max_errors: a.max_errors,
     })?;
     Ok(match end {
         RunEnd::Passed => Exit::Ok,
@@ -111,8 +114,10 @@ fn check(a: CheckArgs) -> anyhow::Result<Exit> {
     let outcome = c1m_orchestrator::check::run(&CheckOptions {
         hosts: hosts(a.hosts)?,
         connections: a.demand.connections,
+        first_port: a.demand.ports.first_port,
         port_count: a.demand.ports.port_count,
         source_ips: a.demand.source_ips,
+        server: a.demand.server.choice(),
         json: a.json,
     })?;
     Ok(match outcome {

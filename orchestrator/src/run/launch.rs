@@ -37,6 +37,26 @@ fn controlled(opts: &RunOptions) -> WorkerArgs {
     }
 }
 
+/// The shell command that starts a server command on `h`: in a session (and so a process
+/// group) of its own, which teardown stops as a whole; inside the run's namespace on this
+/// machine. The shell first prints its pid ([`super::track::COMMAND_PID`]), then runs the
+/// command (`exec sh -c`), so that pid is the group's and the root of the server's process tree.
+pub fn server_command(h: &RunHost, cmd: &str, env: &LocalEnv) -> String {
+    let inner = format!(
+        "setsid -w sh -c {} {}",
+        shell_quote(&format!(
+            "echo {} $$; exec sh -c \"$0\"",
+            super::track::COMMAND_PID
+        )),
+        shell_quote(cmd)
+    );
+    if h.is_local() {
+        format!("exec {}", env.wrap(&inner))
+    } else {
+        format!("exec {inner}")
+    }
+}
+
 fn ports(opts: &RunOptions) -> Ports {
     Ports {
         first: opts.first_port,
@@ -96,10 +116,12 @@ pub fn client_spec(
         staged: steered.is_some(),
         json: true,
         index_base: h.index_base,
+        max_errors: opts.max_errors,
         workers: WorkerArgs {
             threads: steered.map(|server| server.threads_per_proc),
             ..controlled(opts)
         },
+        protocol: opts.protocol.clone(),
         ..defaults
     }
 }

@@ -5,6 +5,7 @@
 use super::netns::{self, PrivateNetns};
 use super::prepare::RunHost;
 use super::RunOptions;
+use crate::check::server::UnderTest;
 use c1m_proto::fmt;
 use std::net::Ipv4Addr;
 
@@ -18,15 +19,22 @@ pub struct LocalEnv {
 }
 
 impl LocalEnv {
-    /// Sets up what the run's hosts allow, saying what it did and why not where it did not.
-    pub fn set_up(opts: &RunOptions, hosts: &[RunHost], target: Ipv4Addr) -> LocalEnv {
+    /// Sets up what the run's hosts allow, saying what it did and why not where it did not. A
+    /// server that is already running lives in this machine's namespace, so its clients must
+    /// too; only c1m-server can be steered.
+    pub fn set_up(
+        opts: &RunOptions,
+        hosts: &[RunHost],
+        target: Ipv4Addr,
+        under_test: &UnderTest,
+    ) -> LocalEnv {
         let all_local = hosts.iter().all(RunHost::is_local) && target.is_loopback();
-        if !all_local {
+        if !all_local || matches!(under_test, UnderTest::External { .. }) {
             return LocalEnv::default();
         }
         LocalEnv {
             netns: private_netns(opts),
-            steer: steerable(opts, hosts),
+            steer: *under_test == UnderTest::C1mServer && steerable(opts, hosts),
         }
     }
 

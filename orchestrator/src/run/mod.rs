@@ -3,8 +3,8 @@
 //!
 //! [`prepare`] connects, plans and deploys; [`engine`] runs the live phases; [`summary`] writes
 //! `run.json`. Modules, lowest layer first: `binaries`, `netns`, `sampler`, `track`, `view`,
-//! `signals`, `msg`, `deploy`, `proc`, `control`, `prepare`, `local_env`, `launch`, `state`,
-//! `intake`, `summary`, `teardown`, `engine`.
+//! `signals`, `msg`, `listening`, `deploy`, `proc`, `control`, `prepare`, `local_env`, `launch`,
+//! `state`, `intake`, `summary`, `teardown`, `engine`.
 
 pub mod binaries;
 pub mod control;
@@ -12,13 +12,13 @@ pub mod deploy;
 mod engine;
 mod intake;
 pub mod launch;
+mod listening;
 mod local_env;
 pub mod msg;
 pub mod netns;
 pub mod prepare;
 pub mod proc;
 pub mod sampler;
-pub mod server_tree;
 mod signals;
 mod state;
 pub mod summary;
@@ -61,6 +61,12 @@ pub struct RunOptions {
     pub no_netns: bool,
     /// Start even when the preflight says the run cannot fit.
     pub force: bool,
+    /// `--target`, `--server-cmd`, `--server-pid`: a server other than c1m-server.
+    pub server: crate::check::server::ServerChoice,
+    /// What the clients speak on every connection.
+    pub protocol: c1m_proto::protocol::ProtocolArgs,
+    /// Errors after which a client gives up.
+    pub max_errors: Option<u64>,
 }
 
 /// How `c1m run` ended.
@@ -79,11 +85,14 @@ pub enum RunEnd {
 }
 
 /// Runs `c1m run`: prepares (refusing what cannot fit), then runs the live phases.
-pub fn run(args: RunOptions) -> anyhow::Result<RunEnd> {
+pub fn run(mut args: RunOptions) -> anyhow::Result<RunEnd> {
     let prepared = match prepare::prepare(&args)? {
         prepare::Readiness::Ready(p) => *p,
         prepare::Readiness::Refused(end) => return Ok(end),
     };
+    // The server's own ports (`--target`, `c1m_server_ports`) are the ones the run drives.
+    args.first_port = prepared.plan.server.first_port;
+    args.port_count = prepared.plan.server.port_count;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
