@@ -27,7 +27,7 @@ pub enum Command {
     Provision(ProvisionArgs),
     /// Run the test: preflight, start server and clients, hold, tear down, write a run directory.
     #[command(after_help = EXIT_CODES)]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the capacity plan and every limit that would stop a run, with its fix.
     #[command(after_help = EXIT_CODES)]
     Check(CheckArgs),

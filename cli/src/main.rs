@@ -22,7 +22,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Provision(a) => provision(a),
-        Command::Run(a) => run(a),
+        Command::Run(a) => run(*a),
         Command::Check(a) => check(a),
         Command::Report(a) => report(a),
         Command::Lab(a) => lab(a),
