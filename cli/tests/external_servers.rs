@@ -214,6 +214,8 @@ fn nginx_holds_50k_keepalive_connections_and_a_404_is_an_error() {
         "{r}"
     );
     assert!(r.contains("memory per conn, server RSS"), "{r}");
+    // nginx's own output is kept apart from c1m's JSON lines: the run directory is whole.
+    assert!(!r.contains("damaged"), "{r}");
     assert!(
         live_mentioning(&setup.dir.to_string_lossy()).is_empty(),
         "nginx left behind"

@@ -163,6 +163,7 @@ impl Engine {
         cmd: String,
     ) -> tokio::task::JoinHandle<Result<Running, String>> {
         let h = &self.hosts[host];
+        let c1m_binary = role == Role::Client || h.server_reports;
         let (conn, inv_host, dir, tx) = (
             self.conn.clone(),
             h.run.host.clone(),
@@ -172,13 +173,14 @@ impl Engine {
         tokio::task::spawn_blocking(move || {
             let mut t = conn.connect(&inv_host).map_err(|e| e.to_string())?;
             t.set_liveness(KEEPALIVE, DEAD_AFTER);
-            let proc = RemoteProc::start(t, host, role, cmd, &dir, tx)
+            let proc = RemoteProc::start(t, host, role, c1m_binary, cmd, &dir, tx)
                 .map_err(|e| format!("{}: cannot start {}: {e}", inv_host.name, role.binary()))?;
             Ok(Running {
                 proc,
                 pgid: None,
                 ended: None,
-                stops_on_eof: true,
+                // A server command does not stop at the end of its stdin.
+                stops_on_eof: c1m_binary,
             })
         })
     }
@@ -252,10 +254,7 @@ impl Engine {
         let line = launch::server_command(&self.hosts[si].run, cmd, &self.env);
         println!("server command on {}: {cmd}", self.hosts[si].run.host.name);
         match self.start(si, Role::Server, line).await {
-            Ok(Ok(mut r)) => {
-                r.stops_on_eof = false;
-                self.hosts[si].server = Some(r);
-            }
+            Ok(Ok(r)) => self.hosts[si].server = Some(r),
             Ok(Err(e)) => return self.end(Outcome::Failed, format!("cannot start {cmd}: {e}")),
             Err(e) => return self.end(Outcome::Failed, format!("cannot start {cmd}: {e}")),
         }
