@@ -324,8 +324,9 @@ pub struct LabUpArgs {
     /// Debian mirror debootstrap fetches from (only used when the image is built).
     #[arg(long, default_value = c1m_lab::DEFAULT_MIRROR)]
     pub mirror: String,
-    /// Seconds to wait for every VM to answer SSH.
-    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    /// Seconds a VM may go without boot progress (console output, its SSH banner, a login)
+    /// before giving up; a slow machine's whole boot may take longer.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     pub timeout: u64,
 }
 

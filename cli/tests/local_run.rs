@@ -89,6 +89,19 @@ fn assert_gone(pids: &[u64]) {
     }
 }
 
+/// The kernel's socket memory is one figure for the whole machine, and the 50k test asserts on
+/// its growth: tests that open or tear down thousands of sockets at the same time would move
+/// it. That test runs alone; the others share.
+static SOCKETS: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn alone() -> std::sync::RwLockWriteGuard<'static, ()> {
+    SOCKETS.write().unwrap_or_else(|e| e.into_inner())
+}
+
+fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    SOCKETS.read().unwrap_or_else(|e| e.into_inner())
+}
+
 fn show(out: &Output) -> String {
     format!(
         "status {:?}\nstdout:\n{}\nstderr:\n{}",
@@ -100,6 +113,7 @@ fn show(out: &Output) -> String {
 
 #[test]
 fn fifty_thousand_connections_all_echoed_and_nothing_left() {
+    let _sockets = alone();
     let (out, out_dir) = run_local(
         "50k",
         &["--connections", "50000", "--hold", "1s", "--port", "32000"],
@@ -143,6 +157,7 @@ fn fifty_thousand_connections_all_echoed_and_nothing_left() {
 
 #[test]
 fn a_low_fd_limit_is_met_with_more_fd_tables() {
+    let _sockets = shared();
     let out_dir = tmp("lowfd");
     let out = Command::new("prlimit")
         .arg("--nofile=1000:1000")
@@ -192,6 +207,7 @@ fn a_low_fd_limit_is_met_with_more_fd_tables() {
 
 #[test]
 fn worker_processes_when_asked() {
+    let _sockets = shared();
     let (out, out_dir) = run_local(
         "procs",
         &[
@@ -316,16 +332,19 @@ fn a_signal_tears_the_run_down(sig: libc::c_int, name: &str, port: &str) {
 
 #[test]
 fn sigint_tears_the_run_down() {
+    let _sockets = shared();
     a_signal_tears_the_run_down(libc::SIGINT, "SIGINT", "35000");
 }
 
 #[test]
 fn sigterm_tears_the_run_down() {
+    let _sockets = shared();
     a_signal_tears_the_run_down(libc::SIGTERM, "SIGTERM", "35100");
 }
 
 #[test]
 fn sighup_tears_the_run_down() {
+    let _sockets = shared();
     a_signal_tears_the_run_down(libc::SIGHUP, "SIGHUP", "35200");
 }
 
@@ -333,6 +352,7 @@ fn sighup_tears_the_run_down() {
 /// seconds, and the next run removes the namespace the killed one left.
 #[test]
 fn after_sigkill_the_binaries_stop_themselves_and_the_next_run_clears_the_namespace() {
+    let _sockets = shared();
     let out_dir = tmp("sigkill");
     let mut child = start_holding(&out_dir, "35300");
     let netns = format!("c1m-run-{}", child.id());
@@ -365,6 +385,7 @@ fn after_sigkill_the_binaries_stop_themselves_and_the_next_run_clears_the_namesp
 
 #[test]
 fn a_run_that_cannot_fit_is_refused_with_the_fix() {
+    let _sockets = shared();
     let out = c1m()
         .args([
             "run",
@@ -387,6 +408,7 @@ fn a_run_that_cannot_fit_is_refused_with_the_fix() {
 
 #[test]
 fn a_forced_run_whose_client_gives_up_ends_at_once() {
+    let _sockets = shared();
     let t = Instant::now();
     let (out, out_dir) = run_local(
         "forced",

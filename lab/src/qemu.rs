@@ -130,9 +130,11 @@ pub fn start(vm: &VmSpec, img: &Image, files: &VmFiles, accel: Accel) -> Result<
         .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
         .arg(&img.base)
         .arg(&files.overlay))?;
+    // The kernel stays quiet; systemd's status lines on the console are how `up` sees a
+    // slow boot still progressing (see `up::wait_for_ssh`).
     let cmdline = format!(
         "root=/dev/vda rw console=ttyS0 net.ifnames=0 ip={addr}:::{mask}::eth0:off \
-         systemd.hostname={name} quiet",
+         systemd.hostname={name} quiet systemd.show_status=1",
         addr = vm.addr,
         mask = netmask(PREFIX_LEN),
         name = vm.name

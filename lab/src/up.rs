@@ -27,7 +27,9 @@ pub struct UpOptions {
     pub inventory: PathBuf,
     /// Debian mirror debootstrap fetches from (only used when the image is built).
     pub mirror: String,
-    /// Seconds to wait for every VM to answer SSH.
+    /// Seconds a VM may go without boot progress (new console output, its SSH banner, a
+    /// login) before `up` gives up on it. There is no budget for the whole boot: a machine three
+    /// times slower boots three times longer, and keeps making progress all the while.
     pub timeout: u64,
 }
 
@@ -141,43 +143,104 @@ fn write_inventory(path: &Path, vms: &[VmSpec], paths: &Paths) -> Result<()> {
     Ok(())
 }
 
-/// Waits until every VM accepts a login with the lab key and its pinned host key.
-fn wait_for_ssh(vms: &[VmSpec], paths: &Paths, timeout: Duration) -> Result<()> {
+/// How far a VM's boot has come; reaching the next stage is progress, as is console output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Stage {
+    Booting,
+    /// sshd sends its banner.
+    Banner,
+    /// A login with the lab key and the pinned host key works.
+    Ready,
+}
+
+/// One VM being waited for.
+struct Boot<'a> {
+    vm: &'a VmSpec,
+    console: PathBuf,
+    console_len: u64,
+    stage: Stage,
+    last_progress: Instant,
+}
+
+impl Boot<'_> {
+    /// Looks at the VM again; whether it made progress since the last look.
+    fn look(&mut self, paths: &Paths) -> bool {
+        let len = fs::metadata(&self.console).map(|m| m.len()).unwrap_or(0);
+        let mut moved = len > self.console_len;
+        self.console_len = self.console_len.max(len);
+        let stage = if !probe::banner(self.vm) {
+            Stage::Booting
+        } else if probe::login(self.vm, &paths.key(), &paths.known_hosts()) {
+            Stage::Ready
+        } else {
+            Stage::Banner
+        };
+        if stage > self.stage {
+            self.stage = stage;
+            moved = true;
+        }
+        if moved {
+            self.last_progress = Instant::now();
+        }
+        moved
+    }
+}
+
+/// Waits until every VM accepts a login with the lab key and its pinned host key, judging each
+/// by its progress: a VM fails only after `quiet` without new console output or a new stage,
+/// however long its whole boot takes on a slow (emulated, busy) machine.
+fn wait_for_ssh(vms: &[VmSpec], paths: &Paths, quiet: Duration) -> Result<()> {
     let start = Instant::now();
-    let mut pending: Vec<&VmSpec> = vms.iter().collect();
+    let mut pending: Vec<Boot> = vms
+        .iter()
+        .map(|vm| Boot {
+            vm,
+            console: qemu::VmFiles::new(&paths.vm_dir(&vm.name)).console,
+            console_len: 0,
+            stage: Stage::Booting,
+            last_progress: start,
+        })
+        .collect();
     while !pending.is_empty() {
-        pending.retain(|vm| {
-            let ready = probe::banner(vm) && probe::login(vm, &paths.key(), &paths.known_hosts());
-            if ready {
+        for b in &mut pending {
+            b.look(paths);
+            if b.stage == Stage::Ready {
                 println!(
                     "lab: {} answers SSH after {:.1} s",
-                    vm.name,
+                    b.vm.name,
                     start.elapsed().as_secs_f64()
                 );
             }
-            !ready
-        });
-        if pending.is_empty() {
-            break;
         }
-        if start.elapsed() > timeout {
-            let names: Vec<String> = pending
-                .iter()
-                .map(|v| {
-                    format!(
-                        "{} (console: {})",
-                        v.name,
-                        qemu::VmFiles::new(&paths.vm_dir(&v.name)).console.display()
-                    )
-                })
-                .collect();
+        pending.retain(|b| b.stage != Stage::Ready);
+        let stuck: Vec<String> = pending
+            .iter()
+            .filter(|b| b.last_progress.elapsed() > quiet)
+            .map(|b| {
+                format!(
+                    "{} ({}, console: {})",
+                    b.vm.name,
+                    match b.stage {
+                        Stage::Booting => "no SSH banner yet",
+                        Stage::Banner => "sshd answers but the login fails",
+                        Stage::Ready => "ready",
+                    },
+                    b.console.display()
+                )
+            })
+            .collect();
+        if !stuck.is_empty() {
             bail!(
-                "no SSH login after {} s on {}; `c1m lab down` cleans up",
-                timeout.as_secs(),
-                names.join(", ")
+                "no boot progress for {} s (no new console output, no further SSH stage) on {}, \
+                 {:.0} s after the start; `c1m lab down` cleans up",
+                quiet.as_secs(),
+                stuck.join(", "),
+                start.elapsed().as_secs_f64()
             );
         }
-        std::thread::sleep(Duration::from_secs(1));
+        if !pending.is_empty() {
+            std::thread::sleep(Duration::from_secs(1));
+        }
     }
     Ok(())
 }

@@ -4,11 +4,15 @@
 //! A [`Transport`] is one live connection to one host, reused for every task and transfer of a
 //! run. Implementations are blocking; async callers drive them under `spawn_blocking`.
 
+pub mod interrupted;
 pub mod local;
+pub mod pace;
 pub mod quote;
 pub mod ssh;
 pub mod trace;
 pub mod upload;
+
+pub use interrupted::{Flow, Halt, Interrupted};
 
 pub use quote::shell_quote;
 
@@ -78,6 +82,10 @@ pub enum TransportError {
     /// The session broke during an operation.
     #[error("transport: {0}")]
     Io(String),
+    /// The link stopped moving (nothing for the progress timeout) or broke partway through an
+    /// operation: what was being done, how far it got and how long it waited are in the value.
+    #[error("transport: {0}")]
+    Interrupted(Box<Interrupted>),
 }
 
 impl TransportError {
@@ -142,8 +150,14 @@ pub trait Transport: Send {
     /// `become_.user` (root when `None`), or as the login user when not enabled.
     fn set_become(&mut self, become_: &Become);
 
-    /// How often a quiet connection proves the host alive and after how long without an answer
-    /// the host counts as lost. Only SSH has such a notion; local hosts cannot be lost.
+    /// How often a quiet connection proves the host alive, and the progress timeout: how long
+    /// any operation may go without progress before it fails with
+    /// [`TransportError::Interrupted`]. An upload progresses while the host confirms its bytes;
+    /// anything else while the host says anything (output, answers to keepalives) or its kernel
+    /// takes our bytes, so a quiet command on a live host, or on one too busy to schedule its
+    /// SSH server, is never cut off, and a stopped link is. There is no budget per call: a slow
+    /// transfer that keeps moving takes as long as it takes. Only SSH has such a notion; local
+    /// hosts cannot be lost.
     fn set_liveness(&mut self, _keepalive: Duration, _dead_after: Duration) {}
 }
 

@@ -7,15 +7,18 @@ pub mod config_file;
 mod jump;
 mod key_file;
 mod known_hosts;
+mod progress;
+mod resume;
+mod sftp_io;
 
 use super::{shell_quote, Become, ExecOutput, StreamSink, Transport, TransportError};
-use ssh2::{MethodType, OpenFlags, OpenType, Session};
-use std::io::{Read, Write};
+use progress::Link;
+use sftp_io::Lstat;
+use ssh2::{MethodType, Session};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Everything needed to open a session to one host.
@@ -39,14 +42,13 @@ pub struct SshConfig {
     pub connect_timeout: Duration,
 }
 
-/// How often a quiet session proves the host is alive, and how long unacknowledged data may
-/// wait before the host counts as dead: a dead host becomes an error, not a hang.
+/// How often a quiet session proves the host is alive, and the progress timeout: how long an
+/// operation may go without progress (see [`Transport::set_liveness`]) before it fails. A dead
+/// host becomes an error, not a hang; a slow one that keeps moving is never cut off.
 const KEEPALIVE: Duration = Duration::from_secs(15);
 const DEAD_AFTER: Duration = Duration::from_secs(45);
 /// Least time allowed for the SSH handshake and authentication.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
-/// Bound on any single blocking libssh2 wait once connected.
-const OP_TIMEOUT: Duration = Duration::from_secs(120);
 /// Exit status of our read helper when the file does not exist (distinct from cat's and sudo's 1).
 const ABSENT: i32 = 44;
 
@@ -71,7 +73,7 @@ enum Carrier {
     Tunnel {
         socket: UnixStream,
         /// Stops the pump (and the jump host's session) when the session is dropped.
-        _pump: jump::Tunnel,
+        pump: jump::Tunnel,
     },
 }
 
@@ -80,6 +82,14 @@ impl Carrier {
         match self {
             Carrier::Tcp(s) => s.as_raw_fd(),
             Carrier::Tunnel { socket, .. } => socket.as_raw_fd(),
+        }
+    }
+
+    /// A tunnel's counts of what it carried (see `progress::Link::counters`).
+    fn traffic(&self) -> Option<&progress::Traffic> {
+        match self {
+            Carrier::Tcp(_) => None,
+            Carrier::Tunnel { pump, .. } => Some(pump.traffic()),
         }
     }
 
@@ -100,12 +110,19 @@ pub struct SshTransport {
     become_: Become,
     session: Session,
     socket: RawFd,
-    keepalive: Duration,
+    /// What [`SshTransport::set_liveness`] was last asked for, to ask it again of a new session.
+    liveness: (Duration, Duration),
+    /// The progress timeout.
+    patience: Duration,
     /// Keeps the socket whose fd we poll open as long as the session (libssh2 owns a clone),
     /// and a tunnel's pump running.
-    _carrier: Carrier,
+    carrier: Carrier,
     sftp: Option<ssh2::Sftp>,
     sftp_unavailable: bool,
+    /// How to open the session again (the host and the ProxyJump hops to it, outermost first):
+    /// an interrupted upload resumes over a new one.
+    cfg: SshConfig,
+    jumps: Vec<SshConfig>,
 }
 
 impl SshTransport {
@@ -121,13 +138,15 @@ impl SshTransport {
         };
         let via = Self::connect_via(last, outer).map_err(|e| jump::via_error(cfg, last, e))?;
         let (stream, tunnel) = jump::open(via, cfg, &last.name)?;
-        Self::over(
+        let mut t = Self::over(
             cfg,
             Carrier::Tunnel {
                 socket: stream,
-                _pump: tunnel,
+                pump: tunnel,
             },
-        )
+        )?;
+        t.jumps = jumps.to_vec();
+        Ok(t)
     }
 
     /// Handshake, host key and authentication over a connected carrier.
@@ -161,34 +180,74 @@ impl SshTransport {
             cfg.accept_new_host_keys,
         )?;
         auth::authenticate(&session, cfg)?;
-        session.set_timeout(millis(OP_TIMEOUT));
         let mut t = Self {
             name: cfg.name.clone(),
             login: cfg.user.clone(),
             become_: cfg.become_.clone(),
             session,
             socket,
-            _carrier: carrier,
+            carrier,
             sftp: None,
             sftp_unavailable: false,
-            keepalive: KEEPALIVE,
+            liveness: (KEEPALIVE, DEAD_AFTER),
+            patience: DEAD_AFTER,
+            cfg: cfg.clone(),
+            jumps: Vec::new(),
         };
         t.set_liveness(KEEPALIVE, DEAD_AFTER);
         Ok(t)
     }
 
-    /// Sets how often a quiet session sends a keepalive (at least 2 s, libssh2's floor) and after
-    /// how long without an acknowledgement from the host it is declared dead.
+    /// Sets how often a quiet session sends a keepalive and the progress timeout (see
+    /// [`Transport::set_liveness`]). Keepalives go out at least three times per timeout, so a
+    /// quiet command on a live host always progresses; libssh2's floor is 2 s, so the timeout
+    /// is at least 3 s.
     pub fn set_liveness(&mut self, keepalive: Duration, dead_after: Duration) {
-        let keepalive = keepalive.max(Duration::from_secs(2));
-        self.keepalive = keepalive;
+        self.liveness = (keepalive, dead_after);
+        self.patience = dead_after.max(Duration::from_secs(3));
+        let keepalive = keepalive.min(self.patience / 3).max(Duration::from_secs(2));
         self.session
             .set_keepalive(true, keepalive.as_secs().try_into().unwrap_or(u32::MAX));
-        let ms = i32::try_from(dead_after.as_millis()).unwrap_or(i32::MAX);
+        // Operations run non-blocking under a progress watch; libssh2's own per-call budget is
+        // left only to the blocking calls its destructors make, where waiting longer than the
+        // progress timeout is never right.
+        self.session.set_timeout(millis(self.patience));
+        let ms = i32::try_from(self.patience.as_millis()).unwrap_or(i32::MAX);
         set_int_sockopt(self.socket, libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, ms);
         let secs = i32::try_from(keepalive.as_secs()).unwrap_or(i32::MAX);
         set_int_sockopt(self.socket, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, secs);
         set_int_sockopt(self.socket, libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, secs);
+    }
+
+    /// The session as an operation needs it (see `progress`).
+    fn link(&self) -> Link<'_> {
+        Link {
+            host: &self.name,
+            session: &self.session,
+            socket: self.socket,
+            tunnel: self.carrier.traffic(),
+            patience: self.patience,
+        }
+    }
+
+    /// Replaces the session with a new one to the same host through the same hops, with the
+    /// same liveness and `become`. The old one is cut first, so nothing waits on a dead link
+    /// while it is dropped.
+    fn reopen(&mut self) -> Result<(), TransportError> {
+        self.link().cut();
+        let mut fresh = Self::connect_via(&self.cfg, &self.jumps)?;
+        let (keepalive, dead_after) = self.liveness;
+        fresh.set_liveness(keepalive, dead_after);
+        fresh.become_ = self.become_.clone();
+        *self = fresh;
+        Ok(())
+    }
+
+    /// The kernel's smoothed round-trip time of the session's TCP connection: the network's
+    /// share of every exchange with the host (see [`crate::pace`] for the host's share). `None`
+    /// through a ProxyJump tunnel, whose socket is local.
+    pub fn network_rtt(&self) -> Option<Duration> {
+        progress::smoothed_rtt(self.socket)
     }
 
     /// The user commands run as when `become` is on; `None` when they run as the login user.
@@ -213,16 +272,21 @@ impl SshTransport {
         TransportError::Io(format!("{}: {what}: {e}", self.name))
     }
 
-    /// The session's SFTP channel, opened on first use; `None` when the host offers no SFTP
+    /// Opens the session's SFTP channel on first use; false when the host offers no SFTP
     /// subsystem (files then go through the shell).
-    fn sftp(&mut self) -> Option<&ssh2::Sftp> {
+    fn has_sftp(&mut self) -> Result<bool, TransportError> {
         if self.sftp.is_none() && !self.sftp_unavailable {
-            match self.session.sftp() {
-                Ok(sftp) => self.sftp = Some(sftp),
-                Err(_) => self.sftp_unavailable = true,
+            match sftp_io::start(self.link())? {
+                Some(sftp) => self.sftp = Some(sftp),
+                None => self.sftp_unavailable = true,
             }
         }
-        self.sftp.as_ref()
+        Ok(self.sftp.is_some())
+    }
+
+    /// The SFTP channel with the session, when [`SshTransport::has_sftp`] said there is one.
+    fn sftp_link(&self) -> Option<(Link<'_>, &ssh2::Sftp)> {
+        self.sftp.as_ref().map(|s| (self.link(), s))
     }
 
     /// SFTP works as the login user only; with `become` to another user the shell does it.
@@ -241,27 +305,6 @@ impl SshTransport {
             ABSENT => Ok(None),
             _ => Err(self.io(&format!("cannot read {path}"), out.stderr_str().trim())),
         }
-    }
-
-    /// The bytes go through the command's stdin (and so through sudo with `become`) into a
-    /// temporary file beside the target, which then replaces it.
-    fn write_via_shell(
-        &mut self,
-        path: &str,
-        data: &[u8],
-        mode: u32,
-    ) -> Result<(), TransportError> {
-        let p = shell_quote(path);
-        let tmp = shell_quote(&temp_name(path));
-        let script = format!(
-            "umask 077; cat > {tmp} && chmod {:o} -- {tmp} && mv -f -- {tmp} {p} || {{ rm -f -- {tmp}; exit 1; }}",
-            mode & 0o7777
-        );
-        let out = self.exec(&script, Some(data))?;
-        if !out.success() {
-            return Err(self.io(&format!("cannot write {path}"), out.stderr_str().trim()));
-        }
-        Ok(())
     }
 
     /// `sh -c CMD`, through `sudo -n` when `become` asks for another user.
@@ -289,85 +332,24 @@ impl SshTransport {
         }
     }
 
-    /// Runs a command line exactly as given (no become wrapping).
-    fn exec_raw(&mut self, line: &str, stdin: Option<&[u8]>) -> Result<ExecOutput, TransportError> {
-        channel_io::run(&self.session, self.socket, self.keepalive, line, stdin).map_err(
-            |e| match e {
-                TransportError::Io(m) => TransportError::Io(format!("{}: {m}", self.name)),
-                other => other,
-            },
-        )
+    /// Runs `cmd` as the command line `line` (no become wrapping of its own).
+    fn exec_raw(
+        &mut self,
+        cmd: &str,
+        line: &str,
+        stdin: Option<&[u8]>,
+    ) -> Result<ExecOutput, TransportError> {
+        channel_io::run(self.link(), &label(cmd), line, stdin).map_err(|e| self.named(e))
     }
 
-    fn write_via_sftp(&mut self, path: &str, data: &[u8], mode: u32) -> Result<(), TransportError> {
-        let tmp = temp_name(path);
-        let result = (|| {
-            let sftp = self
-                .sftp()
-                .ok_or_else(|| TransportError::Io("no SFTP subsystem".into()))?;
-            let mut file = sftp
-                .open_mode(
-                    Path::new(&tmp),
-                    OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::EXCLUSIVE,
-                    0o600,
-                    OpenType::File,
-                )
-                .map_err(|e| TransportError::Io(format!("cannot create {tmp}: {e}")))?;
-            file.write_all(data)
-                .map_err(|e| TransportError::Io(format!("writing {tmp}: {e}")))?;
-            // SFTP's chmod is not trimmed by the remote umask; set before the file is visible.
-            let perm = ssh2::FileStat {
-                size: None,
-                uid: None,
-                gid: None,
-                perm: Some(mode & 0o7777),
-                atime: None,
-                mtime: None,
-            };
-            let moded = file.setstat(perm).is_ok();
-            file.close()
-                .map_err(|e| TransportError::Io(format!("closing {tmp}: {e}")))?;
-            // A new file needs no shell: OpenSSH's SFTP rename links the name, which succeeds
-            // only where nothing is there yet (no exec, so no fork on a slow host).
-            if moded {
-                if let Some(sftp) = &self.sftp {
-                    let flags = ssh2::RenameFlags::ATOMIC | ssh2::RenameFlags::NATIVE;
-                    if sftp
-                        .rename(Path::new(&tmp), Path::new(path), Some(flags))
-                        .is_ok()
-                    {
-                        return Ok(());
-                    }
-                }
+    /// Puts the host's name in front of a plain I/O error.
+    fn named(&self, e: TransportError) -> TransportError {
+        match e {
+            TransportError::Io(m) if !m.starts_with(&self.name) => {
+                TransportError::Io(format!("{}: {m}", self.name))
             }
-            // An existing file: SFTP rename refuses to replace it, so the atomic replace (and
-            // the mode, which the remote umask would otherwise trim) is one shell step.
-            let out = self.exec_raw(
-                &format!(
-                    "chmod {:o} -- {t} && mv -f -- {t} {p}",
-                    mode & 0o7777,
-                    t = shell_quote(&tmp),
-                    p = shell_quote(path)
-                ),
-                None,
-            )?;
-            if !out.success() {
-                return Err(TransportError::Io(format!(
-                    "cannot move {tmp} to {path}: {}",
-                    out.stderr_str().trim()
-                )));
-            }
-            Ok(())
-        })();
-        if result.is_err() {
-            if let Some(sftp) = &self.sftp {
-                let _ = sftp.unlink(Path::new(&tmp));
-            }
-        }
-        result.map_err(|e| match e {
-            TransportError::Io(m) if !m.starts_with(&self.name) => self.io("write_file", m),
             other => other,
-        })
+        }
     }
 }
 
@@ -382,19 +364,14 @@ impl Transport for SshTransport {
 
     fn exec(&mut self, cmd: &str, stdin: Option<&[u8]>) -> Result<ExecOutput, TransportError> {
         let line = self.command_line(cmd);
-        let out = self.exec_raw(&line, stdin)?;
+        let out = self.exec_raw(cmd, &line, stdin)?;
         self.check_become(&out)?;
         Ok(out)
     }
 
     fn stream(&mut self, cmd: &str, sink: &mut dyn StreamSink) -> Result<i32, TransportError> {
         let line = self.command_line(cmd);
-        channel_io::stream(&self.session, self.socket, self.keepalive, &line, sink).map_err(|e| {
-            match e {
-                TransportError::Io(m) => TransportError::Io(format!("{}: {m}", self.name)),
-                other => other,
-            }
-        })
+        channel_io::stream(self.link(), &label(cmd), &line, sink).map_err(|e| self.named(e))
     }
 
     fn set_liveness(&mut self, keepalive: Duration, dead_after: Duration) {
@@ -402,74 +379,50 @@ impl Transport for SshTransport {
     }
 
     fn read_file(&mut self, path: &str) -> Result<Option<Vec<u8>>, TransportError> {
-        if !self.use_sftp() {
+        if !self.use_sftp() || !self.has_sftp()? {
             return self.read_via_shell(path);
         }
-        let opened = match self.sftp() {
-            Some(sftp) => sftp.open(Path::new(path)),
-            None => return self.read_via_shell(path),
-        };
-        let mut file = match opened {
-            Ok(f) => f,
-            // LIBSSH2_FX_NO_SUCH_FILE
-            Err(e) if e.code() == ssh2::ErrorCode::SFTP(2) => return Ok(None),
-            Err(e) => return Err(self.io(&format!("cannot open {path}"), e)),
-        };
-        let mut data = Vec::new();
-        file.read_to_end(&mut data)
-            .map_err(|e| self.io(&format!("reading {path}"), e))?;
-        Ok(Some(data))
+        match self.sftp_link() {
+            Some((link, sftp)) => sftp_io::read(link, sftp, path),
+            None => self.read_via_shell(path),
+        }
     }
 
     fn lstat(&mut self, path: &str) -> Option<Result<Option<super::FileMeta>, TransportError>> {
         if !self.use_sftp() {
             return None;
         }
-        let st = match self.sftp()?.lstat(Path::new(path)) {
-            Ok(st) => st,
-            // LIBSSH2_FX_NO_SUCH_FILE
-            Err(e) if e.code() == ssh2::ErrorCode::SFTP(2) => return Some(Ok(None)),
-            // Anything else (permissions, a broken session) the shell's stat reports as before.
-            Err(_) => return None,
-        };
-        let perm = st.perm?;
-        let kind = perm & 0o170_000;
-        Some(Ok(Some(super::FileMeta {
-            is_dir: kind == 0o040_000,
-            is_file: kind == 0o100_000,
-            mode: perm & 0o7777,
-            uid: st.uid,
-            gid: st.gid,
-        })))
+        match self.has_sftp() {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => return Some(Err(e)),
+        }
+        let (link, sftp) = self.sftp_link()?;
+        match sftp_io::lstat(link, sftp, path) {
+            Ok(Lstat::Missing) => Some(Ok(None)),
+            Ok(Lstat::Found(meta)) => Some(Ok(Some(meta))),
+            // Permissions and the like: the shell's stat reports them as before.
+            Ok(Lstat::AskShell) => None,
+            Err(e) => Some(Err(e)),
+        }
     }
 
     fn write_in_place(&mut self, path: &str, data: &[u8]) -> Option<Result<(), TransportError>> {
         if !self.use_sftp() {
             return None;
         }
-        let sftp = self.sftp()?;
-        let result = (|| {
-            // No CREATE: only an existing file is written, as `sysctl -w` would.
-            let mut file = sftp
-                .open_mode(
-                    Path::new(path),
-                    OpenFlags::WRITE | OpenFlags::TRUNCATE,
-                    0,
-                    OpenType::File,
-                )
-                .map_err(|e| format!("cannot open {path}: {e}"))?;
-            file.write_all(data)
-                .map_err(|e| format!("writing {path}: {e}"))?;
-            file.close().map_err(|e| format!("closing {path}: {e}"))
-        })();
-        Some(result.map_err(|m| self.io("write_in_place", m)))
+        match self.has_sftp() {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => return Some(Err(e)),
+        }
+        let (link, sftp) = self.sftp_link()?;
+        // No CREATE: only an existing file is written, as `sysctl -w` would.
+        Some(sftp_io::write_in_place(link, sftp, path, data))
     }
 
     fn write_file(&mut self, path: &str, data: &[u8], mode: u32) -> Result<(), TransportError> {
-        if self.use_sftp() && self.sftp().is_some() {
-            return self.write_via_sftp(path, data, mode);
-        }
-        self.write_via_shell(path, data, mode)
+        self.upload(path, data, mode)
     }
 }
 
@@ -497,16 +450,14 @@ fn sudo_refusal(out: &ExecOutput) -> Option<String> {
     Some(line.trim().to_string())
 }
 
-/// A hidden name beside `path`, unique per process and call, so the rename stays on one
-/// filesystem and concurrent writers never share a temporary file.
-fn temp_name(path: &str) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let (dir, file) = match path.rfind('/') {
-        Some(i) => (&path[..=i], &path[i + 1..]),
-        None => ("", path),
-    };
-    format!("{dir}.{file}.c1m-{}-{n}", std::process::id())
+/// A command as messages name it: its first line, shortened.
+fn label(cmd: &str) -> String {
+    let first = cmd.lines().next().unwrap_or_default();
+    let mut short: String = first.chars().take(60).collect();
+    if short.len() < cmd.len() {
+        short.push('…');
+    }
+    short
 }
 
 fn tcp_connect(cfg: &SshConfig) -> Result<TcpStream, TransportError> {
@@ -587,11 +538,10 @@ mod tests {
     }
 
     #[test]
-    fn temp_names_stay_beside_the_target() {
-        let t = temp_name("/etc/c1m/app.conf");
-        assert!(t.starts_with("/etc/c1m/.app.conf.c1m-"), "{t}");
-        assert_ne!(temp_name("/x"), temp_name("/x"));
-        assert!(temp_name("rel").starts_with(".rel.c1m-"));
+    fn commands_are_named_by_their_first_line() {
+        assert_eq!(label("sleep 60"), "sleep 60");
+        assert_eq!(label("a\nb"), "a…");
+        assert_eq!(label(&"x".repeat(70)), format!("{}…", "x".repeat(60)));
     }
 
     #[test]

@@ -112,6 +112,10 @@ pub struct LabOptions {
     pub port: u16,
     /// Whether sshd offers the SFTP subsystem (minimal hosts may not).
     pub sftp: bool,
+    /// Whether the SFTP server logs every file it closes, with the bytes it wrote (see
+    /// [`SshHost::sftp_written`]); it then runs as the external `sftp-server`, as the built-in
+    /// one can only log to syslog or into the session itself.
+    pub sftp_log: bool,
 }
 
 impl Default for LabOptions {
@@ -120,6 +124,7 @@ impl Default for LabOptions {
             hosts: 1,
             port: 22,
             sftp: true,
+            sftp_log: false,
         }
     }
 }
@@ -136,6 +141,8 @@ pub struct Lab {
     bridge: String,
     users: Vec<String>,
     extra_addresses: usize,
+    /// What the lab was started with: a host moved behind a bastion is configured again alike.
+    opts: LabOptions,
     _lock: File,
 }
 
@@ -201,6 +208,7 @@ impl Lab {
             bridge: format!("c1mtb{subnet}"),
             users: Vec::new(),
             extra_addresses: 0,
+            opts: opts.clone(),
             _lock: lock,
         };
         lab.remove_leftovers();
@@ -288,7 +296,7 @@ impl Lab {
 
         keygen(&dir.join("ssh_host_ed25519_key"), "ed25519");
         keygen(&dir.join("ssh_host_rsa_key"), "rsa");
-        host.write_config(&self.dir.join("authorized_keys"), opts.sftp);
+        host.write_config(&self.dir.join("authorized_keys"), opts);
         host
     }
 
@@ -459,7 +467,7 @@ impl Lab {
                 "eth0",
             ]));
             h.address = address;
-            h.write_config(&self.dir.join("authorized_keys"), true);
+            h.write_config(&self.dir.join("authorized_keys"), &self.opts);
             h.start_inside();
             let out = run(Command::new("ip").args([
                 "netns",
@@ -561,8 +569,22 @@ impl Drop for Lab {
 }
 
 impl SshHost {
-    fn write_config(&self, authorized_keys: &Path, sftp: bool) {
+    fn write_config(&self, authorized_keys: &Path, opts: &LabOptions) {
         let d = self.dir.display();
+        let subsystem = match (opts.sftp, opts.sftp_log) {
+            (false, _) => String::new(),
+            (true, false) => "Subsystem sftp internal-sftp\n".to_string(),
+            (true, true) => {
+                // Every test user's sftp-server appends to it.
+                let log = self.sftp_log();
+                fs::write(&log, "").expect("sftp log");
+                fs::set_permissions(&log, fs::Permissions::from_mode(0o666)).expect("chmod");
+                format!(
+                    "Subsystem sftp exec /usr/lib/openssh/sftp-server -e -l INFO 2>>{}\n",
+                    log.display()
+                )
+            }
+        };
         let config = format!(
             "Port {port}\n\
              ListenAddress {addr}\n\
@@ -585,11 +607,7 @@ impl SshHost {
             port = self.port,
             addr = self.address,
             ak = authorized_keys.display(),
-            subsystem = if sftp {
-                "Subsystem sftp internal-sftp\n"
-            } else {
-                ""
-            },
+            subsystem = subsystem,
         );
         fs::write(&self.config, config).expect("sshd_config");
     }
@@ -729,6 +747,104 @@ impl SshHost {
     /// How many logins sshd accepted so far.
     pub fn accepted_logins(&self) -> usize {
         self.log_text().matches("Accepted publickey").count()
+    }
+
+    fn sftp_log(&self) -> PathBuf {
+        self.dir.join("sftp.log")
+    }
+
+    /// The bytes each SFTP handle on a file whose path contains `name` wrote, in the order the
+    /// handles were closed (sftp-server logs `close "PATH" bytes read R written W`); needs
+    /// [`LabOptions::sftp_log`].
+    pub fn sftp_written(&self, name: &str) -> Vec<u64> {
+        fs::read_to_string(self.sftp_log())
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("close \"") && l.contains(name))
+            .filter_map(|l| l.rsplit(" written ").next()?.trim().parse().ok())
+            .collect()
+    }
+
+    /// Limits what reaches this host (uploads to it) to `rate` (tc's syntax, e.g. `1mbit`)
+    /// with a `tbf` qdisc on the root-namespace end of its veth, until the guard drops.
+    pub fn throttle_to_host(&self, rate: &str) -> Throttle {
+        Throttle::add(None, &self.veth, rate)
+    }
+
+    /// Limits what this host sends (downloads from it) to `rate`, on its own `eth0`.
+    pub fn throttle_from_host(&self, rate: &str) -> Throttle {
+        Throttle::add(Some(&self.netns), "eth0", rate)
+    }
+
+    /// Takes the host's link down (no FIN, no RST: silence, as a cable pulled) until the guard
+    /// drops or [`LinkDown::restore`] is called.
+    pub fn link_down(&self) -> LinkDown {
+        set_link(&self.netns, "down");
+        LinkDown {
+            netns: Some(self.netns.clone()),
+        }
+    }
+}
+
+fn set_link(netns: &str, state: &str) {
+    run(Command::new("ip").args(["-n", netns, "link", "set", "eth0", state]));
+}
+
+/// A host's link taken down; up again on drop.
+pub struct LinkDown {
+    netns: Option<String>,
+}
+
+impl LinkDown {
+    pub fn restore(mut self) {
+        if let Some(ns) = self.netns.take() {
+            set_link(&ns, "up");
+        }
+    }
+}
+
+impl Drop for LinkDown {
+    fn drop(&mut self) {
+        if let Some(ns) = self.netns.take() {
+            quietly(Command::new("ip").args(["-n", &ns, "link", "set", "eth0", "up"]));
+        }
+    }
+}
+
+/// A `tbf` qdisc on one device (`netem` is not in every kernel; `tbf` is); removed on drop.
+pub struct Throttle {
+    netns: Option<String>,
+    dev: String,
+}
+
+impl Throttle {
+    fn add(netns: Option<&str>, dev: &str, rate: &str) -> Throttle {
+        let t = Throttle {
+            netns: netns.map(str::to_string),
+            dev: dev.to_string(),
+        };
+        // A 4 KiB bucket keeps bursts short, so the rate holds from the first second; the
+        // 400 ms queue is what a slow link's buffer would hold.
+        run(t
+            .tc()
+            .args(["qdisc", "replace", "dev", dev, "root", "tbf", "rate", rate])
+            .args(["burst", "4kb", "latency", "400ms"]));
+        t
+    }
+
+    fn tc(&self) -> Command {
+        let mut c = Command::new("tc");
+        if let Some(ns) = &self.netns {
+            c.args(["-n", ns]);
+        }
+        c
+    }
+}
+
+impl Drop for Throttle {
+    fn drop(&mut self) {
+        let dev = self.dev.clone();
+        quietly(self.tc().args(["qdisc", "del", "dev", &dev, "root"]));
     }
 }
 

@@ -22,7 +22,28 @@ pub struct Server {
 impl Server {
     /// A server on 127.0.0.1 from `port`, with `--ports 1 --connections 1000` unless `extra`
     /// gives them.
+    ///
+    /// The kernel may have handed one of the ports out as the source port of a connection
+    /// elsewhere on the machine (other tests widen `ip_local_port_range` to 10000–65535), and
+    /// then `listen` fails with EADDRINUSE; the server moves to another block of ports.
     pub fn start(port: u16, extra: &[&str]) -> Server {
+        let mut last = String::new();
+        for attempt in 0..20u32 {
+            let p = if attempt == 0 {
+                port
+            } else {
+                (12_000 + (u32::from(port) + attempt * 1_013) % 50_000) as u16
+            };
+            match Server::try_start(p, extra) {
+                Ok(s) => return s,
+                Err(e) if e.contains("Address already in use") => last = e,
+                Err(e) => panic!("c1m-server on port {p} did not start: {e}"),
+            }
+        }
+        panic!("c1m-server found no free block of ports after 20 tries; last: {last}");
+    }
+
+    fn try_start(port: u16, extra: &[&str]) -> Result<Server, String> {
         let mut defaults = vec!["--bind", "127.0.0.1", "--interval-ms", "100"];
         for (flag, value) in [("--ports", "1"), ("--connections", "1000")] {
             if !extra.contains(&flag) {
@@ -34,9 +55,11 @@ impl Server {
             .args(&defaults)
             .args(extra)
             .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("c1m-server starts");
         let out = child.stdout.take().unwrap();
+        let err = child.stderr.take().unwrap();
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for l in BufReader::new(out).lines().map_while(Result::ok) {
@@ -45,16 +68,38 @@ impl Server {
                 }
             }
         });
-        let first = lines
-            .recv_timeout(Duration::from_secs(10))
-            .expect("layout line");
-        let layout: LayoutLine = serde_json::from_str(&first).expect("layout JSON");
-        assert_eq!(layout.event, "layout");
-        Server {
-            layout,
-            child,
-            lines,
-            port,
+        // The server's stderr still reaches the test's output, and is kept for the retry.
+        let (etx, errors) = mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(err).lines().map_while(Result::ok) {
+                eprintln!("{l}");
+                let _ = etx.send(l);
+            }
+        });
+        match lines.recv_timeout(Duration::from_secs(10)) {
+            Ok(first) => {
+                let layout: LayoutLine = serde_json::from_str(&first).expect("layout JSON");
+                assert_eq!(layout.event, "layout");
+                Ok(Server {
+                    layout,
+                    child,
+                    lines,
+                    port,
+                })
+            }
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                // The reader ends when the pipe closes, which the wait above guarantees.
+                let mut said = Vec::new();
+                while let Ok(l) = errors.recv_timeout(Duration::from_secs(2)) {
+                    said.push(l);
+                }
+                Err(format!(
+                    "no layout line ({e}); stderr: {}",
+                    said.join(" | ")
+                ))
+            }
         }
     }
 

@@ -3,65 +3,81 @@
 //! Reading one stream to its end while the other fills would deadlock: libssh2 queues the other
 //! stream's data without granting the server more window, so the command blocks writing it and
 //! never finishes the first. We therefore run the session non-blocking for the life of the
-//! command and service all three streams each round, sleeping in `poll(2)` on the socket.
+//! command and service all three streams each round, sleeping on the socket under a
+//! [`Watch`](super::progress::Watch): the command may take as long as it takes while the host
+//! keeps talking (output, or answers to keepalives), and fails once the link is silent for the
+//! progress timeout.
 
-use super::super::{ExecOutput, StreamSink, TransportError, STREAM_POLL};
-use ssh2::{Channel, ErrorCode, Session};
+use super::progress::{Link, Measure, NonBlocking, Stop, Watch};
+use crate::interrupted::Flow;
+use crate::{ExecOutput, StreamSink, TransportError, STREAM_POLL};
+use ssh2::Channel;
 use std::io::{self, Read, Write};
-use std::os::fd::RawFd;
 use std::time::Duration;
 
-/// libssh2's "would block" code (`LIBSSH2_ERROR_EAGAIN`).
-const EAGAIN: ErrorCode = ErrorCode::Session(-37);
+/// Longest we sleep on the socket without looking at the channel again.
+const POLL: Duration = Duration::from_secs(1);
 
+/// Runs `command`, feeding it `stdin`; `label` says what it is in messages.
 pub(super) fn run(
-    session: &Session,
-    socket: RawFd,
-    keepalive: Duration,
+    link: Link,
+    label: &str,
     command: &str,
     stdin: Option<&[u8]>,
 ) -> Result<ExecOutput, TransportError> {
-    let mut channel = start(session, command)?;
-    session.set_blocking(false);
-    let pumped = pump(
-        session,
-        &mut channel,
-        socket,
-        keepalive,
-        stdin.unwrap_or(&[]),
-    );
-    session.set_blocking(true);
-    let (stdout, stderr) = pumped?;
+    let _nb = NonBlocking::new(link.session);
+    let input = stdin.unwrap_or(&[]);
+    // A command fed data is a transfer to the host: its figures are the bytes of stdin.
+    let mut watch = if input.is_empty() {
+        link.watch(format!("running `{label}`"), Flow::Received, Measure::Host)
+    } else {
+        link.watch(format!("feeding `{label}`"), Flow::Sent, Measure::Host)
+            .with_total(input.len() as u64)
+    };
+    let mut channel = start(&mut watch, link, command)?;
+    let (stdout, stderr) =
+        pump(&mut watch, &mut channel, input).map_err(|h| watch.interrupted(h))?;
     Ok(ExecOutput {
-        status: exit_status(&mut channel)?,
+        status: exit_status(&mut watch, &mut channel)?,
         stdout,
         stderr,
     })
 }
 
-fn lost(what: &str, e: &dyn std::fmt::Display) -> TransportError {
-    TransportError::Io(format!("{what}: {e}"))
+/// Runs `command` with its output handed to `sink` line by line; see
+/// [`crate::Transport::stream`].
+pub(super) fn stream(
+    link: Link,
+    label: &str,
+    command: &str,
+    sink: &mut dyn StreamSink,
+) -> Result<i32, TransportError> {
+    let _nb = NonBlocking::new(link.session);
+    let mut watch = link.watch(format!("running `{label}`"), Flow::Received, Measure::Host);
+    let mut channel = start(&mut watch, link, command)?;
+    pump_lines(&mut watch, &mut channel, sink).map_err(|h| watch.interrupted(h))?;
+    exit_status(&mut watch, &mut channel)
 }
 
 /// A new channel of the session running `command`.
-fn start(session: &Session, command: &str) -> Result<Channel, TransportError> {
-    let mut channel = session
-        .channel_session()
-        .map_err(|e| lost("cannot open a channel", &e))?;
-    channel
-        .exec(command)
-        .map_err(|e| lost("cannot start the command", &e))?;
+fn start(watch: &mut Watch, link: Link, command: &str) -> Result<Channel, TransportError> {
+    let mut channel = watch
+        .call(|| link.session.channel_session())
+        .map_err(|f| watch.failed("cannot open a channel", f))?;
+    watch
+        .call(|| channel.exec(command))
+        .map_err(|f| watch.failed("cannot start the command", f))?;
     Ok(channel)
 }
 
 /// Closes a channel whose output is drained; its command's exit status, `-1` when a signal
 /// killed it.
-fn exit_status(channel: &mut Channel) -> Result<i32, TransportError> {
+fn exit_status(watch: &mut Watch, channel: &mut Channel) -> Result<i32, TransportError> {
     // The exit status arrives before the close; waiting for the close makes sure we have it.
-    let _ = channel.close();
-    channel
-        .wait_close()
-        .map_err(|e| lost("channel did not close", &e))?;
+    let _ = watch.call(|| channel.close());
+    watch
+        .call(|| channel.wait_close())
+        .map_err(|f| watch.failed("channel did not close", f))?;
     if channel
         .exit_signal()
         .ok()
@@ -72,34 +88,14 @@ fn exit_status(channel: &mut Channel) -> Result<i32, TransportError> {
     }
     channel
         .exit_status()
-        .map_err(|e| lost("no exit status", &e))
-}
-
-/// Runs `command` with its output handed to `sink` line by line; see [`super::super::Transport::stream`].
-pub(super) fn stream(
-    session: &Session,
-    socket: RawFd,
-    keepalive: Duration,
-    command: &str,
-    sink: &mut dyn StreamSink,
-) -> Result<i32, TransportError> {
-    let mut channel = start(session, command)?;
-    session.set_blocking(false);
-    let pumped = pump_lines(session, &mut channel, socket, keepalive, sink);
-    session.set_blocking(true);
-    pumped?;
-    exit_status(&mut channel)
+        .map_err(|e| TransportError::Io(format!("no exit status: {e}")))
 }
 
 fn pump_lines(
-    session: &Session,
+    watch: &mut Watch,
     channel: &mut Channel,
-    socket: RawFd,
-    keepalive: Duration,
     sink: &mut dyn StreamSink,
-) -> Result<(), TransportError> {
-    let lost =
-        |e: io::Error| TransportError::Io(format!("connection lost during the command: {e}"));
+) -> Result<(), Stop> {
     let mut partial: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
     let mut eof_sent = false;
     let mut buf = vec![0u8; 64 * 1024];
@@ -108,14 +104,14 @@ fn pump_lines(
         if !eof_sent && sink.close_stdin() {
             match channel.send_eof() {
                 Ok(()) => eof_sent = true,
-                Err(e) if e.code() == EAGAIN => {}
+                Err(e) if e.code() == super::progress::EAGAIN => {}
                 // The command is gone already; its end of output follows.
                 Err(_) => eof_sent = true,
             }
         }
         for (id, pending) in partial.iter_mut().enumerate() {
             let before = pending.len();
-            progressed |= drain(channel, id as i32, &mut buf, pending).map_err(lost)?;
+            progressed |= drain(watch, channel, id as i32, &mut buf, pending, true)?;
             if pending.len() > before {
                 hand_over_lines(pending, id == 1, sink);
             }
@@ -129,7 +125,7 @@ fn pump_lines(
             return Ok(());
         }
         if !progressed {
-            wait_socket(session, socket, STREAM_POLL.min(keepalive)).map_err(lost)?;
+            watch.wait(STREAM_POLL)?;
         }
     }
 }
@@ -147,15 +143,8 @@ fn hand_over_lines(pending: &mut Vec<u8>, stderr: bool, sink: &mut dyn StreamSin
 
 type Streams = (Vec<u8>, Vec<u8>);
 
-fn pump(
-    session: &Session,
-    channel: &mut Channel,
-    socket: RawFd,
-    keepalive: Duration,
-    mut input: &[u8],
-) -> Result<Streams, TransportError> {
-    let lost =
-        |e: io::Error| TransportError::Io(format!("connection lost during the command: {e}"));
+fn pump(watch: &mut Watch, channel: &mut Channel, mut input: &[u8]) -> Result<Streams, Stop> {
+    let count_output = input.is_empty();
     let mut stdout = Vec::new();
     let mut stderr = Vec::new();
     let mut eof_sent = false;
@@ -167,6 +156,7 @@ fn pump(
                 Ok(0) => break,
                 Ok(n) => {
                     input = &input[n..];
+                    watch.moved(n);
                     progressed = true;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -180,24 +170,32 @@ fn pump(
                     eof_sent = true;
                     progressed = true;
                 }
-                Err(e) if e.code() == EAGAIN => {}
+                Err(e) if e.code() == super::progress::EAGAIN => {}
                 Err(_) => eof_sent = true,
             }
         }
-        progressed |= drain(channel, 0, &mut buf, &mut stdout).map_err(lost)?;
-        progressed |= drain(channel, 1, &mut buf, &mut stderr).map_err(lost)?;
+        progressed |= drain(watch, channel, 0, &mut buf, &mut stdout, count_output)?;
+        progressed |= drain(watch, channel, 1, &mut buf, &mut stderr, count_output)?;
         // `eof()` is true only once the server sent EOF and no data of either stream is queued.
         if channel.eof() {
             return Ok((stdout, stderr));
         }
         if !progressed {
-            wait_socket(session, socket, keepalive).map_err(lost)?;
+            watch.wait(POLL)?;
         }
     }
 }
 
-/// Reads what is available on stream `id` (0 stdout, 1 stderr); whether anything came.
-fn drain(channel: &mut Channel, id: i32, buf: &mut [u8], out: &mut Vec<u8>) -> io::Result<bool> {
+/// Reads what is available on stream `id` (0 stdout, 1 stderr); whether anything came. Output
+/// is progress; `count` says whether its bytes are the operation's figures too.
+fn drain(
+    watch: &mut Watch,
+    channel: &mut Channel,
+    id: i32,
+    buf: &mut [u8],
+    out: &mut Vec<u8>,
+    count: bool,
+) -> Result<bool, Stop> {
     let mut stream = channel.stream(id);
     let mut got = false;
     loop {
@@ -205,71 +203,19 @@ fn drain(channel: &mut Channel, id: i32, buf: &mut [u8], out: &mut Vec<u8>) -> i
             Ok(0) => return Ok(got),
             Ok(n) => {
                 out.extend_from_slice(&buf[..n]);
+                if count {
+                    watch.moved(n);
+                } else {
+                    watch.heard();
+                }
                 got = true;
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(got),
-            Err(e) => return Err(e),
+            Err(e) => {
+                return Err(Stop::Lost(format!(
+                    "connection lost during the command: {e}"
+                )))
+            }
         }
-    }
-}
-
-/// Sleeps until the socket is ready the way libssh2 needs, sending a keepalive when the command
-/// is quiet for a whole interval; the kernel's TCP timeouts turn a dead peer into an error.
-/// (libssh2 sends one only when it is due, so shorter sleeps for streaming are fine).
-fn wait_socket(session: &Session, socket: RawFd, timeout: Duration) -> io::Result<()> {
-    let mut events = libc::POLLIN;
-    if matches!(
-        session.block_directions(),
-        ssh2::BlockDirections::Outbound | ssh2::BlockDirections::Both
-    ) {
-        events |= libc::POLLOUT;
-    }
-    let mut pfd = libc::pollfd {
-        fd: socket,
-        events,
-        revents: 0,
-    };
-    let timeout = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-    // SAFETY: one valid pollfd, count 1.
-    let n = unsafe { libc::poll(&mut pfd, 1, timeout) };
-    if n < 0 {
-        let e = io::Error::last_os_error();
-        return if e.kind() == io::ErrorKind::Interrupted {
-            Ok(())
-        } else {
-            Err(e)
-        };
-    }
-    if n == 0 {
-        match session.keepalive_send() {
-            Ok(_) => {}
-            Err(e) if e.code() == EAGAIN => {}
-            Err(e) => return Err(io::Error::other(e.to_string())),
-        }
-    }
-    if pfd.revents & (libc::POLLERR | libc::POLLNVAL) != 0 {
-        return Err(socket_error(socket));
-    }
-    Ok(())
-}
-
-/// The pending error of a socket, e.g. "Connection timed out" when the host stopped answering.
-fn socket_error(socket: RawFd) -> io::Error {
-    let mut err: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: SO_ERROR writes one int into `err`, whose size `len` states.
-    let rc = unsafe {
-        libc::getsockopt(
-            socket,
-            libc::SOL_SOCKET,
-            libc::SO_ERROR,
-            (&mut err as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if rc == 0 && err != 0 {
-        io::Error::from_raw_os_error(err)
-    } else {
-        io::Error::other("socket error")
     }
 }

@@ -8,6 +8,7 @@
 //! when the target's session closes its end, when the channel or the jump host's connection
 //! ends (the target's session then sees its socket close), or when [`Tunnel`] is dropped.
 
+use super::progress::Traffic;
 use super::{SshConfig, SshTransport};
 use crate::TransportError;
 use ssh2::Channel;
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 pub(super) struct Tunnel {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    traffic: Arc<Traffic>,
 }
 
 impl Drop for Tunnel {
@@ -32,6 +34,13 @@ impl Drop for Tunnel {
             // The pump wakes at least every POLL_MS to see the flag.
             let _ = t.join();
         }
+    }
+}
+
+impl Tunnel {
+    /// What the pump carried so far.
+    pub fn traffic(&self) -> &Traffic {
+        &self.traffic
     }
 }
 
@@ -68,10 +77,11 @@ pub(super) fn open(
         .set_nonblocking(true)
         .map_err(|e| TransportError::Io(format!("{}: socket pair: {e}", target.name)))?;
     let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
+    let traffic = Arc::new(Traffic::default());
+    let (flag, counts) = (stop.clone(), traffic.clone());
     let thread = std::thread::Builder::new()
         .name(format!("c1m-jump-{}", target.name))
-        .spawn(move || pump(via, channel, theirs, &flag))
+        .spawn(move || pump(via, channel, theirs, &flag, &counts))
         .map_err(|e| {
             TransportError::Io(format!("{}: cannot start the tunnel: {e}", target.name))
         })?;
@@ -80,6 +90,7 @@ pub(super) fn open(
         Tunnel {
             stop,
             thread: Some(thread),
+            traffic,
         },
     ))
 }
@@ -96,7 +107,13 @@ fn would_block(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock
 }
 
-fn pump(via: SshTransport, mut channel: Channel, mut local: UnixStream, stop: &AtomicBool) {
+fn pump(
+    via: SshTransport,
+    mut channel: Channel,
+    mut local: UnixStream,
+    stop: &AtomicBool,
+    traffic: &Traffic,
+) {
     via.session.set_blocking(false);
     let mut up = Pending::default(); // target's session → channel
     let mut down = Pending::default(); // channel → target's session
@@ -150,6 +167,7 @@ fn pump(via: SshTransport, mut channel: Channel, mut local: UnixStream, stop: &A
             match local.write(&down.buf) {
                 Ok(n) => {
                     down.buf.drain(..n);
+                    traffic.received(n);
                     progressed |= n > 0;
                 }
                 Err(e) if would_block(&e) => {}
@@ -235,5 +253,7 @@ pub(super) fn via_error(target: &SshConfig, via: &SshConfig, e: TransportError) 
         }
         TransportError::Become(m) => TransportError::Become(format!("{prefix}: {m}")),
         TransportError::Io(m) => TransportError::Io(format!("{prefix}: {m}")),
+        // It names the jump host and keeps its figures for whoever retries.
+        TransportError::Interrupted(i) => TransportError::Interrupted(i),
     }
 }
