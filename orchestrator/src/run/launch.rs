@@ -18,11 +18,15 @@ use std::net::Ipv4Addr;
 pub fn command<S: Spec>(h: &RunHost, spec: &S, env: &LocalEnv) -> String {
     let bin = shell_quote(&format!("{}/{}", h.bin_dir, S::command().get_name()));
     let args: Vec<String> = spec.to_argv().iter().map(|a| shell_quote(a)).collect();
-    let cmd = format!("{bin} {}", args.join(" "));
+    exec_on(h, &format!("{bin} {}", args.join(" ")), env)
+}
+
+/// `exec LINE` on `h`: inside the run's namespace when `h` is this machine.
+fn exec_on(h: &RunHost, line: &str, env: &LocalEnv) -> String {
     if h.is_local() {
-        format!("exec {}", env.wrap(&cmd))
+        format!("exec {}", env.wrap(line))
     } else {
-        format!("exec {cmd}")
+        format!("exec {line}")
     }
 }
 
@@ -50,11 +54,7 @@ pub fn server_command(h: &RunHost, cmd: &str, env: &LocalEnv) -> String {
         )),
         shell_quote(cmd)
     );
-    if h.is_local() {
-        format!("exec {}", env.wrap(&inner))
-    } else {
-        format!("exec {inner}")
-    }
+    exec_on(h, &inner, env)
 }
 
 fn ports(opts: &RunOptions) -> Ports {
