@@ -2,6 +2,7 @@
 //! shared by the subcommands that reach hosts. Each flag has one meaning across subcommands;
 //! the library crates take the plain option structs these convert into (see `main.rs`).
 
+use c1m_proto::model::ServerModel;
 use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -124,6 +125,13 @@ pub struct DemandArgs {
     /// `c1m_source_ips` var.
     #[arg(long, value_delimiter = ',', value_name = "IPS")]
     pub source_ips: Vec<String>,
+    /// Server models (`c1m-server --model`), comma-separated, or `all`: `run` runs the test
+    /// once per model, each from a clean start, and writes their comparison; `check` names
+    /// each one's own ceilings. Default: epoll-threads. Only for c1m-server: not with `--target`
+    /// or `--server-cmd`.
+    #[arg(long, value_name = "MODELS", value_parser = ModelList::parse,
+          conflicts_with_all = ["target", "server_cmd", "server_pid", "server_pidfile"])]
+    pub server_model: Option<ModelList>,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -159,6 +167,17 @@ impl ServerArgs {
             pid: self.server_pid,
             pidfile: self.server_pidfile,
         }
+    }
+}
+
+/// A `--server-model` value: the models in the order given (one value, so clap does not split
+/// it into occurrences itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelList(pub Vec<ServerModel>);
+
+impl ModelList {
+    fn parse(s: &str) -> Result<ModelList, String> {
+        c1m_proto::model::parse_list(s).map(ModelList)
     }
 }
 
@@ -338,6 +357,28 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn server_models_parse_as_one_list() {
+        let run = |argv: &[&str]| match Cli::try_parse_from(argv).map(|c| c.command) {
+            Ok(Command::Run(a)) => Ok(a.demand.server_model),
+            Ok(_) => Err("not run".to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        assert_eq!(
+            run(&["c1m", "run", "--server-model", "sync,tokio"]).unwrap(),
+            Some(ModelList(vec![ServerModel::Sync, ServerModel::Tokio]))
+        );
+        assert_eq!(
+            run(&["c1m", "run", "--server-model", "all"])
+                .unwrap()
+                .map(|l| l.0.len()),
+            Some(9)
+        );
+        assert_eq!(run(&["c1m", "run"]).unwrap(), None);
+        let e = run(&["c1m", "run", "--server-model", "sync,fibers"]).unwrap_err();
+        assert!(e.contains("fibers"), "{e}");
     }
 
     /// No short or long flag means two things across subcommands.

@@ -100,6 +100,7 @@ fn run(a: RunArgs) -> anyhow::Result<Exit> {
         server: a.demand.server.choice(),
         protocol: a.protocol,
         max_errors: a.max_errors,
+        models: a.demand.server_model.map(|l| l.0).unwrap_or_default(),
     })?;
     Ok(match end {
         RunEnd::Passed => Exit::Ok,
@@ -118,6 +119,11 @@ fn check(a: CheckArgs) -> anyhow::Result<Exit> {
         port_count: a.demand.ports.port_count,
         source_ips: a.demand.source_ips,
         server: a.demand.server.choice(),
+        models: a
+            .demand
+            .server_model
+            .map(|l| l.0)
+            .unwrap_or_else(|| vec![c1m_proto::launch::ServerSpec::default().model]),
         json: a.json,
     })?;
     Ok(match outcome {

@@ -268,6 +268,16 @@ fn a_run_over_four_sshd_hosts_reaches_its_target_and_leaves_nothing() {
             "{stdout}"
         );
     }
+    // Each host's pace, which the engine's waits there are derived from, was measured.
+    let deploys: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("deploy "))
+        .collect();
+    assert_eq!(deploys.len(), lab.hosts.len(), "{stdout}");
+    assert!(
+        deploys.iter().all(|l| l.contains("starts a program in")),
+        "{stdout}"
+    );
     let (dir, run) = latest_run(&lab);
     assert_eq!(run["outcome"], "reached", "{run:#}");
     assert_eq!(run["partial"], false, "{run:#}");

@@ -3,7 +3,9 @@
 //! local run's preflight and `c1m check`.
 
 use super::facts::HostFacts;
+use c1m_proto::ceiling::{self, HostLimits};
 use c1m_proto::fmt;
+use c1m_proto::model::ServerModel;
 use serde::Serialize;
 
 /// Kernel memory per socket (one end), measured here: ~8.3 KB per loopback connection with both
@@ -19,6 +21,10 @@ pub struct Finding {
     /// The exact command or change that fixes it; empty when it fits.
     pub fix: String,
     pub blocks: bool,
+    /// A server model's own ceiling below the target: the connections it will hold. Named,
+    /// never refusing, so a comparison of models still runs every one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stops_near: Option<u64>,
 }
 
 impl std::fmt::Display for Finding {
@@ -28,6 +34,16 @@ impl std::fmt::Display for Finding {
                 f,
                 "✗ {}: found {}, need {} — fix: {}",
                 self.setting, self.found, self.needed, self.fix
+            )
+        } else if let Some(n) = self.stops_near {
+            write!(
+                f,
+                "⚠ {}: found {}, need {} — this model stops near {}; fix: {}",
+                self.setting,
+                self.found,
+                self.needed,
+                fmt::int(n),
+                self.fix
             )
         } else {
             write!(
@@ -79,6 +95,33 @@ pub fn check_host(d: &HostDemand, f: &HostFacts) -> Vec<Finding> {
     .collect()
 }
 
+/// The server model's own ceilings on this host ([`ceiling::ceilings`]), lowest first: each the
+/// limit named, the connections it allows and its fix; one below `target` is marked with where
+/// the model stops, and does not block the run.
+pub fn model_ceilings(
+    model: ServerModel,
+    ports: u16,
+    target: u64,
+    limits: &HostLimits,
+) -> Vec<Finding> {
+    ceiling::ceilings(model, ports, limits)
+        .into_iter()
+        .map(|c| Finding {
+            setting: format!("{model}: {}", c.limit),
+            found: c.found,
+            needed: format!(
+                "≥ {}; it holds {}: {}",
+                fmt::int(target),
+                fmt::int(c.holds),
+                c.why
+            ),
+            fix: c.fix,
+            blocks: false,
+            stops_near: (c.holds < target).then_some(c.holds),
+        })
+        .collect()
+}
+
 /// The hard RLIMIT_NOFILE caps each fd table; server and client have tables of their own, so
 /// the larger side is sized.
 fn fd_tables(d: &HostDemand, f: &HostFacts) -> Finding {
@@ -102,6 +145,7 @@ fn fd_tables(d: &HostDemand, f: &HostFacts) -> Finding {
         needed,
         fix,
         blocks,
+        stops_near: None,
     }
 }
 
@@ -118,6 +162,7 @@ fn file_max(d: &HostDemand, f: &HostFacts) -> Option<Finding> {
         ),
         fix: d.fix_sysctl("fs.file-max", need),
         blocks: file_max < need,
+        stops_near: None,
     })
 }
 
@@ -146,6 +191,7 @@ fn four_tuples(d: &HostDemand, f: &HostFacts) -> Option<Finding> {
              server ports (--port-count), or widen net.ipv4.ip_local_port_range"
         ),
         blocks: have < d.client_share,
+        stops_near: None,
     })
 }
 
@@ -163,6 +209,7 @@ fn conntrack(d: &HostDemand, f: &HostFacts) -> Option<Finding> {
         needed: format!("≥ {}", fmt::int(need)),
         fix: d.fix_sysctl("net.netfilter.nf_conntrack_max", need),
         blocks: max < need,
+        stops_near: None,
     })
 }
 
@@ -188,6 +235,7 @@ fn kernel_memory(d: &HostDemand, f: &HostFacts) -> Option<Finding> {
             fmt::int(usable / KERNEL_BYTES_PER_SOCKET)
         ),
         blocks: need > usable,
+        stops_near: None,
     })
 }
 
@@ -265,6 +313,32 @@ mod tests {
         assert!(all
             .iter()
             .any(|f| f.setting.starts_with("kernel memory") && f.blocks));
+    }
+
+    #[test]
+    fn a_model_below_the_target_is_named_but_does_not_block() {
+        let limits = HostLimits {
+            nofile_hard: Some(20_000),
+            pid_max: Some(32_768),
+            max_map_count: Some(65_530),
+            ..Default::default()
+        };
+        let sync = model_ceilings(ServerModel::Sync, 20, 25_000, &limits);
+        assert_eq!(sync.len(), 1);
+        let s = &sync[0];
+        assert!(!s.blocks && s.stops_near.is_some_and(|n| n < 20_000), "{s}");
+        let line = s.to_string();
+        assert!(
+            line.starts_with("⚠ sync: RLIMIT_NOFILE") && line.contains("this model stops near"),
+            "{line}"
+        );
+        let tpc = model_ceilings(ServerModel::ThreadPerConn, 20, 25_000, &limits);
+        assert_eq!(tpc[0].setting, "thread-per-conn: kernel.pid_max");
+        assert!(tpc.iter().all(|f| f.stops_near.is_none() && !f.blocks));
+        let tpc = model_ceilings(ServerModel::ThreadPerConn, 20, 200_000, &limits);
+        assert_eq!(tpc[0].stops_near, Some(31_768));
+        assert!(tpc[0].fix.contains("kernel.pid_max"));
+        assert!(model_ceilings(ServerModel::EpollThreads, 20, 1_000_000, &limits).is_empty());
     }
 
     #[test]

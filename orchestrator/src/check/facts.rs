@@ -1,6 +1,7 @@
 //! What a host allows, for the capacity plan: limits, sysctls, memory and addresses, read with
 //! one shell command over any transport (no Python on the host).
 
+use c1m_proto::ceiling::HostLimits;
 use c1m_transport::{Transport, TransportError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -17,7 +18,9 @@ awk '/^(MemTotal|MemFree|MemAvailable):/ {sub(":", "", $1); print $1 "_kb=" $2}'
 for k in fs/file-max fs/nr_open net/ipv4/tcp_mem net/ipv4/tcp_rmem net/ipv4/tcp_wmem \
          net/ipv4/ip_local_port_range net/core/somaxconn net/ipv4/tcp_max_syn_backlog \
          net/netfilter/nf_conntrack_max net/netfilter/nf_conntrack_buckets \
-         net/netfilter/nf_conntrack_count net/netfilter/nf_conntrack_tcp_timeout_established; do
+         net/netfilter/nf_conntrack_count net/netfilter/nf_conntrack_tcp_timeout_established \
+         kernel/pid_max kernel/threads-max vm/max_map_count kernel/osrelease \
+         kernel/io_uring_disabled; do
   [ -r /proc/sys/$k ] && echo "$(echo $k | tr / .)=$(tr -s ' \t' '  ' < /proc/sys/$k)"
 done
 echo "addresses=$(ip -4 -o addr show scope global 2>/dev/null | awk '{split($4, a, "/"); printf "%s ", a[1]}')"
@@ -63,7 +66,10 @@ impl HostFacts {
                 "MemFree_kb" => f.mem_free = n().unwrap_or(0) * 1024,
                 "MemAvailable_kb" => f.mem_available = n().unwrap_or(0) * 1024,
                 "addresses" => f.addresses = v.split_whitespace().map(String::from).collect(),
-                k if k.starts_with("fs.") || k.starts_with("net.") => {
+                k if ["fs.", "net.", "kernel.", "vm."]
+                    .iter()
+                    .any(|p| k.starts_with(p)) =>
+                {
                     f.sysctl.insert(k.into(), v.into());
                 }
                 _ => {}
@@ -102,6 +108,26 @@ impl HostFacts {
         Some(hi.saturating_sub(lo) + 1)
     }
 
+    /// The limits a server model's own ceilings depend on (`procs`: `--procs`, the worker
+    /// processes of `prefork-sync`).
+    pub fn host_limits(&self, procs: Option<usize>) -> HostLimits {
+        let num = |k: &str| self.sysctl_num(k, 0);
+        HostLimits {
+            nofile_hard: self.nofile_hard,
+            pid_max: num("kernel.pid_max"),
+            threads_max: num("kernel.threads-max"),
+            max_map_count: num("vm.max_map_count"),
+            mem_available: (self.mem_available > 0).then_some(self.mem_available),
+            kernel_release: self
+                .sysctl
+                .get("kernel.osrelease")
+                .cloned()
+                .or_else(|| (!self.kernel.is_empty()).then(|| self.kernel.clone())),
+            io_uring_disabled: num("kernel.io_uring_disabled"),
+            procs,
+        }
+    }
+
     /// The facts as `run.json` records them per host ("tuning in effect").
     pub fn tuning(&self) -> BTreeMap<String, String> {
         let mut t = self.sysctl.clone();
@@ -137,6 +163,10 @@ mod tests {
         assert!(f.sysctl_num("net.ipv4.tcp_mem", 2).is_some());
         assert!(f.local_ports().unwrap() > 1000);
         assert!(!f.kernel.is_empty() && !f.arch.is_empty());
+        let l = f.host_limits(None);
+        assert!(l.pid_max.unwrap() >= 301 && l.threads_max.unwrap() > 0);
+        assert!(l.max_map_count.unwrap() > 0);
+        assert_eq!(l.kernel_release.as_deref(), Some(f.kernel.as_str()));
     }
 
     #[test]
@@ -147,5 +177,30 @@ mod tests {
         assert_eq!(f.nofile_hard, Some(u64::MAX));
         assert!(!f.conntrack_loaded());
         assert_eq!(f.local_ports(), None);
+        let l = f.host_limits(Some(3));
+        assert_eq!(
+            (l.pid_max, l.io_uring_disabled, l.procs),
+            (None, None, Some(3))
+        );
+    }
+
+    #[test]
+    fn model_limits_parse() {
+        let f = HostFacts::parse(
+            "kernel=6.1.0-18-amd64\nkernel.pid_max=32768\nkernel.threads-max=192729\n\
+             vm.max_map_count=65530\nkernel.io_uring_disabled=2\nMemAvailable_kb=1024\n",
+        );
+        let l = f.host_limits(None);
+        assert_eq!(
+            (
+                l.pid_max,
+                l.threads_max,
+                l.max_map_count,
+                l.io_uring_disabled
+            ),
+            (Some(32_768), Some(192_729), Some(65_530), Some(2))
+        );
+        assert_eq!(l.mem_available, Some(1 << 20));
+        assert_eq!(l.kernel_release.as_deref(), Some("6.1.0-18-amd64"));
     }
 }

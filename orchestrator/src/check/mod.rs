@@ -16,6 +16,7 @@ pub mod server_tree;
 
 use anyhow::Result;
 use c1m_ansible::connect::HostOptions;
+use c1m_proto::model::ServerModel;
 
 /// What `c1m check` is asked.
 #[derive(Debug, Clone, Default)]
@@ -30,6 +31,8 @@ pub struct CheckOptions {
     pub source_ips: Vec<String>,
     /// `--target`, `--server-cmd`, `--server-pid`, `--server-pidfile`.
     pub server: server::ServerChoice,
+    /// Server models whose own ceilings the plan names (`--server-model`).
+    pub models: Vec<ServerModel>,
     /// Print the plan as JSON.
     pub json: bool,
 }
@@ -43,7 +46,7 @@ pub enum CheckOutcome {
     Unreachable,
 }
 
-/// What the run asks of the hosts: the same three figures for `c1m check` and `c1m run`.
+/// What the run asks of the hosts: the same figures for `c1m check` and `c1m run`.
 #[derive(Debug, Clone, Copy)]
 pub struct Demand<'a> {
     pub connections: u64,
@@ -53,6 +56,10 @@ pub struct Demand<'a> {
     pub source_ips: &'a [String],
     /// What the command line says about the server under test.
     pub server: &'a server::ServerChoice,
+    /// The server models to name the ceilings of.
+    pub models: &'a [ServerModel],
+    /// `--procs`: worker processes.
+    pub procs: Option<usize>,
 }
 
 /// Every host reached and read, and the plan judged from what was found: the one preflight of
@@ -95,6 +102,8 @@ pub fn survey(hosts: &HostOptions, demand: Demand, say: bool) -> Result<Survey> 
             first_port: demand.first_port,
             ports: demand.port_count,
             local_source_ips: demand.source_ips,
+            models: demand.models,
+            procs: demand.procs,
         },
         &gather::facts_of(&reached),
     )?;
@@ -132,6 +141,7 @@ fn measure_external(plan: &mut plan::Plan, reached: &mut [(String, gather::Reach
             needed: "its process on the server host, to measure it".into(),
             fix: "give the pid of the server's main process (--server-pid, c1m_server_pid) or its pid file".into(),
             blocks: true,
+            stops_near: None,
         },
     };
     plan.hosts[i].findings.push(finding);
@@ -151,6 +161,8 @@ pub fn run(args: &CheckOptions) -> Result<CheckOutcome> {
             port_count: args.port_count,
             source_ips: &args.source_ips,
             server: &args.server,
+            models: &args.models,
+            procs: None,
         },
         !args.json,
     )?

@@ -3,13 +3,14 @@
 //! run as a finding with its fix. `c1m check` prints it; `c1m run` prints the same plan and
 //! refuses to start when it does not fit — one judgement for both.
 
-use super::capacity::{check_host, Finding, HostDemand};
+use super::capacity::{check_host, model_ceilings, Finding, HostDemand};
 use super::facts::HostFacts;
 use super::loopback;
 use super::server::{self, ServerPlan, UnderTest};
 use anyhow::{bail, Result};
 use c1m_ansible::inventory::{Connection, Host, Inventory};
 use c1m_proto::launch::share;
+use c1m_proto::model::ServerModel;
 use c1m_proto::{addrs, fmt};
 use serde::Serialize;
 use std::net::{Ipv4Addr, ToSocketAddrs};
@@ -93,6 +94,10 @@ pub struct Ask<'a> {
     pub ports: u16,
     /// `--source-ips`: the addresses of a client on this machine.
     pub local_source_ips: &'a [String],
+    /// The server models the run is for: each one's own ceilings are findings on the server.
+    pub models: &'a [ServerModel],
+    /// `--procs`: worker processes (`prefork-sync` holds one connection per process).
+    pub procs: Option<usize>,
 }
 
 /// The hosts of a group, in inventory order.
@@ -247,6 +252,13 @@ fn host_plan(
                 provision_hint: Some(provision_hint(ask.source)),
             };
             findings.extend(check_host(&demand, f));
+            // A model's own ceilings are c1m-server's; another server has its own (above).
+            if c1m_server {
+                let limits = f.host_limits(ask.procs);
+                for &m in ask.models {
+                    findings.extend(model_ceilings(m, ask.ports, ask.connections, &limits));
+                }
+            }
             (Some(f.clone()), None)
         }
         Err(e) => {
@@ -256,6 +268,7 @@ fn host_plan(
                 needed: "a working connection".into(),
                 fix: "check the address, the SSH key and the host key (see the error)".into(),
                 blocks: true,
+                stops_near: None,
             });
             (None, Some(e.clone()))
         }
@@ -291,6 +304,7 @@ fn var_finding(var: &str, found: &str, needed: &str, fix: &str) -> Finding {
         needed: needed.into(),
         fix: fix.into(),
         blocks: true,
+        stops_near: None,
     }
 }
 

@@ -215,6 +215,7 @@ fn bad(var: &str, found: &Value, needed: &str, host: &str) -> Finding {
         needed: needed.into(),
         fix: format!("correct {var} of host {host} (or the flag that sets it)"),
         blocks: true,
+        stops_near: None,
     }
 }
 
@@ -481,6 +482,7 @@ pub fn ceiling_finding(m: &Measured, connections: u64) -> Finding {
             String::new()
         },
         blocks,
+        stops_near: None,
     }
 }
 
@@ -493,6 +495,7 @@ pub fn inherited_finding(program: &str, soft: Option<u64>, hard: Option<u64>) ->
         needed: "its own limits, read from /proc once it listens".into(),
         fix: String::new(),
         blocks: false,
+        stops_near: None,
     }
 }
 

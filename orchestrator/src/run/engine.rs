@@ -39,10 +39,12 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 /// A stream session proves its host alive this often and gives it up after this long silent:
-/// a host that dies mid-run is declared lost in about half a minute, not never.
+/// a host that dies mid-run is declared lost in about half a minute, not never. On a host
+/// measured slow (`RunHost::budget`) silence may last as long as 300 program starts there.
 const KEEPALIVE: Duration = Duration::from_secs(5);
 const DEAD_AFTER: Duration = Duration::from_secs(30);
-/// Binding every port takes well under a second on hardware; TCG guests are slower.
+/// Binding every port takes well under a second on hardware; TCG guests are slower, so the
+/// wait is also at least 1,000 program starts on the server's host as measured at deploy.
 const SERVER_READY: Duration = Duration::from_secs(120);
 /// How long a server command gets to listen on every port; a server that needs longer is
 /// misconfigured or waiting for something it will not get.
@@ -164,6 +166,7 @@ impl Engine {
     ) -> tokio::task::JoinHandle<Result<Running, String>> {
         let h = &self.hosts[host];
         let c1m_binary = role == Role::Client || h.server_reports;
+        let dead_after = h.run.budget(DEAD_AFTER, 300);
         let (conn, inv_host, dir, tx) = (
             self.conn.clone(),
             h.run.host.clone(),
@@ -172,7 +175,7 @@ impl Engine {
         );
         tokio::task::spawn_blocking(move || {
             let mut t = conn.connect(&inv_host).map_err(|e| e.to_string())?;
-            t.set_liveness(KEEPALIVE, DEAD_AFTER);
+            t.set_liveness(KEEPALIVE, dead_after);
             let proc = RemoteProc::start(t, host, role, c1m_binary, cmd, &dir, tx)
                 .map_err(|e| format!("{}: cannot start {}: {e}", inv_host.name, role.binary()))?;
             Ok(Running {
@@ -244,7 +247,9 @@ impl Engine {
             }
             Err(e) => return self.end(Outcome::Failed, format!("cannot start the server: {e}")),
         }
-        self.wait_up(signals, SERVER_READY, "report listening")
+        // At least 1,000 program starts on the server's host as measured at deploy.
+        let ready_within = self.hosts[si].run.budget(SERVER_READY, 1_000);
+        self.wait_up(signals, ready_within, "report listening")
             .await;
     }
 
@@ -258,7 +263,8 @@ impl Engine {
             Ok(Err(e)) => return self.end(Outcome::Failed, format!("cannot start {cmd}: {e}")),
             Err(e) => return self.end(Outcome::Failed, format!("cannot start {cmd}: {e}")),
         }
-        self.wait_up(signals, COMMAND_READY, "start").await;
+        let ready_within = self.hosts[si].run.budget(COMMAND_READY, 1_000);
+        self.wait_up(signals, ready_within, "start").await;
     }
 
     /// A server already running: nothing to start; measured when its pid was given.
@@ -327,7 +333,8 @@ impl Engine {
             }
         };
         let mut m = server::measure(&tree, root);
-        if self.sut.under_test == UnderTest::C1mServer {
+        let c1m_server = self.sut.under_test == UnderTest::C1mServer;
+        if c1m_server {
             // Its fd tables are per thread, not per process: its own layout says what it holds.
             m.name = "c1m-server".into();
             m.ceiling = self.hosts[si]
@@ -336,7 +343,6 @@ impl Engine {
                 .as_ref()
                 .map(|l| l.capacity);
         }
-        let finding = server::ceiling_finding(&m, self.opts.connections);
         println!(
             "server under test: {} (pid {root}: {} process(es), {} thread(s), RSS {}) on {}:{}",
             m.name,
@@ -346,14 +352,19 @@ impl Engine {
             self.target,
             server::ports_text(self.opts.first_port, self.opts.port_count)
         );
-        println!("  {finding}");
+        // c1m-server's ceilings are its model's, named (never refusing) by the preflight; another
+        // server's are its own limits, known only now.
+        let finding = (!c1m_server).then(|| server::ceiling_finding(&m, self.opts.connections));
+        if let Some(f) = &finding {
+            println!("  {f}");
+        }
         self.sut.name = m.name.clone();
         self.sut.root = Some(root);
         self.sut.before = Some((tree, m));
         if let Some(c) = self.hosts[si].control.as_ref() {
             c.watch(root);
         }
-        if finding.blocks {
+        if finding.is_some_and(|f| f.blocks) {
             if self.opts.force {
                 println!("--force: starting the clients anyway");
             } else {

@@ -76,8 +76,9 @@ pub fn server_spec(opts: &RunOptions, target: Ipv4Addr, steer: bool) -> ServerSp
         ports: ports(opts),
         connections: opts.connections,
         steer_source_base: steer.then_some(loopback::FIRST_SOURCE),
+        model: opts.model(),
         workers: controlled(opts),
-        // The model and its knobs keep the binary's defaults (epoll-threads).
+        // The model's knobs (stack size, pool) keep the binary's defaults.
         ..ServerSpec::default()
     }
 }

@@ -7,6 +7,7 @@ use super::prepare::RunHost;
 use super::RunOptions;
 use crate::check::server::UnderTest;
 use c1m_proto::fmt;
+use c1m_proto::model::ServerModel;
 use std::net::Ipv4Addr;
 
 /// The run's environment on this machine.
@@ -77,13 +78,18 @@ fn private_netns(opts: &RunOptions) -> Option<PrivateNetns> {
     }
 }
 
-/// Steering needs one host that is both ends, one server process, and source addresses the
-/// run chooses itself.
+/// Steering needs one host that is both ends, one server process, source addresses the run
+/// chooses itself, and a model that attaches the steering program to its SO_REUSEPORT
+/// listeners (a loop per thread: `epoll-threads`, `io-uring`); the others get plain listeners
+/// and a client that spreads its own connections.
 fn steerable(opts: &RunOptions, hosts: &[RunHost]) -> bool {
     let [h] = hosts else {
         return false;
     };
-    h.is_server()
+    matches!(
+        opts.model(),
+        ServerModel::EpollThreads | ServerModel::IoUring
+    ) && h.is_server()
         && h.is_client()
         && !opts.no_steering
         && opts.procs.is_none()

@@ -4,7 +4,8 @@
 //! [`prepare`] connects, plans and deploys; [`engine`] runs the live phases; [`summary`] writes
 //! `run.json`. Modules, lowest layer first: `binaries`, `netns`, `sampler`, `track`, `view`,
 //! `signals`, `msg`, `listening`, `deploy`, `proc`, `control`, `prepare`, `local_env`, `launch`,
-//! `state`, `intake`, `summary`, `teardown`, `engine`.
+//! `state`, `intake`, `summary`, `teardown`, `engine`, `models` (a run per server model,
+//! compared).
 
 pub mod binaries;
 pub mod control;
@@ -14,6 +15,7 @@ mod intake;
 pub mod launch;
 mod listening;
 mod local_env;
+mod models;
 pub mod msg;
 pub mod netns;
 pub mod prepare;
@@ -28,6 +30,8 @@ pub mod view;
 
 use c1m_ansible::connect::HostOptions;
 use c1m_proto::duration::Span;
+use c1m_proto::launch::ServerSpec;
+use c1m_proto::model::ServerModel;
 use std::path::PathBuf;
 
 /// What `c1m run` is asked to do.
@@ -67,6 +71,19 @@ pub struct RunOptions {
     pub protocol: c1m_proto::protocol::ProtocolArgs,
     /// Errors after which a client gives up.
     pub max_errors: Option<u64>,
+    /// The server models to run, one run each in this order (`--server-model`); empty: the
+    /// default model.
+    pub models: Vec<ServerModel>,
+}
+
+impl RunOptions {
+    /// The model of a single run: the first asked, else the server's default.
+    pub fn model(&self) -> ServerModel {
+        self.models
+            .first()
+            .copied()
+            .unwrap_or(ServerSpec::default().model)
+    }
 }
 
 /// How `c1m run` ended.
@@ -84,8 +101,16 @@ pub enum RunEnd {
     Interrupted,
 }
 
-/// Runs `c1m run`: prepares (refusing what cannot fit), then runs the live phases.
-pub fn run(mut args: RunOptions) -> anyhow::Result<RunEnd> {
+/// Runs `c1m run`: one run, or one per server model and their comparison.
+pub fn run(args: RunOptions) -> anyhow::Result<RunEnd> {
+    if args.models.len() > 1 {
+        return models::run_each(args);
+    }
+    run_one(args)
+}
+
+/// One run: prepares (refusing what cannot fit), then runs the live phases.
+fn run_one(mut args: RunOptions) -> anyhow::Result<RunEnd> {
     let prepared = match prepare::prepare(&args)? {
         prepare::Readiness::Ready(p) => *p,
         prepare::Readiness::Refused(end) => return Ok(end),

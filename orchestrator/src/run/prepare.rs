@@ -11,10 +11,11 @@ use anyhow::{Context, Result};
 use c1m_ansible::connect::ConnectSettings;
 use c1m_ansible::inventory::{Connection, Host};
 use c1m_proto::fmt;
+use c1m_transport::pace::{self, Pace};
 use c1m_transport::Transport;
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// One host of the run, ready to start.
 pub struct RunHost {
@@ -34,6 +35,9 @@ pub struct RunHost {
     pub window: Option<u64>,
     /// The connection facts were gathered over; the engine's control thread takes it.
     pub control: Option<Box<dyn Transport>>,
+    /// How fast the host answered over SSH when the binaries were deployed; `None` for this
+    /// machine. The engine's waits on the host are derived from it.
+    pub pace: Option<Pace>,
 }
 
 impl RunHost {
@@ -46,6 +50,12 @@ impl RunHost {
     /// This machine, without SSH.
     pub fn is_local(&self) -> bool {
         self.host.connection() == Connection::Local
+    }
+    /// How long to wait for a step on this host that costs about `execs` program starts there,
+    /// never less than `floor`: a host three times slower gets three times longer, whatever
+    /// the machine the floor was chosen on.
+    pub fn budget(&self, floor: Duration, execs: u32) -> Duration {
+        self.pace.map_or(floor, |p| p.budget(floor, execs))
     }
 }
 
@@ -86,6 +96,8 @@ pub fn prepare(args: &RunOptions) -> Result<Readiness> {
             port_count: args.port_count,
             source_ips: &args.source_ips,
             server: &args.server,
+            models: &[args.model()],
+            procs: args.procs,
         },
         true,
     )?;
@@ -179,6 +191,7 @@ fn run_host(
         bin_dir,
         window: hp.window,
         control: Some(control),
+        pace: None,
         host,
     }
 }
@@ -201,6 +214,15 @@ fn deployed_line(d: &Deployed, dir: &str) -> String {
     }
 }
 
+/// A host's measured pace, for the deploy line.
+fn pace_words(p: &Pace) -> String {
+    let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
+    match p.round_trip {
+        Some(rt) => format!("answers in {}, starts a program in {}", ms(rt), ms(p.exec)),
+        None => format!("starts a program in {}", ms(p.exec)),
+    }
+}
+
 /// Deploys to every SSH host, `forks` at a time; any host that cannot take or run the binaries
 /// stops the run before anything starts.
 fn deploy_all(hosts: &mut [RunHost], local_bins: &Path, forks: usize) -> Result<()> {
@@ -219,7 +241,15 @@ fn deploy_all(hosts: &mut [RunHost], local_bins: &Path, forks: usize) -> Result<
                             return (name, Err("no connection".into()));
                         };
                         let r = deploy(t.as_mut(), &h.facts, local_bins, &h.bin_dir)
-                            .map(|d| deployed_line(&d, &h.bin_dir));
+                            .map(|d| deployed_line(&d, &h.bin_dir))
+                            .and_then(|line| {
+                                // Three samples of each exchange; the fastest is the host.
+                                let p = pace::measure(t.as_mut(), 3).map_err(|e| {
+                                    format!("{name}: measuring how fast it answers: {e}")
+                                })?;
+                                h.pace = Some(p);
+                                Ok(format!("{line}; {}", pace_words(&p)))
+                            });
                         (name, r)
                     })
                 })

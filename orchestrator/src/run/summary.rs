@@ -4,10 +4,11 @@
 use super::sampler::kernel_total;
 use super::state::{Ending, HostState, Peak, Reached, ServerUnderTest};
 use super::{RunEnd, RunOptions};
-use crate::check::server;
+use crate::check::server::{self, UnderTest};
 use crate::check::server_tree::TreeSample;
+use c1m_proto::ceiling::{self, Ceiling};
 use c1m_proto::fmt;
-use c1m_proto::stats::{ClientStats, LayoutLine, StatsLine};
+use c1m_proto::stats::{ClientStats, LayoutLine, ServerStats, StatsLine};
 use c1m_rundir::{HostSummary, LimitHit, Outcome, RunSettings, RunSummary, ServerFigures};
 use std::collections::BTreeMap;
 
@@ -86,7 +87,11 @@ pub fn summarize(f: &Finished) -> RunSummary {
             .iter()
             .find_map(|h| Some(format!("{}: {}", h.run.host.name, h.failure.as_ref()?)))
     });
-    let figures = server_figures(f);
+    // A model's own ceiling is c1m-server's; another server's was read from /proc.
+    let ceiling = server_host
+        .filter(|_| f.sut.under_test == UnderTest::C1mServer)
+        .and_then(|h| model_ceiling(f.opts, h));
+    let figures = server_figures(f, &server, ceiling.as_ref());
     let limit = server_ceiling_hit(f, figures.as_ref(), outcome, &errors).unwrap_or_else(|| {
         limit_hit(
             f.opts,
@@ -95,6 +100,7 @@ pub fn summarize(f: &Finished) -> RunSummary {
             outcome,
             reason.as_deref(),
             f.hosts,
+            ceiling.as_ref(),
         )
     });
     let partial = f.hosts.iter().any(|h| {
@@ -144,19 +150,37 @@ pub fn summarize(f: &Finished) -> RunSummary {
     }
 }
 
+/// The model's own ceiling on the server host that stops it short of the target, as the
+/// preflight named it.
+fn model_ceiling(opts: &RunOptions, server: &HostState) -> Option<Ceiling> {
+    let limits = server.run.facts.host_limits(opts.procs);
+    ceiling::binding(opts.model(), opts.port_count, &limits, opts.connections)
+}
+
 /// The server under test as measured: its tree before the clients and at the peak, per
 /// connection held. Memory per connection is the growth from before the clients started to
 /// the peak; CPU is what the tree used from then until the target (or the end of connecting).
-fn server_figures(f: &Finished) -> Option<ServerFigures> {
+/// c1m-server is named by its model; its own ticks give its processes, threads and RSS when its
+/// tree was not read, and its model's ceiling (as the preflight named it) is the one predicted.
+fn server_figures(
+    f: &Finished,
+    last: &ServerStats,
+    model_ceiling: Option<&Ceiling>,
+) -> Option<ServerFigures> {
     let sut = f.sut;
     let host = f.hosts.iter().find(|h| h.run.is_server())?;
     let conns = f.peak.established;
     let per_conn = |after: u64, before: u64| {
         (conns > 0).then(|| after.saturating_sub(before) as f64 / conns as f64)
     };
+    let c1m_server = sut.under_test == UnderTest::C1mServer;
     let mut fig = ServerFigures {
         kind: sut.under_test.kind(),
-        name: sut.name.clone(),
+        name: if c1m_server {
+            f.opts.model().name().into()
+        } else {
+            sut.name.clone()
+        },
         command: sut.under_test.command().map(str::to_string),
         protocol: f.opts.protocol.protocol.name().into(),
         host: host.run.host.name.clone(),
@@ -165,11 +189,21 @@ fn server_figures(f: &Finished) -> Option<ServerFigures> {
         pid: sut.root,
         ..Default::default()
     };
+    if c1m_server {
+        // The last tick while serving: the summary line comes after the connections closed.
+        let live = &host.track.server;
+        let procs = live.procs.max(last.procs) as u64;
+        let threads = live.threads.max(last.threads);
+        fig.processes = (procs > 0).then_some(procs);
+        fig.threads = (threads > 0).then_some(threads);
+        fig.rss_bytes = Some(f.peak.server_rss);
+        fig.predicted_ceiling = model_ceiling.map(|c| c.holds);
+    }
     let Some((before, measured)) = &sut.before else {
         return Some(fig);
     };
     fig.limits = measured.limits.clone();
-    fig.predicted_ceiling = measured.ceiling;
+    fig.predicted_ceiling = fig.predicted_ceiling.or(measured.ceiling);
     let empty = TreeSample::default();
     let peak = f.peak.server_tree.as_ref().unwrap_or(&empty);
     if peak.processes.is_empty() {
@@ -350,12 +384,43 @@ pub fn limit_hit(
     outcome: Outcome,
     reason: Option<&str>,
     hosts: &[HostState],
+    ceiling: Option<&Ceiling>,
 ) -> LimitHit {
     let hit = |kind: &str, sentence: String, evidence: String| LimitHit {
         kind: kind.into(),
         sentence,
         evidence,
     };
+    // A model stopped at (about) the ceiling its preflight named: that ceiling is the limit,
+    // whatever errors the connections past it met. The thread and pid counts are estimates,
+    // hence the tenth of slack.
+    if let Some(c) = ceiling.filter(|c| {
+        outcome != Outcome::Reached && client.verified <= c.holds.saturating_add(c.holds / 10)
+    }) {
+        let model = opts.model();
+        let errors = errors
+            .iter()
+            .max_by_key(|(_, v)| **v)
+            .map(|(name, count)| format!("; {name} ×{count}"))
+            .unwrap_or_default();
+        return hit(
+            "model",
+            format!(
+                "{model} stops near {} here: {} ({}), as the preflight named it.",
+                fmt::int(c.holds),
+                c.limit,
+                c.why
+            ),
+            format!(
+                "{} of {} verified; {} found {}{errors}; fix: {}",
+                fmt::int(client.verified),
+                fmt::int(client.target.max(opts.connections)),
+                c.limit,
+                c.found,
+                c.fix
+            ),
+        );
+    }
     if outcome != Outcome::Reached {
         if let Some((name, count)) = errors.iter().max_by_key(|(_, v)| **v) {
             let (kind, sentence) = error_limit(name);
@@ -431,6 +496,9 @@ fn error_limit(name: &str) -> (&'static str, String) {
 /// The summary for a person, then a line per host when there are several.
 pub fn print(s: &RunSummary, hosts: &[HostState]) {
     println!();
+    if let Some(sv) = &s.server {
+        println!("server model: {}", sv.name);
+    }
     match s.time_to_target_s {
         Some(t) => println!(
             "reached {} connections in {:.2} s: mean {} conn/s, peak {} conn/s",

@@ -1,0 +1,135 @@
+//! `c1m run --server-model a,b,…` on this machine over loopback, with the real binaries: one run
+//! per model through the one engine, each model reaching the target or stopping at the ceiling
+//! its preflight named, a run directory per model, and the comparison beside them that
+//! `c1m report --compare` renders the same way.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn c1m() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_c1m"));
+    if std::env::var_os("C1M_BIN_DIR").is_none() {
+        // c1m finds c1m-server/c1m-client beside itself; under cargo test they are built there.
+        let dir = Path::new(env!("CARGO_BIN_EXE_c1m"))
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        c.env("C1M_BIN_DIR", dir);
+    }
+    c
+}
+
+fn show(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn read_json(p: &Path) -> Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
+    )
+    .unwrap()
+}
+
+/// The one `*-models` directory a series wrote under `runs`.
+fn group_of(runs: &Path) -> PathBuf {
+    let groups: Vec<PathBuf> = std::fs::read_dir(runs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with("-models"))
+        .collect();
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    groups[0].clone()
+}
+
+#[test]
+fn three_models_each_reach_or_name_their_ceiling_and_are_compared() {
+    let runs = std::env::temp_dir().join(format!("c1m-test-models-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&runs);
+    let models = ["epoll-threads", "sync", "thread-per-conn"];
+    let out = c1m()
+        .args(["run", "--server-model", &models.join(",")])
+        .args(["--connections", "25000", "--hold", "1s", "--port", "34000"])
+        .arg("--runs-dir")
+        .arg(&runs)
+        .arg("--no-progress")
+        .output()
+        .unwrap();
+    let said = show(&out);
+    assert!(out.status.success(), "{said}");
+    // The preflight names sync's one fd table as where it stops, and does not refuse.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("⚠ sync: RLIMIT_NOFILE (hard), one fd table")
+            && stdout.contains("this model stops near"),
+        "{said}"
+    );
+    assert!(stdout.contains("thread-per-conn: kernel.pid_max"), "{said}");
+
+    let group = group_of(&runs);
+    let mut dirs = Vec::new();
+    let mut reached = 0;
+    for m in models {
+        let dir = std::fs::canonicalize(group.join(m).join("latest"))
+            .unwrap_or_else(|e| panic!("{m}: no run directory: {e}\n{said}"));
+        let s = read_json(&dir.join("run.json"));
+        assert_eq!(s["server"]["name"], m, "{s}");
+        assert_eq!(s["server"]["kind"], "c1m_server", "{s}");
+        // The server ran the model asked for: sync's thread count says so below.
+        let threads = s["server"]["threads"].as_u64().unwrap_or(0);
+        match s["outcome"].as_str() {
+            Some("reached") => {
+                reached += 1;
+                assert_eq!(s["established_peak"], 25000, "{m}: {s}");
+            }
+            _ => {
+                // Not reached: the limit is the model's own ceiling, with its number and fix.
+                let limit = &s["limit"];
+                assert_eq!(limit["kind"], "model", "{m}: {s}");
+                let ceiling = s["server"]["predicted_ceiling"].as_u64().unwrap();
+                assert!(ceiling < 25000, "{m}: {s}");
+                let sentence = limit["sentence"].as_str().unwrap();
+                assert!(
+                    sentence.starts_with(&format!("{m} stops near")),
+                    "{sentence}"
+                );
+                assert!(limit["evidence"].as_str().unwrap().contains("fix:"), "{s}");
+            }
+        }
+        if m == "sync" {
+            // One thread, one fd table: it cannot reach 25,000 under a hard nofile of 20,000.
+            assert_ne!(s["outcome"], "reached", "{s}");
+            assert!(threads < 8, "sync ran {threads} threads: {s}");
+        }
+        dirs.push(dir);
+    }
+    assert!(reached >= 1, "{said}");
+
+    // The comparison beside the runs: labelled by model, a sentence per model.
+    let md = std::fs::read_to_string(group.join("compare.md")).unwrap();
+    for m in models {
+        assert!(md.contains(m), "{m} missing from compare.md:\n{md}");
+    }
+    assert!(md.contains("sync: sync stops near"), "{md}");
+    let html = std::fs::read_to_string(group.join("compare.html")).unwrap();
+    assert!(html.contains("<svg"), "no chart in compare.html");
+
+    // `c1m report --compare` over the same directories renders the same comparison.
+    let again = c1m()
+        .args(["report", "--compare", "--format", "markdown", "--no-charts"])
+        .args(&dirs)
+        .output()
+        .unwrap();
+    assert!(again.status.success(), "{}", show(&again));
+    let again = String::from_utf8_lossy(&again.stdout);
+    for m in models {
+        assert!(again.contains(m), "{m} missing from the report:\n{again}");
+    }
+    assert!(again.contains("sync: sync stops near"), "{again}");
+    let _ = std::fs::remove_dir_all(&runs);
+}
