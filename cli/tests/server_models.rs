@@ -117,7 +117,13 @@ fn three_models_each_reach_or_name_their_ceiling_and_are_compared() {
     }
     assert!(md.contains("sync: sync stops near"), "{md}");
     let html = std::fs::read_to_string(group.join("compare.html")).unwrap();
-    assert!(html.contains("<svg"), "no chart in compare.html");
+    // Charts are embedded SVG images, one per figure, e.g. time to target.
+    assert!(
+        html.contains("data:image/svg+xml;base64,") && html.contains(r#"alt="Time to target""#),
+        "no chart in compare.html"
+    );
+    // A model that stopped at its ceiling lost no data: its run is whole, only not reached.
+    assert!(!md.contains("marks this run partial"), "{md}");
 
     // `c1m report --compare` over the same directories renders the same comparison.
     let again = c1m()
@@ -131,5 +137,49 @@ fn three_models_each_reach_or_name_their_ceiling_and_are_compared() {
         assert!(again.contains(m), "{m} missing from the report:\n{again}");
     }
     assert!(again.contains("sync: sync stops near"), "{again}");
+    let _ = std::fs::remove_dir_all(&runs);
+}
+
+#[test]
+fn under_message_interval_sync_answers_no_later_message_and_the_comparison_says_so() {
+    let runs = std::env::temp_dir().join(format!("c1m-test-messages-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&runs);
+    let out = c1m()
+        .args(["run", "--server-model", "sync,epoll"])
+        .args(["--connections", "2000", "--message-interval", "300ms"])
+        .args(["--hold", "2s", "--port", "34100", "--runs-dir"])
+        .arg(&runs)
+        .arg("--no-progress")
+        .output()
+        .unwrap();
+    let said = show(&out);
+    assert!(out.status.success(), "{said}");
+    let group = group_of(&runs);
+    let run_of = |m: &str| read_json(&group.join(m).join("latest").join("run.json"));
+    let (sync, epoll) = (run_of("sync"), run_of("epoll"));
+    for s in [&sync, &epoll] {
+        assert_eq!(s["outcome"], "reached", "{s}");
+        // Every held connection got a message every 300 ms for 2 s.
+        assert!(s["messages_sent"].as_u64().unwrap() >= 2000, "{s}");
+    }
+    // sync never reads a connection after its greeting; epoll answers all but those in flight
+    // when the hold ended.
+    assert_eq!(sync["messages_answered"], 0, "{sync}");
+    assert!(sync["rtt_us"].is_null(), "{sync}");
+    let (sent, answered) = (
+        epoll["messages_sent"].as_u64().unwrap(),
+        epoll["messages_answered"].as_u64().unwrap(),
+    );
+    assert!(answered + 2000 >= sent && answered > 0, "{epoll}");
+    assert!(epoll["rtt_us"]["p99"].as_u64().unwrap() > 0, "{epoll}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("round trips: 0 of"), "{said}");
+
+    let md = std::fs::read_to_string(group.join("compare.md")).unwrap();
+    assert!(md.contains("| messages_answered | 0 |"), "{md}");
+    assert!(
+        md.contains("Later messages: none of") && md.contains("the server does not serve"),
+        "{md}"
+    );
     let _ = std::fs::remove_dir_all(&runs);
 }

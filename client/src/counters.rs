@@ -15,6 +15,8 @@ pub struct Counters {
     pub verified: AtomicU64,
     pub dropped: AtomicU64,
     pub messages: AtomicU64,
+    /// Messages whose answer came back (each a round trip in `rtt_hist`).
+    pub answered: AtomicU64,
     pub errors: [AtomicU64; errors::SLOTS],
     /// Connections that broke their protocol, by kind (`echo_mismatch`, `http_404`…): a lock
     /// taken once per failed connection, never on the way of a good one.
@@ -33,6 +35,7 @@ impl Default for Counters {
             verified: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             messages: AtomicU64::new(0),
+            answered: AtomicU64::new(0),
             errors: Default::default(),
             failures: Mutex::new(BTreeMap::new()),
             done_at_us: AtomicU64::new(0),

@@ -116,6 +116,8 @@ fn totals(all: &[Counters], target: u64, started: Instant, with_hists: bool) -> 
         errors: errs,
         procs: 1,
         time_to_target_s,
+        messages_sent: counters::sum(all, |c| &c.messages),
+        messages_answered: counters::sum(all, |c| &c.answered),
         ..Default::default()
     };
     if with_hists {

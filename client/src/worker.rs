@@ -490,6 +490,7 @@ impl<P: Protocol> Loop<P> {
             }
             Phase::Message => {
                 let _ = self.rtt_hist.record(rtt);
+                add(&self.c().answered, 1);
             }
             _ => {}
         }

@@ -97,6 +97,12 @@ pub struct ClientStats {
     pub connect_hist: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rtt_hist: Option<String>,
+    /// Messages sent after the opening exchange (`--message-interval`), and how many of them
+    /// the server answered: a model that never reads after the greeting answers none.
+    #[serde(default)]
+    pub messages_sent: u64,
+    #[serde(default)]
+    pub messages_answered: u64,
 }
 
 fn absorb_errors(into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {
@@ -134,6 +140,8 @@ impl ClientStats {
         self.dropped += o.dropped;
         self.rss_bytes += o.rss_bytes;
         self.procs += o.procs;
+        self.messages_sent += o.messages_sent;
+        self.messages_answered += o.messages_answered;
         absorb_errors(&mut self.errors, &o.errors);
     }
 

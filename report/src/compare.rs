@@ -29,6 +29,10 @@ const METRICS: &[Metric] = &[
     }),
     ("rtt_p50_us", |r| r.rtt_us.as_ref().map(|p| p.p50 as f64)),
     ("rtt_p99_us", |r| r.rtt_us.as_ref().map(|p| p.p99 as f64)),
+    ("messages_sent", |r| r.messages.map(|m| m.sent as f64)),
+    ("messages_answered", |r| {
+        r.messages.map(|m| m.answered as f64)
+    }),
     ("user_bytes_per_conn", |r| r.memory.user_bytes_per_conn),
     ("kernel_bytes_per_conn", |r| r.memory.kernel_bytes_per_conn),
     ("errors_total", |r| Some(r.errors_total as f64)),

@@ -216,6 +216,12 @@ pub fn run_blocks(r: &RunReport) -> Vec<Block> {
             rows: lat_rows,
         });
     }
+    if let Some(m) = r.messages {
+        out.push(Block::Pairs {
+            title: s("Messages after the greeting"),
+            rows: vec![(s("answered"), m.sentence())],
+        });
+    }
     out.push(Block::Table {
         title: s("Hosts"),
         head: [
@@ -461,8 +467,12 @@ pub fn compare_blocks(runs: &[RunReport], rows: &[CompareRow]) -> Vec<Block> {
         rows: table_rows,
     });
     for r in runs {
+        let messages = r
+            .messages
+            .map(|m| format!(" {}.", m.sentence()))
+            .unwrap_or_default();
         out.push(Block::Limit {
-            sentence: format!("{}: {}", r.label, r.limit.sentence),
+            sentence: format!("{}: {}{messages}", r.label, r.limit.sentence),
             evidence: r.limit.evidence.clone(),
         });
     }

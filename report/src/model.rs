@@ -3,6 +3,7 @@
 //! add fields, never rename or repurpose them without bumping [`REPORT_SCHEMA`].
 
 use super::load::Notice;
+use c1m_proto::fmt;
 use c1m_proto::stats::Percentiles;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -53,6 +54,9 @@ pub struct RunReport {
     /// `run.json` | `hosts` (merged connect_hist) | null.
     pub connect_latency_source: Option<String>,
     pub rtt_us: Option<Percentiles>,
+    /// Messages sent after the opening exchange and answered (`--message-interval`); `None`
+    /// when the run sent none.
+    pub messages: Option<Messages>,
     pub memory: Memory,
     /// By errno name, all hosts.
     pub errors: BTreeMap<String, u64>,
@@ -139,4 +143,29 @@ pub struct CompareRow {
     pub deltas: Vec<Option<f64>>,
     /// `deltas[i] / values[0] × 100`.
     pub delta_pct: Vec<Option<f64>>,
+}
+
+/// Messages after the opening exchange: how many the clients sent, how many came back.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct Messages {
+    pub sent: u64,
+    pub answered: u64,
+}
+
+impl Messages {
+    /// One sentence: all answered, some, or none (a server that never reads a connection
+    /// after its greeting, like the `sync` model, answers none).
+    pub fn sentence(&self) -> String {
+        let (a, n) = (fmt::int(self.answered), fmt::int(self.sent));
+        if self.answered >= self.sent {
+            format!("Later messages: all {n} answered")
+        } else if self.answered == 0 {
+            format!(
+                "Later messages: none of {n} answered (the server does not serve messages after \
+                 the greeting)"
+            )
+        } else {
+            format!("Later messages: {a} of {n} answered")
+        }
+    }
 }

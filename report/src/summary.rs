@@ -144,6 +144,18 @@ pub fn build(data: &RunData, path: &str) -> RunReport {
         )
         .percentiles()
     });
+    // From run.json; without it, from the clients' own summaries.
+    let (sent, answered) = match s {
+        Some(s) => (s.messages_sent, s.messages_answered),
+        None => data
+            .hosts
+            .values()
+            .filter_map(|h| h.client_summary())
+            .fold((0, 0), |(a, b), c| {
+                (a + c.messages_sent, b + c.messages_answered)
+            }),
+    };
+    let messages = (sent > 0).then_some(super::model::Messages { sent, answered });
 
     let hosts = hosts::host_reports(data, events);
     let errors = hosts::total_errors(data, &hosts);
@@ -195,6 +207,7 @@ pub fn build(data: &RunData, path: &str) -> RunReport {
         connect_latency_us,
         connect_latency_source,
         rtt_us,
+        messages,
         memory,
         errors,
         errors_total,

@@ -49,6 +49,10 @@ pub struct RunSummary {
     pub connect_rate_mean: f64,
     pub connect_latency_us: Option<Percentiles>,
     pub rtt_us: Option<Percentiles>,
+    /// Messages the clients sent after the opening exchange (`--message-interval`) and how many
+    /// the server answered.
+    pub messages_sent: u64,
+    pub messages_answered: u64,
     /// By errno name, summed over all clients and servers.
     pub errors: BTreeMap<String, u64>,
     /// Server RSS at the peak (all server processes).

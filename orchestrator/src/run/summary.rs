@@ -1,6 +1,7 @@
 //! The end of a run: `run.json` — one summary assembly for every run, with a figure set per
 //! host — the limit the run hit, and the summary printed for a person.
 
+use super::msg::{Ended, Role};
 use super::sampler::kernel_total;
 use super::state::{Ending, HostState, Peak, Reached, ServerUnderTest};
 use super::{RunEnd, RunOptions};
@@ -103,9 +104,17 @@ pub fn summarize(f: &Finished) -> RunSummary {
             ceiling.as_ref(),
         )
     });
+    // Partial means data is missing: a summary never came, or a host was lost. A binary that
+    // gave up and said so in its summary (a client whose share could not be held exits 1)
+    // lost nothing; its host still carries the failure.
     let partial = f.hosts.iter().any(|h| {
-        h.failure.is_some()
-            || (h.run.is_client() && h.track.client_summary.is_none())
+        let lost = [Role::Client, Role::Server].into_iter().any(|r| {
+            matches!(
+                h.running(r).and_then(|x| x.ended.as_ref()),
+                Some(Ended::Lost(_))
+            )
+        });
+        lost || (h.run.is_client() && h.track.client_summary.is_none())
             || (h.run.is_server() && h.server_reports && h.track.server_summary.is_none())
     });
     let server_peak = f.peak.server_open.max(1);
@@ -130,6 +139,8 @@ pub fn summarize(f: &Finished) -> RunSummary {
             .unwrap_or(0.0),
         connect_latency_us: client.connect_latency_us.clone(),
         rtt_us: client.rtt_us.clone(),
+        messages_sent: client.messages_sent,
+        messages_answered: client.messages_answered,
         errors,
         server_rss_bytes: f.peak.server_rss,
         client_rss_bytes: client.rss_bytes,
@@ -520,6 +531,18 @@ pub fn print(s: &RunSummary, hosts: &[HostState]) {
             fmt::int(p.p50),
             fmt::int(p.p99),
             fmt::int(p.max)
+        );
+    }
+    if s.messages_sent > 0 {
+        let rtt = s
+            .rtt_us
+            .as_ref()
+            .map(|p| format!(": p50 {} µs, p99 {} µs", fmt::int(p.p50), fmt::int(p.p99)))
+            .unwrap_or_default();
+        println!(
+            "round trips: {} of {} messages answered{rtt}",
+            fmt::int(s.messages_answered),
+            fmt::int(s.messages_sent)
         );
     }
     println!(
