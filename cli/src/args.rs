@@ -2,6 +2,7 @@
 //! shared by the subcommands that reach hosts. Each flag has one meaning across subcommands;
 //! the library crates take the plain option structs these convert into (see `main.rs`).
 
+use c1m_orchestrator::run::ceiling::{Connections, Size};
 use c1m_proto::model::ServerModel;
 use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -115,9 +116,10 @@ pub struct PortArgs {
 /// What a run asks of the hosts: the same flags for `run` and `check`, judged by the same code.
 #[derive(Args, Debug, Clone)]
 pub struct DemandArgs {
-    /// Connections to establish and hold, over all clients.
-    #[arg(short = 'n', long, default_value_t = 1_000_000)]
-    pub connections: u64,
+    /// Connections to establish and hold, over all clients. `c1m run --connections max`: as many
+    /// as this machine holds (a short calibration run measures the cost of one first).
+    #[arg(short = 'n', long, default_value = "1000000", value_name = "N|max")]
+    pub connections: Connections,
     #[command(flatten)]
     pub ports: PortArgs,
     /// Source IPs for a client on this machine (`A` or `A-B`, comma-separated). Default: enough
@@ -219,6 +221,10 @@ pub struct RunArgs {
     /// Run on this machine's own network namespace instead of a private one sized for the test.
     #[arg(long)]
     pub no_netns: bool,
+    /// Connect the ordinary way (SYN, then the greeting after the handshake) instead of with
+    /// the greeting in the SYN (TCP Fast Open, turned on inside a local run's namespace only).
+    #[arg(long)]
+    pub no_fastopen: bool,
     /// Start even when the preflight says the run cannot fit.
     #[arg(long)]
     pub force: bool,
@@ -228,6 +234,10 @@ pub struct RunArgs {
     pub max_errors: Option<u64>,
     #[command(flatten)]
     pub protocol: c1m_proto::protocol::ProtocolArgs,
+    /// With `--connections max`: the ceiling takes at most this much memory (`512MiB`, `8G`),
+    /// leaving the rest of a shared machine alone.
+    #[arg(long, value_name = "SIZE")]
+    pub max_memory: Option<Size>,
 }
 
 /// Arguments of `c1m check`.

@@ -13,6 +13,7 @@ use c1m_ansible::connect::{ConnectSettings, HostOptions, Sources, SourcesRef};
 use c1m_ansible::playbook::list::Listing;
 use c1m_ansible::provision::{ProvisionOptions, ProvisionOutcome};
 use c1m_orchestrator::check::{CheckOptions, CheckOutcome};
+use c1m_orchestrator::run::ceiling::{self, Connections};
 use c1m_orchestrator::run::{RunEnd, RunOptions};
 use clap::Parser;
 use exit::Exit;
@@ -81,9 +82,18 @@ fn provision(a: ProvisionArgs) -> anyhow::Result<Exit> {
 }
 
 fn run(a: RunArgs) -> anyhow::Result<Exit> {
-    let end = c1m_orchestrator::run::run(RunOptions {
+    if a.max_memory.is_some() && a.demand.connections != Connections::Max {
+        anyhow::bail!(
+            "--max-memory caps the ceiling of `--connections max`; a run of a given number \
+             takes what that number needs"
+        );
+    }
+    let opts = RunOptions {
         hosts: hosts(a.hosts)?,
-        connections: a.demand.connections,
+        connections: match a.demand.connections {
+            Connections::Count(n) => n,
+            Connections::Max => ceiling::CALIBRATION,
+        },
         first_port: a.demand.ports.first_port,
         port_count: a.demand.ports.port_count,
         rate: a.rate,
@@ -96,12 +106,26 @@ fn run(a: RunArgs) -> anyhow::Result<Exit> {
         no_progress: a.no_progress,
         no_steering: a.no_steering,
         no_netns: a.no_netns,
+        no_fastopen: a.no_fastopen,
         force: a.force,
         server: a.demand.server.choice(),
         protocol: a.protocol,
         max_errors: a.max_errors,
         models: a.demand.server_model.map(|l| l.0).unwrap_or_default(),
-    })?;
+    };
+    let end = match a.demand.connections {
+        Connections::Count(_) => c1m_orchestrator::run::run(opts)?,
+        Connections::Max if opts.models.len() > 1 => anyhow::bail!(
+            "--connections max finds one server's ceiling; give --server-model one model"
+        ),
+        Connections::Max if opts.server.target.is_some() || opts.server.cmd.is_some() => {
+            anyhow::bail!(
+                "--connections max measures c1m-server's ceiling; a server given by --target or \
+                 --server-cmd needs a number of connections"
+            )
+        }
+        Connections::Max => ceiling::run_max(opts, a.max_memory.map(|s| s.0))?,
+    };
     Ok(match end {
         RunEnd::Passed => Exit::Ok,
         RunEnd::Failed => Exit::Failed,
@@ -112,9 +136,15 @@ fn run(a: RunArgs) -> anyhow::Result<Exit> {
 }
 
 fn check(a: CheckArgs) -> anyhow::Result<Exit> {
+    let Connections::Count(connections) = a.demand.connections else {
+        anyhow::bail!(
+            "--connections max is for `c1m run`, which measures the cost of a connection with a \
+             calibration run first; c1m check needs a number"
+        );
+    };
     let outcome = c1m_orchestrator::check::run(&CheckOptions {
         hosts: hosts(a.hosts)?,
-        connections: a.demand.connections,
+        connections,
         first_port: a.demand.ports.first_port,
         port_count: a.demand.ports.port_count,
         source_ips: a.demand.source_ips,

@@ -440,3 +440,168 @@ fn a_forced_run_whose_client_gives_up_ends_at_once() {
     );
     assert_gone(&pids(&run));
 }
+
+#[test]
+fn connections_max_is_this_machines_alone_and_only_for_run() {
+    // An inventory with a host over SSH: refused before anything is reached or started.
+    let dir = tmp("max-remote");
+    let inv = dir.join("hosts.yml");
+    std::fs::write(
+        &inv,
+        "all:\n  children:\n    server:\n      hosts:\n        far:\n          ansible_host: 192.0.2.10\n    \
+         clients:\n      hosts:\n        localhost:\n          ansible_connection: local\n",
+    )
+    .unwrap();
+    let out = c1m()
+        .args(["run", "--connections", "max", "-i"])
+        .arg(&inv)
+        .arg("--runs-dir")
+        .arg(dir.join("runs"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(stderr.contains("this machine's ceiling"), "{stderr}");
+    assert!(stderr.contains("far"), "{stderr}");
+    assert!(
+        !dir.join("runs").exists(),
+        "no run directory for a refused max"
+    );
+
+    // c1m check has no calibration run to measure with.
+    let out = c1m()
+        .args(["check", "--connections", "max"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("c1m check needs a number"),
+        "{}",
+        show(&out)
+    );
+
+    // Neither a number nor `max`; a memory cap on a run of a given number.
+    for (args, says) in [
+        (
+            &["--connections", "lots"][..],
+            "neither a number of connections nor `max`",
+        ),
+        (
+            &["--connections", "1000", "--max-memory", "1G"][..],
+            "--max-memory caps the ceiling",
+        ),
+        (
+            &["--connections", "max", "--max-memory", "lots"][..],
+            "is not a size",
+        ),
+    ] {
+        let out = c1m().arg("run").args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", show(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(says),
+            "{args:?}: {}",
+            show(&out)
+        );
+    }
+}
+
+/// The number after `before` in `text`, commas dropped ("… calibration run of 8,080 …").
+fn figure_after(text: &str, before: &str) -> f64 {
+    let rest = &text[text
+        .find(before)
+        .unwrap_or_else(|| panic!("no {before:?} in:\n{text}"))
+        + before.len()..];
+    let num: String = rest
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == ',' || *c == '.')
+        .filter(|c| *c != ',')
+        .collect();
+    num.parse()
+        .unwrap_or_else(|_| panic!("no figure after {before:?} in:\n{text}"))
+}
+
+#[test]
+fn connections_max_within_a_memory_cap_calibrates_then_runs_its_ceiling() {
+    let _sockets = shared();
+    let before = std::fs::read_to_string("/proc/sys/fs/file-max").unwrap();
+
+    // Too little memory for any calibration run: refused before anything starts.
+    let (out, dir) = run_local(
+        "max-tiny",
+        &["--connections", "max", "--max-memory", "8MiB"],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no ceiling to find"),
+        "{}",
+        show(&out)
+    );
+    assert!(!dir.join("latest").exists(), "a refused max started a run");
+
+    // 128 MiB: a calibration run of half what that holds at the preflight's 8,300 B a
+    // connection, then the ceiling its measured cost gives, reached with every echo verified.
+    let cap = 128u64 << 20;
+    let (out, dir) = run_local(
+        "max-small",
+        &[
+            "--connections",
+            "max",
+            "--max-memory",
+            "128MiB",
+            "--hold",
+            "0s",
+            "--port",
+            "37000",
+        ],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let calibration = figure_after(&stdout, "a calibration run of") as u64;
+    assert_eq!(calibration, 8_080, "{stdout}");
+    let ceiling = figure_after(&stdout, "ceiling:") as u64;
+    let per_conn = figure_after(&stdout, "(--max-memory 128.0 MiB) /");
+    let kernel = figure_after(&stdout, "measured: kernel");
+    let user = figure_after(&stdout, "and the binaries");
+    // Counted at what the calibration measured, never below the preflight's two sockets.
+    assert!(per_conn >= 8_300.0, "{stdout}");
+    assert!(
+        (per_conn - (kernel + user).max(8_300.0)).abs() <= 1.0,
+        "{stdout}"
+    );
+    assert!(ceiling as f64 * per_conn <= cap as f64, "{stdout}");
+    // Three significant digits, rounded down: one more in the third digit would not fit.
+    let unit = 10u64.pow((ceiling as f64).log10().floor() as u32 - 2);
+    assert_eq!(ceiling % unit, 0, "{stdout}");
+    assert!((ceiling + unit) as f64 * per_conn > cap as f64, "{stdout}");
+    assert!(ceiling > calibration, "{stdout}");
+
+    // Two run directories: the calibration run's and the ceiling's, both passed.
+    let mut targets: Vec<u64> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name() != "latest" && e.path().join("run.json").exists())
+        .map(|e| {
+            let s = read_json(&e.path().join("run.json"));
+            assert_eq!(s["outcome"], "reached", "{s}");
+            assert!(
+                s["errors"].as_object().unwrap().is_empty(),
+                "{}",
+                s["errors"]
+            );
+            assert_eq!(s["established_peak"], s["target"], "{s}");
+            s["target"].as_u64().unwrap()
+        })
+        .collect();
+    targets.sort();
+    assert_eq!(targets, [calibration, ceiling]);
+    let last = read_json(&latest(&dir).join("run.json"));
+    assert_eq!(last["target"], ceiling);
+    assert_gone(&pids(&latest(&dir)));
+    // This ceiling needed no more file handles than there were: fs.file-max untouched.
+    assert!(!stdout.contains("fs.file-max raised"), "{stdout}");
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/fs/file-max").unwrap(),
+        before
+    );
+}

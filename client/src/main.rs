@@ -181,6 +181,7 @@ fn connect_all(
             fd_limit,
             protocol: protocol.clone(),
             stages: stages.clone(),
+            fastopen: spec.fastopen,
         };
         let shared = Shared {
             counters: counters.clone(),

@@ -3,7 +3,7 @@
 
 use crate::counters::{add, Counters};
 use crate::protocol::{AnyProtocol, Event, Failure, Protocol, Visit};
-use crate::targets::Targets;
+use crate::targets::{Source, Targets};
 use c1m_proto::errors;
 use c1m_proto::layout::unshare_fd_table;
 use c1m_proto::sys::{self, Epoll};
@@ -26,6 +26,9 @@ enum Phase {
     /// The opening request sent (the greeting, an HTTP request, a CONNECT…), its answer not
     /// complete.
     Echo,
+    /// The opening request sent in the SYN (Fast Open), its answer not complete: the answer is
+    /// also the first sign that the handshake completed, so the connect latency is taken there.
+    SynEcho,
     /// Verified, holding.
     Idle,
     /// A periodic message sent, its answer not complete.
@@ -76,6 +79,8 @@ pub struct Plan {
     pub protocol: AnyProtocol,
     /// Staged filling: wait for this gate, keep to one source address, open the next stage.
     pub stages: Option<Arc<Stages>>,
+    /// Send the opening request in the SYN (TCP Fast Open).
+    pub fastopen: bool,
 }
 
 /// The gate of staged filling: worker i may start once `opened > i`. `width` workers fill at
@@ -149,6 +154,8 @@ struct Loop<P: Protocol> {
     pending: VecDeque<(RawFd, u32)>,
     connect_hist: Histogram<u64>,
     rtt_hist: Histogram<u64>,
+    /// Connect with the opening request in the SYN; cleared if the host turns out not to allow it.
+    fastopen: bool,
 }
 
 /// Sets up a worker (unshare, epoll) for the plan's protocol; returns it ready to run.
@@ -178,6 +185,7 @@ impl<P: Protocol> Loop<P> {
             slots: vec![Slot::default(); plan.fd_limit + 1],
             out: Vec::with_capacity(1024),
             buf: vec![0; READ_SIZE],
+            fastopen: plan.fastopen,
             plan,
             shared,
             in_flight: 0,
@@ -289,21 +297,6 @@ impl<P: Protocol> Loop<P> {
                     break;
                 }
             };
-            let res = (|| {
-                if let Some(ip) = src {
-                    sys::bind_source(fd, ip)?;
-                }
-                sys::piggyback_handshake_ack(fd)?;
-                sys::connect(fd, dst)?;
-                self.epoll
-                    .add(fd, sys::IN | sys::OUT | sys::RDHUP | sys::ET, fd as u64)
-                    .map_err(|e| e.raw_os_error().unwrap_or(0))
-            })();
-            if let Err(e) = res {
-                sys::close(fd);
-                self.count_error(e);
-                continue;
-            }
             if fd as usize >= self.slots.len() {
                 sys::close(fd);
                 self.count_error(libc::EMFILE);
@@ -319,9 +312,21 @@ impl<P: Protocol> Loop<P> {
             };
             self.pending.push_back((fd, n));
             self.in_flight += 1;
-            // On loopback the handshake usually completes inside connect(): send the greeting
-            // now and skip a trip through epoll. EAGAIN means not yet; EPOLLOUT will say when.
-            self.send_greeting(fd);
+            if let Err(e) = self.start_connect(fd, src, dst) {
+                self.fail(fd, e);
+                continue;
+            }
+            // Registered once the opening request is out, so that a connection costs one epoll
+            // event (its answer) rather than two: EPOLLOUT is asked for only while it waits.
+            let phase = self.slots[fd as usize].phase;
+            if phase == Phase::Free {
+                continue;
+            }
+            let waiting = phase == Phase::Connecting;
+            let mask = sys::IN | sys::RDHUP | sys::ET | if waiting { sys::OUT } else { 0 };
+            if let Err(e) = self.epoll.add(fd, mask, fd as u64) {
+                self.fail(fd, e.raw_os_error().unwrap_or(0));
+            }
         }
         if self.verified + self.in_flight >= self.plan.share {
             if let Some(stages) = &self.plan.stages {
@@ -329,6 +334,46 @@ impl<P: Protocol> Loop<P> {
             }
         }
         launched
+    }
+
+    /// Binds, connects and sends the opening request if the connection allows it yet. With Fast
+    /// Open the request rides in the SYN; otherwise it is written straight after connect(), which
+    /// on loopback usually completes the handshake inside the call (EAGAIN: EPOLLOUT will say).
+    fn start_connect(
+        &mut self,
+        fd: RawFd,
+        src: Source,
+        dst: std::net::SocketAddrV4,
+    ) -> Result<(), i32> {
+        match src {
+            Source::Any => {}
+            Source::Addr(ip) => sys::bind_source(fd, ip)?,
+            Source::Bound(addr) => sys::bind_shared(fd, addr)?,
+        }
+        // Both ways the handshake's last ACK can wait for something to ride on: the first
+        // data (ordinary connect), or the ACK of the echo (Fast Open, whose data went with the
+        // SYN): one packet fewer per connection either way.
+        sys::piggyback_handshake_ack(fd)?;
+        if self.fastopen {
+            let slot = self.slots[fd as usize];
+            let mut state = slot.state;
+            self.out.clear();
+            self.protocol.open(slot.n, &mut state, &mut self.out);
+            match sys::connect_fastopen(fd, dst, &self.out)? {
+                sys::FastOpen::InSyn => {
+                    let s = &mut self.slots[fd as usize];
+                    s.phase = Phase::SynEcho;
+                    s.state = state;
+                    return Ok(());
+                }
+                sys::FastOpen::Connecting => return Ok(()),
+                // Client Fast Open is off on this host: connect the ordinary way from now on.
+                sys::FastOpen::Unsupported => self.fastopen = false,
+            }
+        }
+        sys::connect(fd, dst)?;
+        self.send_greeting(fd);
+        Ok(())
     }
 
     fn count_error(&self, errno: i32) {
@@ -368,7 +413,7 @@ impl<P: Protocol> Loop<P> {
     fn release(&mut self, fd: RawFd) {
         let slot = &mut self.slots[fd as usize];
         match slot.phase {
-            Phase::Connecting | Phase::Echo => self.in_flight -= 1,
+            Phase::Connecting | Phase::Echo | Phase::SynEcho => self.in_flight -= 1,
             Phase::Idle | Phase::Message => add(&self.shared.counters[self.plan.index].dropped, 1),
             Phase::Free => {}
         }
@@ -395,7 +440,9 @@ impl<P: Protocol> Loop<P> {
                     self.read_replies(fd, events);
                 }
             }
-            Phase::Echo | Phase::Message | Phase::Idle => self.read_replies(fd, events),
+            Phase::Echo | Phase::SynEcho | Phase::Message | Phase::Idle => {
+                self.read_replies(fd, events)
+            }
         }
     }
 
@@ -479,7 +526,10 @@ impl<P: Protocol> Loop<P> {
         let rtt = u64::from(now.wrapping_sub(slot.t_us)).max(1);
         self.slots[fd as usize].phase = Phase::Idle;
         match slot.phase {
-            Phase::Echo => {
+            Phase::Echo | Phase::SynEcho => {
+                if slot.phase == Phase::SynEcho {
+                    let _ = self.connect_hist.record(rtt);
+                }
                 self.in_flight -= 1;
                 self.verified += 1;
                 add(&self.c().verified, 1);
@@ -505,7 +555,8 @@ impl<P: Protocol> Loop<P> {
         let now = self.now_us();
         while let Some(&(fd, n)) = self.pending.front() {
             let s = self.slots[fd as usize];
-            let live = s.n == n && matches!(s.phase, Phase::Connecting | Phase::Echo);
+            let live =
+                s.n == n && matches!(s.phase, Phase::Connecting | Phase::Echo | Phase::SynEcho);
             if !live {
                 self.pending.pop_front();
             } else if now.wrapping_sub(s.t_us) > limit {
@@ -521,6 +572,11 @@ impl<P: Protocol> Loop<P> {
     /// Hands this worker's histograms to the main thread.
     fn publish(&mut self) {
         self.c().connecting.store(self.in_flight, Ordering::Relaxed);
+        // Merging walks the whole counts array (~30k buckets): skip it when nothing was
+        // recorded, as for every worker that has made its share and holds.
+        if self.connect_hist.is_empty() && self.rtt_hist.is_empty() {
+            return;
+        }
         let counters = self.shared.counters.clone();
         let mine = &counters[self.plan.index];
         if let Ok(mut h) = mine.connect_hist.lock() {

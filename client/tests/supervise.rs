@@ -88,7 +88,10 @@ fn children_get_their_share_of_the_parents_spec_and_sigterm_ends_all() {
     assert_eq!(pids.len(), 3, "{pids:?}");
     let mut kids: Vec<ClientSpec> = pids
         .iter()
-        .map(|&p| ClientSpec::from_argv(procfs::argv(p)).expect("a worker's argv parses"))
+        .map(|&p| {
+            let argv = procfs::argv_once_execed(p, parent, Duration::from_secs(5));
+            ClientSpec::from_argv(argv).expect("a worker's argv parses")
+        })
         .collect();
     kids.sort_by_key(|k| k.index_base);
     assert_eq!(

@@ -33,17 +33,24 @@ pub fn expand_ips(items: &[String]) -> Result<Vec<Ipv4Addr>, String> {
     Ok(out)
 }
 
-/// Local ports the kernel hands out for connect (`net.ipv4.ip_local_port_range`).
-pub fn local_port_count() -> u64 {
+/// The local ports the kernel hands out for connect (`net.ipv4.ip_local_port_range`), or
+/// Linux's default range when it cannot be read.
+pub fn local_port_range() -> (u16, u16) {
     std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|s| {
-            let mut it = s.split_whitespace().map(|v| v.parse::<u64>().ok());
+            let mut it = s.split_whitespace().map(|v| v.parse::<u16>().ok());
             let lo = it.next()??;
             let hi = it.next()??;
-            Some(hi.saturating_sub(lo) + 1)
+            (lo <= hi).then_some((lo, hi))
         })
-        .unwrap_or(28_232)
+        .unwrap_or((32_768, 60_999))
+}
+
+/// How many local ports that is.
+pub fn local_port_count() -> u64 {
+    let (lo, hi) = local_port_range();
+    u64::from(hi - lo) + 1
 }
 
 #[cfg(test)]

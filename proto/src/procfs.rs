@@ -105,6 +105,21 @@ pub fn argv(pid: u32) -> Vec<String> {
         .collect()
 }
 
+/// The arguments of `child`, a process `parent` forked to exec itself again (a worker), once
+/// it has: between fork and exec the child still shows its parent's arguments. Waits up to
+/// `within`; after that, whatever the child shows.
+pub fn argv_once_execed(child: u32, parent: u32, within: std::time::Duration) -> Vec<String> {
+    let deadline = std::time::Instant::now() + within;
+    let theirs = argv(parent);
+    loop {
+        let mine = argv(child);
+        if mine != theirs || std::time::Instant::now() > deadline {
+            return mine;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// Whether `pid` still runs: one that exited and waits to be reaped (a zombie) does not.
 pub fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {

@@ -164,7 +164,8 @@ pub fn set_linger_zero(fd: RawFd) -> io::Result<()> {
     .map(|_| ())
 }
 
-/// A listening socket on `addr` in a SO_REUSEPORT group, with linger-zero for its children.
+/// A listening socket on `addr` in a SO_REUSEPORT group, with linger-zero and delayed ACKs
+/// for its children.
 pub fn listener(addr: SocketAddrV4, backlog: i32) -> io::Result<RawFd> {
     let fd = tcp_socket()?;
     let setup = || -> io::Result<()> {
@@ -182,6 +183,10 @@ pub fn listener(addr: SocketAddrV4, backlog: i32) -> io::Result<RawFd> {
         })?;
         // SAFETY: plain listen(2).
         check(unsafe { libc::listen(fd, backlog) })?;
+        // Accepted sockets copy the listener's delayed-ACK state, and listen() has just reset
+        // it: so set after listen. A new connection's first data is otherwise ACKed at once,
+        // in a packet of its own, microseconds before the echo that could carry that ACK.
+        setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_QUICKACK, 0)?;
         Ok(())
     };
     setup().map(|()| fd).inspect_err(|_| close(fd))
@@ -209,7 +214,11 @@ pub fn accept(listener: RawFd) -> Result<RawFd, i32> {
 /// kernel picks a source port per 4-tuple rather than per source address.
 pub fn bind_source(fd: RawFd, ip: Ipv4Addr) -> Result<(), i32> {
     setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, 1).map_err(|_| errno())?;
-    let sa = sockaddr(SocketAddrV4::new(ip, 0));
+    bind(fd, SocketAddrV4::new(ip, 0))
+}
+
+fn bind(fd: RawFd, addr: SocketAddrV4) -> Result<(), i32> {
+    let sa = sockaddr(addr);
     // SAFETY: sa outlives the call and its size is passed.
     let r = unsafe {
         libc::bind(
@@ -225,11 +234,64 @@ pub fn bind_source(fd: RawFd, ip: Ipv4Addr) -> Result<(), i32> {
     }
 }
 
+/// Binds `fd` to `addr` with `SO_REUSEADDR`, so that the same source address and port can
+/// serve one connection to each of several destinations: connect then needs no port search,
+/// only the check that the 4-tuple is free.
+pub fn bind_shared(fd: RawFd, addr: SocketAddrV4) -> Result<(), i32> {
+    setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1).map_err(|_| errno())?;
+    bind(fd, addr)
+}
+
 /// Delays the last ACK of the handshake so that it rides on the first data segment instead of
 /// going out alone (the kernel does so for a connecting socket with TCP_DEFER_ACCEPT set):
 /// one packet fewer per connection, and the server creates its socket on the data segment.
 pub fn piggyback_handshake_ack(fd: RawFd) -> Result<(), i32> {
     setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT, 1).map_err(|_| errno())
+}
+
+/// Lets clients put their first data in the SYN (TCP Fast Open, RFC 7413): the connection
+/// and the first request cost one packet fewer and the accepted socket arrives with its data.
+/// `queue` bounds the connections still waiting for the handshake's last ACK. The kernel also
+/// needs the server bit of `net.ipv4.tcp_fastopen` (2) in the listener's network namespace.
+pub fn enable_fastopen(fd: RawFd, queue: i32) -> io::Result<()> {
+    setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_FASTOPEN, queue)
+}
+
+/// What a Fast Open connect did with the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FastOpen {
+    /// The data went out in the SYN.
+    InSyn,
+    /// The SYN went out without it (no cookie for this server yet): send it once connected.
+    Connecting,
+    /// Fast Open is off for clients here (`net.ipv4.tcp_fastopen` lacks bit 1): nothing sent.
+    Unsupported,
+}
+
+/// Connects with `data` in the SYN (`sendto` with `MSG_FASTOPEN`), one call for connect and
+/// write. Partial sends are reported as an error (`ENOBUFS`): the data is small.
+pub fn connect_fastopen(fd: RawFd, addr: SocketAddrV4, data: &[u8]) -> Result<FastOpen, i32> {
+    let sa = sockaddr(addr);
+    // SAFETY: data and sa outlive the call and their sizes are passed.
+    let n = unsafe {
+        libc::sendto(
+            fd,
+            data.as_ptr() as *const libc::c_void,
+            data.len(),
+            libc::MSG_FASTOPEN | libc::MSG_NOSIGNAL,
+            &sa as *const libc::sockaddr_in as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    match n {
+        n if n as usize == data.len() => Ok(FastOpen::InSyn),
+        n if n >= 0 => Err(libc::ENOBUFS),
+        _ => match errno() {
+            libc::EINPROGRESS => Ok(FastOpen::Connecting),
+            libc::EOPNOTSUPP => Ok(FastOpen::Unsupported),
+            e => Err(e),
+        },
+    }
 }
 
 /// Starts a non-blocking connect; `Ok(())` also for EINPROGRESS.

@@ -6,6 +6,7 @@ mod support;
 
 use c1m_proto::procfs;
 use std::net::TcpStream;
+use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use support::{child_pids, echo_ok, wait_gone, Server};
@@ -47,7 +48,10 @@ fn worker_processes_are_started_from_the_parents_spec() {
     let parent = srv.child.id();
     let kids: Vec<ServerSpec> = child_pids(parent)
         .into_iter()
-        .map(|pid| ServerSpec::from_argv(procfs::argv(pid)).expect("a worker's argv parses"))
+        .map(|pid| {
+            let argv = procfs::argv_once_execed(pid, parent, Duration::from_secs(5));
+            ServerSpec::from_argv(argv).expect("a worker's argv parses")
+        })
         .collect();
     assert_eq!(kids.len(), 3);
     let mut shares: Vec<u64> = kids.iter().map(|k| k.connections).collect();
@@ -57,7 +61,7 @@ fn worker_processes_are_started_from_the_parents_spec() {
         assert_eq!(k.workers.child_of, Some(parent));
         assert_eq!(
             (k.ports.first, k.ports.count, k.bind.to_string()),
-            (31_600, 1, "127.0.0.1".into())
+            (srv.port, 1, "127.0.0.1".into())
         );
         assert_eq!(k.workers.interval_ms, 100);
         assert!(k.workers.no_unshare && k.workers.procs.is_none());
@@ -101,5 +105,44 @@ fn bad_input_exits_2_and_help_lists_the_exit_codes() {
     assert!(
         text.contains("Exit status:") && text.contains("  2  bad usage"),
         "{text}"
+    );
+}
+
+/// Segments this socket has received so far, SYN-ACK included (`TCP_INFO`).
+fn segments_in(s: &TcpStream) -> u32 {
+    // SAFETY: tcp_info is plain old data; the kernel fills at most `len` bytes of it.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: info and len outlive the call.
+    let r = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            &mut info as *mut libc::tcp_info as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    assert_eq!(r, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
+    info.tcpi_segs_in
+}
+
+#[test]
+fn the_greetings_ack_rides_on_the_echo() {
+    let srv = Server::start(31_150, &[]);
+    // SYN-ACK and echo: two segments. A server that ACKed the greeting at once would send a
+    // third, alone, just before the echo. Delayed ACKs wait 40 ms at least, far longer than an
+    // echo takes, but a loaded machine can stall a thread that long: judge by the majority.
+    let counts: Vec<u32> = (0..20)
+        .map(|i| {
+            let mut s = srv.connect();
+            echo_ok(&mut s, i);
+            segments_in(&s)
+        })
+        .collect();
+    let carried = counts.iter().filter(|&&n| n == 2).count();
+    assert!(
+        carried >= 15,
+        "segments received per connection: {counts:?}"
     );
 }

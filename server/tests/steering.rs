@@ -1,10 +1,11 @@
 //! `--steer-source-base`: each worker thread has an fd table of its own, visible as
 //! /proc/PID/task/TID/fd, so where the kernel put each connection can be read back.
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use support::Server;
 
 /// Sockets in each worker's table, by worker index.
 fn sockets_per_worker(pid: u32) -> Vec<usize> {
@@ -55,31 +56,18 @@ fn connect_from(src: Ipv4Addr, port: u16) -> TcpStream {
 
 #[test]
 fn connections_from_one_source_address_land_on_one_worker() {
-    let port = 31_500;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_c1m-server"))
-        .args([
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
+    let srv = Server::start(
+        31_500,
+        &[
             "--ports",
             "2",
-        ])
-        .args([
-            "--connections",
-            "1000",
             "--threads",
             "3",
             "--steer-source-base",
             "127.0.0.2",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    assert!(first.contains("\"layout\""), "{first}");
-    let pid = child.id();
+        ],
+    );
+    let (port, pid) = (srv.port, srv.child.id());
     let before = sockets_per_worker(pid);
     assert_eq!(before.len(), 3);
 
@@ -100,6 +88,4 @@ fn connections_from_one_source_address_land_on_one_worker() {
     }
     let grew: Vec<usize> = now.iter().zip(&before).map(|(a, b)| a - b).collect();
     assert_eq!(grew, vec![0, 12, 5], "sockets added per worker");
-    let _ = child.kill();
-    let _ = child.wait();
 }

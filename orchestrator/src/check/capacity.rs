@@ -213,17 +213,35 @@ fn conntrack(d: &HostDemand, f: &HostFacts) -> Option<Finding> {
     })
 }
 
-/// MemAvailable counts socket inode and dentry caches that stay pinned while the sockets live,
-/// overstating headroom; judge against MemFree with 10% kept back.
+/// Memory the kernel can give a run's sockets, and the margin kept back from it: MemAvailable
+/// (free pages, and the page cache and reclaimable slab the kernel drops under pressure) less
+/// 1/16 of the machine, at least 512 MiB, for everything else running and the kernel's own
+/// growth. MemAvailable also counts the inodes and dentries of sockets already open, which stay
+/// pinned while they live; judged before a run's sockets exist, that overstates nothing of its
+/// own. A host that does not report MemAvailable is judged by MemFree.
+pub fn usable_memory(f: &HostFacts) -> (u64, u64) {
+    let have = if f.mem_available > 0 {
+        f.mem_available
+    } else {
+        f.mem_free
+    };
+    let margin = (f.mem_total.max(have) / 16).max(512 << 20);
+    (have.saturating_sub(margin), margin)
+}
+
 fn kernel_memory(d: &HostDemand, f: &HostFacts) -> Option<Finding> {
-    if f.mem_free == 0 {
+    if f.mem_free == 0 && f.mem_available == 0 {
         return None;
     }
     let need = d.sockets * KERNEL_BYTES_PER_SOCKET;
-    let usable = f.mem_free / 10 * 9;
+    let (usable, margin) = usable_memory(f);
     Some(Finding {
-        setting: "kernel memory (MemFree)".into(),
-        found: fmt::bytes(f.mem_free as f64),
+        setting: "kernel memory (MemAvailable less a margin)".into(),
+        found: format!(
+            "{} ({} kept back)",
+            fmt::bytes(usable as f64),
+            fmt::bytes(margin as f64)
+        ),
         needed: format!(
             "≈ {} ({} sockets × {} B)",
             fmt::bytes(need as f64),

@@ -238,7 +238,7 @@ impl Engine {
 
     async fn start_c1m_server(&mut self, signals: &mut StopSignals) {
         let si = self.si;
-        let spec = launch::server_spec(&self.opts, self.target, self.env.steer);
+        let spec = launch::server_spec(&self.opts, self.target, &self.env);
         let cmd = launch::command(&self.hosts[si].run, &spec, &self.env);
         match self.start(si, Role::Server, cmd).await {
             Ok(Ok(r)) => self.hosts[si].server = Some(r),
@@ -436,6 +436,7 @@ impl Engine {
                 &self.hosts[i].run,
                 self.target,
                 steered.as_ref(),
+                &self.env,
             );
             let cmd = launch::command(&self.hosts[i].run, &spec, &self.env);
             // run.json records the addresses the client was really given.

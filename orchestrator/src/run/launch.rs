@@ -66,7 +66,7 @@ fn ports(opts: &RunOptions) -> Ports {
 
 /// The server's spec. It listens on the target address when that is loopback (nothing else
 /// should reach a test on this machine), else on every address.
-pub fn server_spec(opts: &RunOptions, target: Ipv4Addr, steer: bool) -> ServerSpec {
+pub fn server_spec(opts: &RunOptions, target: Ipv4Addr, env: &LocalEnv) -> ServerSpec {
     ServerSpec {
         bind: if target.is_loopback() {
             target
@@ -75,7 +75,8 @@ pub fn server_spec(opts: &RunOptions, target: Ipv4Addr, steer: bool) -> ServerSp
         },
         ports: ports(opts),
         connections: opts.connections,
-        steer_source_base: steer.then_some(loopback::FIRST_SOURCE),
+        steer_source_base: env.steer.then_some(loopback::FIRST_SOURCE),
+        fastopen: env.fastopen,
         model: opts.model(),
         workers: controlled(opts),
         // The model's knobs (stack size, pool) keep the binary's defaults.
@@ -91,6 +92,7 @@ pub fn client_spec(
     h: &RunHost,
     target: Ipv4Addr,
     steered: Option<&LayoutLine>,
+    env: &LocalEnv,
 ) -> ClientSpec {
     let defaults = ClientSpec::default();
     let source_ips = match steered {
@@ -115,6 +117,7 @@ pub fn client_spec(
         hold: c1m_proto::duration::Span(None),
         message_interval: opts.message_interval,
         staged: steered.is_some(),
+        fastopen: env.fastopen,
         json: true,
         index_base: h.index_base,
         max_errors: opts.max_errors,

@@ -1,6 +1,7 @@
 //! What a run gets when every host is this machine (the built-in inventory, or
 //! `ansible_connection: local` hosts only) and the server is reached over loopback: a private
-//! network namespace sized for the test, and source-address steering with staged filling.
+//! network namespace sized for the test, TCP Fast Open inside it, and source-address steering
+//! with staged filling.
 
 use super::netns::{self, PrivateNetns};
 use super::prepare::RunHost;
@@ -17,6 +18,8 @@ pub struct LocalEnv {
     pub netns: Option<PrivateNetns>,
     /// Client fd table i pairs with server worker i through source address i.
     pub steer: bool,
+    /// The binaries put the greeting in the SYN (Fast Open is on in the namespace).
+    pub fastopen: bool,
 }
 
 impl LocalEnv {
@@ -33,9 +36,27 @@ impl LocalEnv {
         if !all_local || matches!(under_test, UnderTest::External { .. }) {
             return LocalEnv::default();
         }
+        let netns = private_netns(opts);
+        let fastopen = match &netns {
+            // Fast Open is c1m-server's (its listeners ask for it); another server's are its own.
+            Some(ns) if !opts.no_fastopen && *under_test == UnderTest::C1mServer => {
+                match ns.enable_fastopen() {
+                    Ok(()) => {
+                        println!("TCP Fast Open in the namespace: each greeting rides in its SYN");
+                        true
+                    }
+                    Err(e) => {
+                        println!("note: no TCP Fast Open ({e:#})");
+                        false
+                    }
+                }
+            }
+            _ => false,
+        };
         LocalEnv {
-            netns: private_netns(opts),
+            netns,
             steer: *under_test == UnderTest::C1mServer && steerable(opts, hosts),
+            fastopen,
         }
     }
 

@@ -2,12 +2,13 @@
 //! inventory: the built-in `inventory/local.yml`, loopback) or others over SSH.
 //!
 //! [`prepare`] connects, plans and deploys; [`engine`] runs the live phases; [`summary`] writes
-//! `run.json`. Modules, lowest layer first: `binaries`, `netns`, `sampler`, `track`, `view`,
-//! `signals`, `msg`, `listening`, `deploy`, `proc`, `control`, `prepare`, `local_env`, `launch`,
-//! `state`, `intake`, `summary`, `teardown`, `engine`, `models` (a run per server model,
-//! compared).
+//! `run.json`; [`ceiling`] is `--connections max` (a calibration run, then the largest run this
+//! machine holds). Modules, lowest layer first: `binaries`, `netns`, `sampler`, `track`, `view`,
+//! `signals`, `msg`, `listening`, `deploy`, `proc`, `control`, `prepare`, `local_env`, `launch`, `state`,
+//! `intake`, `summary`, `teardown`, `engine`, `models` (a run per server model, compared).
 
 pub mod binaries;
+pub mod ceiling;
 pub mod control;
 pub mod deploy;
 mod engine;
@@ -63,6 +64,8 @@ pub struct RunOptions {
     pub no_steering: bool,
     /// No private network namespace on a local run.
     pub no_netns: bool,
+    /// No TCP Fast Open in a local run's namespace.
+    pub no_fastopen: bool,
     /// Start even when the preflight says the run cannot fit.
     pub force: bool,
     /// `--target`, `--server-cmd`, `--server-pid`: a server other than c1m-server.

@@ -113,6 +113,26 @@ impl PrivateNetns {
     }
 }
 
+/// `net.ipv4.tcp_fastopen` for a run's namespace: clients may send data in the SYN (1) and
+/// servers accept it (2), neither side asking for cookies (4, 0x200). Only the run's own
+/// loopback traffic lives there, so nothing else is exposed.
+const FASTOPEN_FLAGS: u32 = 0x207;
+
+impl PrivateNetns {
+    /// Turns on TCP Fast Open inside the namespace (the sysctl is per namespace: the machine's
+    /// own setting is untouched).
+    pub fn enable_fastopen(&self) -> Result<()> {
+        ip(&[
+            "netns",
+            "exec",
+            &self.name,
+            "sysctl",
+            "-qw",
+            &format!("net.ipv4.tcp_fastopen={FASTOPEN_FLAGS}"),
+        ])
+    }
+}
+
 impl Drop for PrivateNetns {
     fn drop(&mut self) {
         let _ = ip(&["netns", "del", &self.name]);
@@ -154,6 +174,16 @@ mod tests {
             .unwrap();
         assert_eq!(String::from_utf8_lossy(&size.stdout).trim(), "65536");
         assert_eq!(std::fs::read_to_string(SYSCTL).unwrap(), before);
+
+        let fastopen = "/proc/sys/net/ipv4/tcp_fastopen";
+        let machine = std::fs::read_to_string(fastopen).unwrap();
+        a.enable_fastopen().unwrap();
+        let inside = std::process::Command::new("ip")
+            .args(["netns", "exec", &a.name, "cat", fastopen])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&inside.stdout).trim(), "519");
+        assert_eq!(std::fs::read_to_string(fastopen).unwrap(), machine);
         let name = a.name.clone();
         drop(a);
         assert!(!std::path::Path::new(&format!("/run/netns/{name}")).exists());

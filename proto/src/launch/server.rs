@@ -29,6 +29,10 @@ pub struct ServerSpec {
     /// time and each wake-up serves a batch. Without it the kernel hashes the 4-tuple.
     #[arg(long, value_name = "BASE")]
     pub steer_source_base: Option<Ipv4Addr>,
+    /// Accept a client's first data in its SYN (TCP Fast Open, `c1m-client --fastopen`). The
+    /// kernel needs the server bit of `net.ipv4.tcp_fastopen` (2) as well.
+    #[arg(long)]
+    pub fastopen: bool,
     /// The server model: how connections are accepted and served (the course's list).
     #[arg(long, value_enum, default_value_t = ServerModel::EpollThreads)]
     pub model: ServerModel,
@@ -110,6 +114,7 @@ mod tests {
             },
             connections: 12_345,
             steer_source_base: Some(Ipv4Addr::new(127, 1, 0, 0)),
+            fastopen: true,
             model: ServerModel::HalfSync,
             stack_kib: 32,
             pool: 7,

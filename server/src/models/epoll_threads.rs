@@ -18,6 +18,7 @@ pub fn start(ctx: &Ctx) -> anyhow::Result<Arc<Vec<Counters>>> {
     let workers = Workers::new("c1m-server");
     for index in 0..threads {
         let addrs = ctx.addrs();
+        let fastopen = ctx.spec.fastopen;
         let unshare = ctx.plan.unshare;
         let fd_limit = ctx.fd_limit;
         let steer = ctx
@@ -30,7 +31,7 @@ pub fn start(ctx: &Ctx) -> anyhow::Result<Arc<Vec<Counters>>> {
             if unshare {
                 unshare_fd_table()?;
             }
-            let listeners = open_listeners(&addrs, steer)?;
+            let listeners = open_listeners(&addrs, steer, fastopen)?;
             // The table is this thread's alone: it may fill up to the fd limit.
             Loop::new(
                 listeners,

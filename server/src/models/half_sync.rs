@@ -70,6 +70,7 @@ pub fn start(ctx: &Ctx) -> anyhow::Result<Arc<Vec<Counters>>> {
     let workers = Workers::new("c1m-server");
     for index in 0..tables {
         let addrs = ctx.addrs();
+        let fastopen = ctx.spec.fastopen;
         let unshare = ctx.plan.unshare;
         let fd_limit = ctx.fd_limit;
         let counters = counters.clone();
@@ -79,7 +80,7 @@ pub fn start(ctx: &Ctx) -> anyhow::Result<Arc<Vec<Counters>>> {
                 unshare_fd_table()?;
             }
             let epoll = Epoll::new(1024)?;
-            let listeners = open_listeners(&addrs, None)?;
+            let listeners = open_listeners(&addrs, None, fastopen)?;
             for (i, &fd) in listeners.iter().enumerate() {
                 epoll.add(fd, sys::IN | sys::ET, LISTENER_TOKEN + i as u64)?;
             }

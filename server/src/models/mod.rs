@@ -153,7 +153,7 @@ pub fn worker_specs(spec: &ServerSpec, plan: &Layout) -> io::Result<Vec<ServerSp
             plan: *plan,
             fd_limit: 0,
         };
-        let fds = open_listeners(&ctx.addrs(), None)?;
+        let fds = open_listeners(&ctx.addrs(), None, ctx.spec.fastopen)?;
         for &fd in &fds {
             sys::set_inheritable(fd)?;
         }
@@ -165,15 +165,26 @@ pub fn worker_specs(spec: &ServerSpec, plan: &Layout) -> io::Result<Vec<ServerSp
 }
 
 /// A listener on every address, in each port's SO_REUSEPORT group; with `steer`, the
-/// source-address steering program attached (base, workers).
+/// source-address steering program attached (base, workers); with `fastopen`, taking a
+/// client's first data in its SYN (TCP Fast Open).
 pub fn open_listeners(
     addrs: &[SocketAddrV4],
     steer: Option<(std::net::Ipv4Addr, u32)>,
+    fastopen: bool,
 ) -> io::Result<Vec<RawFd>> {
     let backlog = sys::somaxconn();
     let open = |addr: &SocketAddrV4| -> io::Result<RawFd> {
         let fd = sys::listener(*addr, backlog)
             .map_err(|e| io::Error::new(e.kind(), format!("listen on {addr}: {e}")))?;
+        if fastopen {
+            if let Err(e) = sys::enable_fastopen(fd, backlog) {
+                sys::close(fd);
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("Fast Open on {addr}: {e}"),
+                ));
+            }
+        }
         if let Some((base, n)) = steer {
             if let Err(e) = sys::steer_by_source(fd, base, n) {
                 sys::close(fd);
@@ -198,7 +209,7 @@ pub fn open_listeners(
 /// This process's listeners: the ones its master handed down (`--listen-fds`), or its own.
 pub fn listeners(ctx: &Ctx) -> io::Result<Vec<RawFd>> {
     if ctx.spec.listen_fds.is_empty() {
-        return open_listeners(&ctx.addrs(), None);
+        return open_listeners(&ctx.addrs(), None, ctx.spec.fastopen);
     }
     for &fd in &ctx.spec.listen_fds {
         if !sys::is_listener(fd) {

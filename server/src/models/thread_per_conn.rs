@@ -31,12 +31,15 @@ pub fn start(ctx: &Ctx) -> anyhow::Result<Arc<Vec<Counters>>> {
     let workers = Workers::new("c1m-server");
     for index in 0..tables {
         let addrs = ctx.addrs();
+        let fastopen = ctx.spec.fastopen;
         let unshare = ctx.plan.unshare;
         let setup = move || {
             if unshare {
                 unshare_fd_table()?;
             }
-            Ok(BlockingAccept::new(&open_listeners(&addrs, None)?))
+            Ok(BlockingAccept::new(&open_listeners(
+                &addrs, None, fastopen,
+            )?))
         };
         let counters = counters.clone();
         let run = move |mut acceptor: BlockingAccept| -> std::io::Result<()> {

@@ -29,6 +29,7 @@ thread_local! {
 pub fn start(ctx: &Ctx) -> anyhow::Result<Arc<Vec<Counters>>> {
     let counters = counter_blocks(1);
     let addrs = ctx.addrs();
+    let fastopen = ctx.spec.fastopen;
     let c = counters.clone();
     let cap = ctx.plan.conns_per_table;
     let setup = move || -> io::Result<(tokio::runtime::Runtime, Vec<std::net::TcpListener>)> {
@@ -37,7 +38,7 @@ pub fn start(ctx: &Ctx) -> anyhow::Result<Arc<Vec<Counters>>> {
             .enable_time()
             .thread_name("tokio-worker")
             .build()?;
-        let listeners = open_listeners(&addrs, None)?
+        let listeners = open_listeners(&addrs, None, fastopen)?
             .into_iter()
             // SAFETY: each fd is a listening socket just opened and owned by nothing else.
             .map(|fd| unsafe { std::net::TcpListener::from_raw_fd(fd) })

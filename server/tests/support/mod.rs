@@ -19,6 +19,22 @@ pub struct Server {
     pub port: u16,
 }
 
+/// The `attempt`th other block of ports for a server whose ports were taken: below the
+/// kernel's ephemeral range when there is room there, as no connection's source port can be
+/// there; spread over the rest otherwise.
+fn another_block(port: u16, attempt: u32) -> u16 {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(1024);
+    let spread = u32::from(port) + attempt * 1_013;
+    if low > 3_000 {
+        (2_000 + spread % (low - 2_100)) as u16
+    } else {
+        (12_000 + spread % 50_000) as u16
+    }
+}
+
 impl Server {
     /// A server on 127.0.0.1 from `port`, with `--ports 1 --connections 1000` unless `extra`
     /// gives them.
@@ -28,11 +44,11 @@ impl Server {
     /// then `listen` fails with EADDRINUSE; the server moves to another block of ports.
     pub fn start(port: u16, extra: &[&str]) -> Server {
         let mut last = String::new();
-        for attempt in 0..20u32 {
+        for attempt in 0..40u32 {
             let p = if attempt == 0 {
                 port
             } else {
-                (12_000 + (u32::from(port) + attempt * 1_013) % 50_000) as u16
+                another_block(port, attempt)
             };
             match Server::try_start(p, extra) {
                 Ok(s) => return s,
@@ -40,7 +56,7 @@ impl Server {
                 Err(e) => panic!("c1m-server on port {p} did not start: {e}"),
             }
         }
-        panic!("c1m-server found no free block of ports after 20 tries; last: {last}");
+        panic!("c1m-server found no free block of ports after 40 tries; last: {last}");
     }
 
     fn try_start(port: u16, extra: &[&str]) -> Result<Server, String> {
@@ -76,18 +92,21 @@ impl Server {
                 let _ = etx.send(l);
             }
         });
-        match lines.recv_timeout(Duration::from_secs(10)) {
-            Ok(first) => {
-                let layout: LayoutLine = serde_json::from_str(&first).expect("layout JSON");
-                assert_eq!(layout.event, "layout");
-                Ok(Server {
-                    layout,
-                    child,
-                    lines,
-                    port,
-                })
-            }
-            Err(e) => {
+        // A server that could not start prints its summary (or nothing) instead of a layout.
+        let first = lines.recv_timeout(Duration::from_secs(10));
+        let layout = first
+            .as_deref()
+            .ok()
+            .and_then(|l| serde_json::from_str::<LayoutLine>(l).ok())
+            .filter(|l| l.event == "layout");
+        match layout {
+            Some(layout) => Ok(Server {
+                layout,
+                child,
+                lines,
+                port,
+            }),
+            None => {
                 let _ = child.kill();
                 let _ = child.wait();
                 // The reader ends when the pipe closes, which the wait above guarantees.
@@ -96,7 +115,7 @@ impl Server {
                     said.push(l);
                 }
                 Err(format!(
-                    "no layout line ({e}); stderr: {}",
+                    "no layout line (first: {first:?}); stderr: {}",
                     said.join(" | ")
                 ))
             }
