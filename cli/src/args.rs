@@ -29,7 +29,7 @@ pub enum Command {
     Provision(ProvisionArgs),
     /// Run the test: preflight, start server and clients, hold, tear down, write a run directory.
     #[command(after_help = EXIT_CODES)]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the capacity plan and every limit that would stop a run, with its fix.
     #[command(after_help = EXIT_CODES)]
     Check(CheckArgs),
@@ -129,9 +129,47 @@ pub struct DemandArgs {
     pub source_ips: Vec<String>,
     /// Server models (`c1m-server --model`), comma-separated, or `all`: `run` runs the test
     /// once per model, each from a clean start, and writes their comparison; `check` names
-    /// each one's own ceilings. Default: epoll-threads.
-    #[arg(long, value_name = "MODELS", value_parser = ModelList::parse)]
+    /// each one's own ceilings. Default: epoll-threads. Only for c1m-server: not with `--target`
+    /// or `--server-cmd`.
+    #[arg(long, value_name = "MODELS", value_parser = ModelList::parse,
+          conflicts_with_all = ["target", "server_cmd", "server_pid", "server_pidfile"])]
     pub server_model: Option<ModelList>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// Which server a run drives when it is not c1m-server: the server host's `c1m_server_*` vars,
+/// given on the command line (they win over the inventory's).
+#[derive(Args, Debug, Clone, Default)]
+pub struct ServerArgs {
+    /// Drive the server at HOST:PORT or HOST:FIRST-LAST instead of c1m-server. Alone: a server
+    /// that is already running (nothing is started or stopped); with --server-cmd: the one that
+    /// command starts.
+    #[arg(long, value_name = "HOST:PORTS", conflicts_with_all = ["first_port", "port_count"])]
+    pub target: Option<c1m_orchestrator::check::server::Target>,
+    /// Start the server under test with this shell command on the server host (in a process
+    /// group of its own, in the run's network namespace on a local run), wait for its ports to
+    /// listen, measure it, stop its group at teardown. It must stay in the foreground.
+    #[arg(long, value_name = "CMD")]
+    pub server_cmd: Option<String>,
+    /// The server's main process, so it can be measured (an external server, or one the
+    /// command forks into the background).
+    #[arg(long, value_name = "PID", conflicts_with = "server_pidfile")]
+    pub server_pid: Option<u32>,
+    /// A file on the server host holding the server's pid (instead of --server-pid).
+    #[arg(long, value_name = "FILE")]
+    pub server_pidfile: Option<String>,
+}
+
+impl ServerArgs {
+    pub fn choice(self) -> c1m_orchestrator::check::server::ServerChoice {
+        c1m_orchestrator::check::server::ServerChoice {
+            target: self.target,
+            cmd: self.server_cmd,
+            pid: self.server_pid,
+            pidfile: self.server_pidfile,
+        }
+    }
 }
 
 /// A `--server-model` value: the models in the order given (one value, so clap does not split
@@ -190,6 +228,12 @@ pub struct RunArgs {
     /// Start even when the preflight says the run cannot fit.
     #[arg(long)]
     pub force: bool,
+    /// A client gives up after this many errors (default: 1% of its share, at least 1,000).
+    /// A server that stops answering at its ceiling costs a connect timeout per error.
+    #[arg(long, value_name = "N")]
+    pub max_errors: Option<u64>,
+    #[command(flatten)]
+    pub protocol: c1m_proto::protocol::ProtocolArgs,
     /// With `--connections max`: the ceiling takes at most this much memory (`512MiB`, `8G`),
     /// leaving the rest of a shared machine alone.
     #[arg(long, value_name = "SIZE")]

@@ -23,7 +23,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Provision(a) => provision(a),
-        Command::Run(a) => run(a),
+        Command::Run(a) => run(*a),
         Command::Check(a) => check(a),
         Command::Report(a) => report(a),
         Command::Lab(a) => lab(a),
@@ -108,6 +108,9 @@ fn run(a: RunArgs) -> anyhow::Result<Exit> {
         no_netns: a.no_netns,
         no_fastopen: a.no_fastopen,
         force: a.force,
+        server: a.demand.server.choice(),
+        protocol: a.protocol,
+        max_errors: a.max_errors,
         models: a.demand.server_model.map(|l| l.0).unwrap_or_default(),
     };
     let end = match a.demand.connections {
@@ -115,6 +118,12 @@ fn run(a: RunArgs) -> anyhow::Result<Exit> {
         Connections::Max if opts.models.len() > 1 => anyhow::bail!(
             "--connections max finds one server's ceiling; give --server-model one model"
         ),
+        Connections::Max if opts.server.target.is_some() || opts.server.cmd.is_some() => {
+            anyhow::bail!(
+                "--connections max measures c1m-server's ceiling; a server given by --target or \
+                 --server-cmd needs a number of connections"
+            )
+        }
         Connections::Max => ceiling::run_max(opts, a.max_memory.map(|s| s.0))?,
     };
     Ok(match end {
@@ -136,8 +145,10 @@ fn check(a: CheckArgs) -> anyhow::Result<Exit> {
     let outcome = c1m_orchestrator::check::run(&CheckOptions {
         hosts: hosts(a.hosts)?,
         connections,
+        first_port: a.demand.ports.first_port,
         port_count: a.demand.ports.port_count,
         source_ips: a.demand.source_ips,
+        server: a.demand.server.choice(),
         models: a
             .demand
             .server_model

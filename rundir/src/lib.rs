@@ -104,12 +104,17 @@ pub struct ServerFigures {
     /// Processes and threads of the tree at the peak.
     pub processes: Option<u64>,
     pub threads: Option<u64>,
-    /// The tree's resident and proportional memory at the peak, and per connection.
+    /// The tree's resident and proportional memory at the peak, before the clients started,
+    /// and per connection held (the growth from before to the peak, divided by the
+    /// connections held).
     pub rss_bytes: Option<u64>,
     pub pss_bytes: Option<u64>,
+    pub rss_bytes_before: Option<u64>,
+    pub pss_bytes_before: Option<u64>,
     pub rss_bytes_per_conn: Option<f64>,
     pub pss_bytes_per_conn: Option<f64>,
-    /// CPU seconds the tree used from its start until the target (or the end of connecting).
+    /// CPU seconds the tree used from the clients' start until the target (or the end of
+    /// connecting).
     pub cpu_seconds: Option<f64>,
     pub cpu_seconds_per_1k_conns: Option<f64>,
     /// Each process's RLIMIT_NOFILE and open fds as the preflight read them.

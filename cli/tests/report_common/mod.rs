@@ -413,6 +413,8 @@ pub fn synthetic_run(dir: &Path, spec: &Spec) {
         connect_rate_mean: time_to_target.map_or(0.0, |t| target as f64 / t),
         connect_latency_us: None,
         rtt_us: None,
+        messages_sent: 0,
+        messages_answered: 0,
         errors: total_errors,
         server_rss_bytes: last.server_rss_bytes,
         client_rss_bytes: last.client_rss_bytes,

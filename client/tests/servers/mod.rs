@@ -263,6 +263,42 @@ impl Drop for Server {
     }
 }
 
+/// A server ready to start: its program and arguments, scratch directory and port. Either
+/// [`Setup::start`]ed here, or handed to `c1m run --server-cmd` as [`Setup::shell_line`].
+pub struct Setup {
+    pub name: &'static str,
+    pub dir: PathBuf,
+    pub port: u16,
+    pub cmd: Command,
+}
+
+impl Setup {
+    /// Starts it as a [`Server`] of this test process.
+    pub fn start(mut self) -> Server {
+        let cmd = std::mem::replace(&mut self.cmd, Command::new("true"));
+        let dir = std::mem::take(&mut self.dir);
+        Server::start(self.name, cmd, dir, self.port)
+    }
+
+    /// The command as one shell line, every word quoted.
+    pub fn shell_line(&self) -> String {
+        let quote =
+            |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"));
+        std::iter::once(quote(self.cmd.get_program()))
+            .chain(self.cmd.get_args().map(quote))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        if !self.dir.as_os_str().is_empty() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
 /// nginx's knobs that matter for held connections.
 #[derive(Debug, Clone)]
 pub struct Nginx {
@@ -293,7 +329,7 @@ pub const NGINX_INDEX: &str = "<html><body>c1m under test</body></html>\n";
 /// nginx (master and workers, `daemon off`) serving `/` (index.html, Content-Length), `/gz/`
 /// (the same file gzipped on the fly: a chunked body when the request says
 /// `Accept-Encoding: gzip`) and 404 for anything missing, e.g. `/missing`.
-pub fn nginx(test: &str, conf: &Nginx) -> Option<Server> {
+pub fn nginx_setup(test: &str, conf: &Nginx) -> Option<Setup> {
     let (dir, port) = prepare(test, &[NGINX], "nginx")?;
     let www = dir.join("www");
     fs::create_dir_all(www.join("gz")).expect("create the docroot");
@@ -345,12 +381,22 @@ http {{
         .arg(dir.join("error.log"))
         .arg("-c")
         .arg(&path);
-    Some(Server::start("nginx", cmd, dir, port))
+    Some(Setup {
+        name: "nginx",
+        dir,
+        port,
+        cmd,
+    })
+}
+
+/// [`nginx_setup`], started.
+pub fn nginx(test: &str, conf: &Nginx) -> Option<Server> {
+    nginx_setup(test, conf).map(Setup::start)
 }
 
 /// redis-server without persistence, `maxclients` as given, an accept backlog of 4096 (its
 /// default, 511, drops SYNs under a burst of connects: each costs a 1 s retransmit).
-pub fn redis(test: &str, maxclients: usize) -> Option<Server> {
+pub fn redis_setup(test: &str, maxclients: usize) -> Option<Setup> {
     let (dir, port) = prepare(test, &[REDIS], "redis")?;
     let mut cmd = Command::new("/usr/bin/redis-server");
     cmd.args(["--bind", "127.0.0.1", "--port", &port.to_string()])
@@ -363,11 +409,21 @@ pub fn redis(test: &str, maxclients: usize) -> Option<Server> {
         ])
         .arg("--dir")
         .arg(&dir);
-    Some(Server::start("redis-server", cmd, dir, port))
+    Some(Setup {
+        name: "redis-server",
+        dir,
+        port,
+        cmd,
+    })
+}
+
+/// [`redis_setup`], started.
+pub fn redis(test: &str, maxclients: usize) -> Option<Server> {
+    redis_setup(test, maxclients).map(Setup::start)
 }
 
 /// memcached with `max_conns` (`-c`) and two threads.
-pub fn memcached(test: &str, max_conns: usize) -> Option<Server> {
+pub fn memcached_setup(test: &str, max_conns: usize) -> Option<Setup> {
     let (dir, port) = prepare(test, &[MEMCACHED], "memcached")?;
     let mut cmd = Command::new("/usr/bin/memcached");
     cmd.args(["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0"])
@@ -376,7 +432,17 @@ pub fn memcached(test: &str, max_conns: usize) -> Option<Server> {
         // memcached refuses to run as root unless told which user to be.
         cmd.args(["-u", "root"]);
     }
-    Some(Server::start("memcached", cmd, dir, port))
+    Some(Setup {
+        name: "memcached",
+        dir,
+        port,
+        cmd,
+    })
+}
+
+/// [`memcached_setup`], started.
+pub fn memcached(test: &str, max_conns: usize) -> Option<Server> {
+    memcached_setup(test, max_conns).map(Setup::start)
 }
 
 /// mosquitto: anonymous when `users` is empty, else only those (user, password) pairs.
@@ -384,7 +450,7 @@ pub fn memcached(test: &str, max_conns: usize) -> Option<Server> {
 /// mosquitto 2.0 listens with a fixed backlog of 100: more connects in flight than that
 /// (`c1m-client --window`) overflow its accept queue, and each dropped SYN costs a retransmit a
 /// second (then three) later.
-pub fn mosquitto(test: &str, users: &[(&str, &str)]) -> Option<Server> {
+pub fn mosquitto_setup(test: &str, users: &[(&str, &str)]) -> Option<Setup> {
     let needs: &[Need] = if users.is_empty() {
         &[MOSQUITTO]
     } else {
@@ -421,7 +487,17 @@ pub fn mosquitto(test: &str, users: &[(&str, &str)]) -> Option<Server> {
     write(&conf, &text);
     let mut cmd = Command::new("/usr/sbin/mosquitto");
     cmd.arg("-c").arg(&conf);
-    Some(Server::start("mosquitto", cmd, dir, port))
+    Some(Setup {
+        name: "mosquitto",
+        dir,
+        port,
+        cmd,
+    })
+}
+
+/// [`mosquitto_setup`], started.
+pub fn mosquitto(test: &str, users: &[(&str, &str)]) -> Option<Server> {
+    mosquitto_setup(test, users).map(Setup::start)
 }
 
 /// The WebSocket servers, both on Debian's Python.
@@ -474,7 +550,7 @@ async def main():
 asyncio.run(main())
 "#;
 
-pub fn websocket(test: &str, kind: WebSocket) -> Option<Server> {
+pub fn websocket_setup(test: &str, kind: WebSocket) -> Option<Setup> {
     let (dir, port) = prepare(test, &[WEBSOCKETS], "websocket")?;
     let (script, ping) = match kind {
         WebSocket::Echo { ping_s } => (WS_ECHO, ping_s.map_or("none".into(), |p| p.to_string())),
@@ -484,7 +560,17 @@ pub fn websocket(test: &str, kind: WebSocket) -> Option<Server> {
     write(&path, script);
     let mut cmd = Command::new(PYTHON);
     cmd.arg(&path).arg(port.to_string()).arg(ping);
-    Some(Server::start("websocket", cmd, dir, port))
+    Some(Setup {
+        name: "websocket",
+        dir,
+        port,
+        cmd,
+    })
+}
+
+/// [`websocket_setup`], started.
+pub fn websocket(test: &str, kind: WebSocket) -> Option<Server> {
+    websocket_setup(test, kind).map(Setup::start)
 }
 
 /// `c1m-client`: the one this crate built, or the one in `C1M_BIN_DIR`.

@@ -1,8 +1,11 @@
 //! Reaching the run's hosts: one connection to each (at most `forks` being opened at once) and
-//! its facts, kept open for what follows (a run deploys and controls over them).
+//! its facts, kept open for what follows (a run deploys and controls over them); the process
+//! tree of a server under test, read over such a connection.
 
 use super::facts::{self, HostFacts};
 use super::plan::run_hosts;
+use super::server::PidSource;
+use super::server_tree::{self, TreeSample};
 use c1m_ansible::connect::ConnectSettings;
 use c1m_ansible::inventory::Inventory;
 use c1m_transport::Transport;
@@ -75,4 +78,38 @@ pub fn facts_of(reached: &[(String, Reached)]) -> Vec<(String, Result<HostFacts,
             )
         })
         .collect()
+}
+
+/// The pid `src` names on the host: itself, or the number in its pid file.
+pub fn resolve_pid(t: &mut dyn Transport, src: &PidSource) -> Result<u32, String> {
+    match src {
+        PidSource::Pid(p) => Ok(*p),
+        PidSource::File(path) => {
+            let bytes = t
+                .read_file(path)
+                .map_err(|e| format!("reading the pid file {path}: {e}"))?
+                .ok_or_else(|| format!("the pid file {path} does not exist"))?;
+            let text = String::from_utf8_lossy(&bytes[..bytes.len().min(64)]).into_owned();
+            text.trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|p| *p > 1)
+                .ok_or_else(|| format!("the pid file {path} holds {:?}, not a pid", text.trim()))
+        }
+    }
+}
+
+/// The process tree of the server `src` names, its open descriptors counted.
+pub fn server_tree(t: &mut dyn Transport, src: &PidSource) -> Result<(u32, TreeSample), String> {
+    let pid = resolve_pid(t, src)?;
+    read_tree(t, pid, true).map(|tree| (pid, tree))
+}
+
+/// One reading of the tree under `pid` (`count_fds`: its open descriptors too, which costs a
+/// directory listing per process).
+pub fn read_tree(t: &mut dyn Transport, pid: u32, count_fds: bool) -> Result<TreeSample, String> {
+    let out = t
+        .exec(&server_tree::script(pid, count_fds), None)
+        .map_err(|e| format!("reading /proc for pid {pid}: {e}"))?;
+    server_tree::parse(&out.stdout_str()).ok_or_else(|| format!("no process {pid} on {}", t.host()))
 }

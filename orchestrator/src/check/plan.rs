@@ -6,6 +6,7 @@
 use super::capacity::{check_host, model_ceilings, Finding, HostDemand};
 use super::facts::HostFacts;
 use super::loopback;
+use super::server::{self, ServerPlan, UnderTest};
 use anyhow::{bail, Result};
 use c1m_ansible::inventory::{Connection, Host, Inventory};
 use c1m_proto::launch::share;
@@ -70,7 +71,10 @@ pub struct HostPlan {
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
     pub connections: u64,
+    /// How many server ports (the server's own, see `server`).
     pub ports: u16,
+    /// The server under test and its ports.
+    pub server: ServerPlan,
     /// The address every client connects to (`None` when the server's cannot be resolved; a
     /// finding says why).
     pub target: Option<Ipv4Addr>,
@@ -84,6 +88,9 @@ pub struct Ask<'a> {
     /// How messages name the inventory.
     pub source: &'a str,
     pub connections: u64,
+    /// `--first-port`, `--port-count`: the ports of c1m-server, unless the server host's
+    /// `c1m_server_ports` names others.
+    pub first_port: u16,
     pub ports: u16,
     /// `--source-ips`: the addresses of a client on this machine.
     pub local_source_ips: &'a [String],
@@ -142,6 +149,12 @@ pub fn build(ask: &Ask, gathered: &[(String, Result<HostFacts, String>)]) -> Res
         );
     }
     let target = target_address(server);
+    let mut server_findings = Vec::new();
+    let server_plan = server::from_vars(server, (ask.first_port, ask.ports), &mut server_findings);
+    let ask = &Ask {
+        ports: server_plan.port_count,
+        ..*ask
+    };
     let mut hosts = Vec::new();
     for (name, facts) in gathered {
         let Some(host) = ask.inventory.host(name) else {
@@ -154,12 +167,32 @@ pub fn build(ask: &Ask, gathered: &[(String, Result<HostFacts, String>)]) -> Res
             _ => Role::Client,
         };
         let share = client_index.map_or(0, |i| share(ask.connections, clients.len(), i));
-        hosts.push(host_plan(ask, host, role, share, &target, facts));
+        let mut hp = host_plan(
+            ask,
+            host,
+            role,
+            share,
+            &server_plan.under_test,
+            &target,
+            facts,
+        );
+        if role.is_server() {
+            hp.findings.append(&mut server_findings);
+            if let (UnderTest::Command { cmd, .. }, Ok(f)) = (&server_plan.under_test, facts) {
+                hp.findings.push(server::inherited_finding(
+                    &server::program_of(cmd),
+                    f.nofile_soft,
+                    f.nofile_hard,
+                ));
+            }
+        }
+        hosts.push(hp);
     }
     let fits = hosts.iter().all(|h| h.findings.iter().all(|f| !f.blocks));
     Ok(Plan {
         connections: ask.connections,
         ports: ask.ports,
+        server: server_plan,
         target: target.ok(),
         hosts,
         fits,
@@ -171,6 +204,7 @@ fn host_plan(
     host: &Host,
     role: Role,
     share: u64,
+    under_test: &UnderTest,
     target: &Result<Ipv4Addr, String>,
     facts: &Result<HostFacts, String>,
 ) -> HostPlan {
@@ -205,17 +239,21 @@ fn host_plan(
             } else {
                 0
             };
+            // Only c1m-server's fd tables are c1m's to size; another server's limits are its
+            // own, judged from /proc (server::ceiling_finding).
+            let c1m_server = role.is_server() && *under_test == UnderTest::C1mServer;
             let demand = HostDemand {
                 sockets,
                 client_share: share,
-                server_sockets: if role.is_server() { ask.connections } else { 0 },
+                server_sockets: if c1m_server { ask.connections } else { 0 },
                 tracked_flows: tracked,
                 source_ips: addrs::expand_ips(&source_ips).map_or(0, |v| v.len()),
                 ports: ask.ports,
                 provision_hint: Some(provision_hint(ask.source)),
             };
             findings.extend(check_host(&demand, f));
-            if role.is_server() {
+            // A model's own ceilings are c1m-server's; another server has its own (above).
+            if c1m_server {
                 let limits = f.host_limits(ask.procs);
                 for &m in ask.models {
                     findings.extend(model_ceilings(m, ask.ports, ask.connections, &limits));

@@ -1,8 +1,10 @@
 //! The control connection of one host, in a thread of its own: it samples the host's kernel
-//! memory and CPU once a second for the engine, and stops process groups when asked.
+//! memory and CPU once a second for the engine (and the process tree of the server under test,
+//! once the engine names its root), and stops process groups when asked.
 
 use super::msg::{HostSample, Msg};
 use super::sampler::{cpu_times_from, KernelSample};
+use crate::check::gather::read_tree;
 use c1m_transport::Transport;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -50,15 +52,25 @@ fn sample(t: &mut dyn Transport, files: bool) -> Result<Option<HostSample>, Stri
 /// to be gone; says which it took, or `exiting` when it is still there (a process that is
 /// closing many sockets in exit() cannot be hurried, not even by SIGKILL). The group is named by
 /// number, so nothing else on the host is touched. Bounded well below the SSH operation timeout.
+///
+/// A process counts while it is not a zombie: where PID 1 does not reap orphans, a stopped
+/// server's processes stay zombies in their group, and `kill -0` would call them alive for the
+/// whole minute. `kill -SIG -PGID`, never `kill -SIG -- -PGID`: dash (Debian's `sh`) takes no
+/// `--` there and fails.
 fn kill_script(pgid: u32) -> String {
     format!(
-        "kill -TERM -- -{pgid} 2>/dev/null || {{ echo gone; exit 0; }}; i=0; \
-         while kill -0 -- -{pgid} 2>/dev/null; do \
+        "alive() {{ cat /proc/[0-9]*/stat 2>/dev/null | awk -v g={pgid} \
+           '{{ s = $0; sub(/^.*\\) /, \"\", s); split(s, f, \" \"); \
+              if (f[1] != \"Z\" && f[1] != \"X\" && f[3] == g) {{ found = 1; exit }} }} \
+            END {{ exit !found }}'; }}; \
+         alive || {{ echo gone; exit 0; }}; \
+         kill -TERM -{pgid} 2>/dev/null; i=0; \
+         while alive; do \
            i=$((i+1)); if [ $i -ge 20 ]; then break; fi; sleep 0.1; \
          done; \
-         kill -0 -- -{pgid} 2>/dev/null || {{ echo terminated; exit 0; }}; \
-         kill -KILL -- -{pgid} 2>/dev/null; i=0; \
-         while kill -0 -- -{pgid} 2>/dev/null; do \
+         alive || {{ echo terminated; exit 0; }}; \
+         kill -KILL -{pgid} 2>/dev/null; i=0; \
+         while alive; do \
            i=$((i+1)); if [ $i -ge 300 ]; then echo exiting; exit 0; fi; sleep 0.2; \
          done; echo killed"
     )
@@ -110,6 +122,8 @@ fn stop_until(
 }
 
 enum Request {
+    /// From now on, each sample also reads the process tree under this pid.
+    Watch(u32),
     Stop {
         pgid: u32,
         until: Instant,
@@ -135,6 +149,7 @@ impl Control {
             .name(format!("control-{host}"))
             .spawn(move || {
                 let mut sampling = true;
+                let mut watched: Option<u32> = None;
                 // `lstat` answers only where file operations need no program on the host.
                 let files = t.lstat("/proc/meminfo").is_some();
                 // The first reading at once: it is the baseline of the run's kernel memory.
@@ -146,7 +161,14 @@ impl Control {
                         Ok(Request::Stop { pgid, until, reply }) => {
                             let _ = reply.send(stop_until(&mut t, &reconnect, pgid, until));
                         }
+                        Ok(Request::Watch(root)) => watched = Some(root),
                         Err(mpsc::RecvTimeoutError::Timeout) if sampling => {
+                            if let Some(root) = watched {
+                                // Before the kernel's sample: a fresh kernel reading after the
+                                // peak then comes with a fresh tree.
+                                let tree = read_tree(t.as_mut(), root, false).ok();
+                                let _ = events.send(Msg::Tree { host, tree });
+                            }
                             match sample(t.as_mut(), files) {
                                 Ok(Some(sample)) => {
                                     let _ = events.send(Msg::Sample { host, sample });
@@ -168,6 +190,11 @@ impl Control {
             eprintln!("c1m run: host #{host}: cannot start its control thread: {e}");
         }
         Control { requests }
+    }
+
+    /// Reads the process tree under `root` with every sample from now on.
+    pub fn watch(&self, root: u32) {
+        let _ = self.requests.send(Request::Watch(root));
     }
 
     /// Asks the host to stop process group `pgid`, trying until `until`, and returns at once,
@@ -216,4 +243,39 @@ impl Stopping {
 /// needs that long before its processes are gone; a healthy one answers in a second.
 pub fn stop_budget(sockets: u64) -> Duration {
     Duration::from_secs(20) + Duration::from_millis(sockets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kill_script;
+    use std::os::unix::process::CommandExt;
+    use std::process::Command;
+
+    /// The script stops a real group under Debian's `sh`, and says `gone` for none.
+    #[test]
+    fn the_group_stop_works_under_sh() {
+        let mut child = Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pgid = child.id();
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(kill_script(pgid))
+            .output()
+            .unwrap();
+        let _ = child.wait();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "terminated",
+            "{out:?}"
+        );
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(kill_script(pgid))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "gone");
+    }
 }

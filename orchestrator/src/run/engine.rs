@@ -16,11 +16,14 @@ use super::prepare::Prepared;
 use super::proc::RemoteProc;
 use super::sampler::kernel_total;
 use super::signals::{self, StopSignals};
-use super::state::{Ending, Hold, HostState, Peak, Phase, Reached, Running};
+use super::state::{Ending, Hold, HostState, Peak, Phase, Reached, Running, ServerUnderTest};
 use super::summary::{self, Finished};
 use super::teardown::teardown;
 use super::view::{Frame, HostFrame, View};
 use super::{RunEnd, RunOptions};
+use crate::check::gather::{read_tree, resolve_pid};
+use crate::check::server::{self, PidSource, UnderTest};
+use crate::check::server_tree::TreeSample;
 use anyhow::Result;
 use c1m_ansible::connect::ConnectSettings;
 use c1m_proto::fmt;
@@ -29,6 +32,8 @@ use c1m_rundir::{Event, HostSample, Outcome};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
@@ -41,11 +46,19 @@ const DEAD_AFTER: Duration = Duration::from_secs(30);
 /// Binding every port takes well under a second on hardware; TCG guests are slower, so the
 /// wait is also at least 1,000 program starts on the server's host as measured at deploy.
 const SERVER_READY: Duration = Duration::from_secs(120);
+/// How long a server command gets to listen on every port; a server that needs longer is
+/// misconfigured or waiting for something it will not get.
+const COMMAND_READY: Duration = Duration::from_secs(30);
 
 /// Runs the live part of a prepared run and writes its run directory.
 pub async fn run(opts: RunOptions, prepared: Prepared) -> Result<RunEnd> {
     let mut signals = StopSignals::listen()?;
-    let env = LocalEnv::set_up(&opts, &prepared.hosts, prepared.target);
+    let env = LocalEnv::set_up(
+        &opts,
+        &prepared.hosts,
+        prepared.target,
+        &prepared.plan.server.under_test,
+    );
     let mut e = Engine::open(opts, prepared, env)?;
     e.start_server(&mut signals).await;
     if matches!(e.phase, Phase::Connecting) {
@@ -76,6 +89,9 @@ struct Engine {
     phase: Phase,
     clients_started: Instant,
     reached: Option<Reached>,
+    sut: ServerUnderTest,
+    /// The server's own limits refused the run once it was up (no `--force`).
+    refused: bool,
 }
 
 impl Engine {
@@ -105,6 +121,19 @@ impl Engine {
             hosts.push(HostState::new(run, hdir, control));
         }
         let si = hosts.iter().position(|h| h.run.is_server()).unwrap_or(0);
+        let under_test = p.plan.server.under_test.clone();
+        hosts[si].server_reports = under_test == UnderTest::C1mServer;
+        let sut = ServerUnderTest {
+            name: under_test.label(),
+            root: None,
+            before: p
+                .plan
+                .server
+                .measured
+                .clone()
+                .map(|m| (TreeSample::default(), m)),
+            under_test,
+        };
         Ok(Engine {
             opts,
             inventory: p.inventory,
@@ -122,6 +151,8 @@ impl Engine {
             phase: Phase::Connecting,
             clients_started: Instant::now(),
             reached: None,
+            sut,
+            refused: false,
         })
     }
 
@@ -134,6 +165,7 @@ impl Engine {
         cmd: String,
     ) -> tokio::task::JoinHandle<Result<Running, String>> {
         let h = &self.hosts[host];
+        let c1m_binary = role == Role::Client || h.server_reports;
         let dead_after = h.run.budget(DEAD_AFTER, 300);
         let (conn, inv_host, dir, tx) = (
             self.conn.clone(),
@@ -144,40 +176,53 @@ impl Engine {
         tokio::task::spawn_blocking(move || {
             let mut t = conn.connect(&inv_host).map_err(|e| e.to_string())?;
             t.set_liveness(KEEPALIVE, dead_after);
-            let proc = RemoteProc::start(t, host, role, cmd, &dir, tx)
+            let proc = RemoteProc::start(t, host, role, c1m_binary, cmd, &dir, tx)
                 .map_err(|e| format!("{}: cannot start {}: {e}", inv_host.name, role.binary()))?;
             Ok(Running {
                 proc,
                 pgid: None,
                 ended: None,
+                // A server command does not stop at the end of its stdin.
+                stops_on_eof: c1m_binary,
             })
         })
     }
 
-    /// The server, and every port listening, before any client; then the kernel baseline.
+    /// The server, and every port listening, before any client; its process tree and limits;
+    /// then the kernel baseline.
     async fn start_server(&mut self, signals: &mut StopSignals) {
-        let si = self.si;
-        let spec = launch::server_spec(&self.opts, self.target, &self.env);
-        let cmd = launch::command(&self.hosts[si].run, &spec, &self.env);
-        match self.start(si, Role::Server, cmd).await {
-            Ok(Ok(r)) => self.hosts[si].server = Some(r),
-            Ok(Err(e)) => {
-                return self.end(Outcome::Failed, format!("cannot start the server: {e}"))
-            }
-            Err(e) => return self.end(Outcome::Failed, format!("cannot start the server: {e}")),
+        match self.sut.under_test.clone() {
+            UnderTest::C1mServer => self.start_c1m_server(signals).await,
+            UnderTest::Command { cmd, .. } => self.start_command(&cmd, signals).await,
+            UnderTest::External { .. } => self.find_external(),
         }
-        let ready_within = self.hosts[si].run.budget(SERVER_READY, 1_000);
-        let deadline = tokio::time::Instant::now() + ready_within;
+        if matches!(self.phase, Phase::Connecting) {
+            self.read_server(signals).await;
+        }
+        if matches!(self.phase, Phase::Connecting) {
+            self.take_kernel_baseline().await;
+        }
+    }
+
+    /// Waits for a message that says the server is up, a signal, or the deadline.
+    async fn wait_up(&mut self, signals: &mut StopSignals, limit: Duration, what: &str) {
+        let si = self.si;
+        let deadline = tokio::time::Instant::now() + limit;
         while matches!(self.phase, Phase::Connecting) {
             tokio::select! {
                 sig = signals.recv() => self.interrupted(sig),
                 _ = tokio::time::sleep_until(deadline) => {
                     let name = self.hosts[si].run.host.name.clone();
-                    self.end(Outcome::Failed, format!("c1m-server on {name} did not report listening within {} s", ready_within.as_secs()));
+                    self.end(Outcome::Failed, format!("{} on {name} did not {what} within {} s", self.sut.name, limit.as_secs()));
                 }
                 m = self.rx.recv() => match m.map(|m| absorb(&mut self.hosts, m, false, &mut self.peak)) {
                     Some(Happened::Layout(h, Role::Server, l)) => {
                         self.say_server_layout(h, &l);
+                        self.sut.root = Some(l.pid);
+                        break;
+                    }
+                    Some(Happened::Started(pid)) => {
+                        self.sut.root = Some(pid);
                         break;
                     }
                     Some(Happened::Ended(h, role)) => {
@@ -189,8 +234,146 @@ impl Engine {
                 }
             }
         }
-        if matches!(self.phase, Phase::Connecting) {
-            self.take_kernel_baseline().await;
+    }
+
+    async fn start_c1m_server(&mut self, signals: &mut StopSignals) {
+        let si = self.si;
+        let spec = launch::server_spec(&self.opts, self.target, &self.env);
+        let cmd = launch::command(&self.hosts[si].run, &spec, &self.env);
+        match self.start(si, Role::Server, cmd).await {
+            Ok(Ok(r)) => self.hosts[si].server = Some(r),
+            Ok(Err(e)) => {
+                return self.end(Outcome::Failed, format!("cannot start the server: {e}"))
+            }
+            Err(e) => return self.end(Outcome::Failed, format!("cannot start the server: {e}")),
+        }
+        // At least 1,000 program starts on the server's host as measured at deploy.
+        let ready_within = self.hosts[si].run.budget(SERVER_READY, 1_000);
+        self.wait_up(signals, ready_within, "report listening")
+            .await;
+    }
+
+    /// A server command: started in a session of its own; up once its shell has said its pid.
+    async fn start_command(&mut self, cmd: &str, signals: &mut StopSignals) {
+        let si = self.si;
+        let line = launch::server_command(&self.hosts[si].run, cmd, &self.env);
+        println!("server command on {}: {cmd}", self.hosts[si].run.host.name);
+        match self.start(si, Role::Server, line).await {
+            Ok(Ok(r)) => self.hosts[si].server = Some(r),
+            Ok(Err(e)) => return self.end(Outcome::Failed, format!("cannot start {cmd}: {e}")),
+            Err(e) => return self.end(Outcome::Failed, format!("cannot start {cmd}: {e}")),
+        }
+        let ready_within = self.hosts[si].run.budget(COMMAND_READY, 1_000);
+        self.wait_up(signals, ready_within, "start").await;
+    }
+
+    /// A server already running: nothing to start; measured when its pid was given.
+    fn find_external(&mut self) {
+        self.sut.root = self.sut.before.as_ref().map(|(_, m)| m.pid);
+        if self.sut.root.is_none() {
+            println!(
+                "server under test: already running at {}:{}, not measured (give --server-pid or c1m_server_pid to measure it)",
+                self.target,
+                server::ports_text(self.opts.first_port, self.opts.port_count)
+            );
+        }
+    }
+
+    /// Once the server is up: every port listening (a command's), its process tree and limits
+    /// read, the ceiling they allow judged against the target, and its tree watched from then on.
+    async fn read_server(&mut self, signals: &mut StopSignals) {
+        let Some(root) = self.sut.root else {
+            return;
+        };
+        let si = self.si;
+        let probe = Probe {
+            root,
+            pid: self.sut.under_test.pid_source().cloned(),
+            // c1m-server says itself when every port listens.
+            ports: (self.sut.under_test != UnderTest::C1mServer).then_some((
+                self.target,
+                self.opts.first_port,
+                self.opts.port_count,
+            )),
+            until: Instant::now() + COMMAND_READY,
+            cancel: Arc::new(AtomicBool::new(false)),
+        };
+        let cancel = probe.cancel.clone();
+        let (conn, host) = (self.conn.clone(), self.hosts[si].run.host.clone());
+        let mut job = tokio::task::spawn_blocking(move || {
+            let mut t = conn.connect(&host).map_err(|e| e.to_string())?;
+            probe.run(t.as_mut())
+        });
+        let got = loop {
+            tokio::select! {
+                r = &mut job => break r.unwrap_or_else(|e| Err(e.to_string())),
+                sig = signals.recv() => {
+                    self.interrupted(sig);
+                    cancel.store(true, Ordering::SeqCst);
+                }
+                m = self.rx.recv() => match m.map(|m| absorb(&mut self.hosts, m, false, &mut self.peak)) {
+                    Some(Happened::Ended(h, role)) => {
+                        let why = self.describe_end(h, role);
+                        self.end(Outcome::Failed, format!("the server did not start: {why}"));
+                        cancel.store(true, Ordering::SeqCst);
+                    }
+                    Some(_) => {}
+                    None => cancel.store(true, Ordering::SeqCst),
+                }
+            }
+        };
+        if !matches!(self.phase, Phase::Connecting) {
+            return;
+        }
+        let (root, tree) = match got {
+            Ok(x) => x,
+            Err(e) => {
+                let name = &self.hosts[si].run.host.name;
+                return self.end(Outcome::Failed, format!("{} on {name}: {e}", self.sut.name));
+            }
+        };
+        let mut m = server::measure(&tree, root);
+        let c1m_server = self.sut.under_test == UnderTest::C1mServer;
+        if c1m_server {
+            // Its fd tables are per thread, not per process: its own layout says what it holds.
+            m.name = "c1m-server".into();
+            m.ceiling = self.hosts[si]
+                .track
+                .server_layout
+                .as_ref()
+                .map(|l| l.capacity);
+        }
+        println!(
+            "server under test: {} (pid {root}: {} process(es), {} thread(s), RSS {}) on {}:{}",
+            m.name,
+            m.processes,
+            m.threads,
+            fmt::bytes(tree.rss_bytes() as f64),
+            self.target,
+            server::ports_text(self.opts.first_port, self.opts.port_count)
+        );
+        // c1m-server's ceilings are its model's, named (never refusing) by the preflight; another
+        // server's are its own limits, known only now.
+        let finding = (!c1m_server).then(|| server::ceiling_finding(&m, self.opts.connections));
+        if let Some(f) = &finding {
+            println!("  {f}");
+        }
+        self.sut.name = m.name.clone();
+        self.sut.root = Some(root);
+        self.sut.before = Some((tree, m));
+        if let Some(c) = self.hosts[si].control.as_ref() {
+            c.watch(root);
+        }
+        if finding.is_some_and(|f| f.blocks) {
+            if self.opts.force {
+                println!("--force: starting the clients anyway");
+            } else {
+                self.refused = true;
+                self.end(
+                    Outcome::NotReached,
+                    format!("refused: {} cannot hold {} connections (pass --force to run to its ceiling)", self.sut.name, fmt::int(self.opts.connections)),
+                );
+            }
         }
     }
 
@@ -425,7 +608,10 @@ impl Engine {
     /// One line about a binary's end, for failures and reasons.
     fn describe_end(&self, h: usize, role: Role) -> String {
         let host = &self.hosts[h].run.host.name;
-        let bin = role.binary();
+        let bin = match role {
+            Role::Server => self.sut.name.as_str(),
+            Role::Client => role.binary(),
+        };
         match self.hosts[h].running(role).and_then(|r| r.ended.as_ref()) {
             Some(Ended::Exited(status, Some(last))) => {
                 format!("{bin} on {host} exited with status {status}: {last}")
@@ -463,12 +649,17 @@ impl Engine {
         let server = &self.hosts[self.si];
         let kd = server.kernel_delta().unwrap_or_default();
         let k = server.kernel_now.clone().unwrap_or_default();
+        let established = self.hosts.iter().map(|h| h.track.client.open).sum();
         let ev = Event {
             t,
             ts_ms: c1m_proto::stats::now_ms(),
-            established: self.hosts.iter().map(|h| h.track.client.open).sum(),
+            established,
             connecting: self.hosts.iter().map(|h| h.track.client.connecting).sum(),
-            server_open: server.track.server.open,
+            server_open: if server.server_reports {
+                server.track.server.open
+            } else {
+                established
+            },
             connect_rate: self.hosts.iter().map(|h| h.rate).sum(),
             errors_total: host_samples.values().map(|s| s.errors_total).sum(),
             server_rss_bytes: server.track.server.rss_bytes,
@@ -535,9 +726,14 @@ impl Engine {
             started_at: self.started_at,
             ending,
             reached: self.reached,
+            sut: &self.sut,
+            target: self.target,
         });
         c1m_rundir::write_summary(&self.dir, &summary)?;
         summary::print(&summary, &self.hosts);
+        if self.refused {
+            return Ok(RunEnd::Refused);
+        }
         Ok(summary::verdict(&summary))
     }
 }
@@ -568,5 +764,99 @@ fn host_frame(h: &HostState) -> HostFrame<'_> {
         errors: h.errors_total(),
         rss,
         failure: h.failure.as_deref(),
+    }
+}
+
+/// Finding a started server's ports listening and reading its tree, on a connection of its own
+/// (a blocking job the engine can give up on).
+struct Probe {
+    /// The process the run started (or was given).
+    root: u32,
+    /// The process to measure instead, when the command's server is not its own child.
+    pid: Option<PidSource>,
+    /// (address, first port, count) to find listening; `None`: the server has said so.
+    ports: Option<(Ipv4Addr, u16, u16)>,
+    until: Instant,
+    cancel: Arc<AtomicBool>,
+}
+
+impl Probe {
+    /// The measured root and its tree (descriptors counted), once every port listens and the
+    /// tree has settled: nginx listens before its workers exist and have set their limits, so
+    /// a tree counts only when two readings in a row show the same processes and limits.
+    fn run(self, t: &mut dyn c1m_transport::Transport) -> Result<(u32, TreeSample), String> {
+        let mut last = String::new();
+        let mut previous: Option<(u32, TreeSample)> = None;
+        let shape = |t: &TreeSample| -> Vec<(u32, Option<(u64, u64)>)> {
+            t.processes.iter().map(|p| (p.pid, p.nofile)).collect()
+        };
+        loop {
+            if self.cancel.load(Ordering::SeqCst) {
+                return Err("stopped".into());
+            }
+            match self.try_once(t) {
+                Ok(Some(got)) => {
+                    if previous
+                        .as_ref()
+                        .is_some_and(|p| p.0 == got.0 && shape(&p.1) == shape(&got.1))
+                    {
+                        return Ok(got);
+                    }
+                    if Instant::now() >= self.until {
+                        // Still changing (a server that forks on demand): as it is now.
+                        return Ok(got);
+                    }
+                    previous = Some(got);
+                    std::thread::sleep(Duration::from_millis(200));
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    previous = None;
+                    last = e;
+                }
+            }
+            if Instant::now() >= self.until {
+                let waited = COMMAND_READY.as_secs();
+                return Err(match self.ports {
+                    Some((a, first, n)) if last.is_empty() => format!(
+                        "not listening on {a}:{} after {waited} s",
+                        server::ports_text(first, n)
+                    ),
+                    _ => format!("{last} (after {waited} s)"),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn try_once(
+        &self,
+        t: &mut dyn c1m_transport::Transport,
+    ) -> Result<Option<(u32, TreeSample)>, String> {
+        let pid = match &self.pid {
+            Some(src) => resolve_pid(t, src)?,
+            None => self.root,
+        };
+        if let Some((addr, first, count)) = self.ports {
+            let mut tables = Vec::new();
+            for f in ["tcp", "tcp6"] {
+                let path = format!("/proc/{pid}/net/{f}");
+                let bytes = t.read_file(&path).map_err(|e| format!("{path}: {e}"))?;
+                tables.push(String::from_utf8_lossy(&bytes.unwrap_or_default()).into_owned());
+            }
+            let tables: Vec<&str> = tables.iter().map(String::as_str).collect();
+            let up = super::listening::listening(&tables, addr, first, count);
+            if up.len() < usize::from(count) {
+                let missing: Vec<String> = (0..count)
+                    .map(|i| first + i)
+                    .filter(|p| !up.contains(p))
+                    .take(5)
+                    .map(|p| p.to_string())
+                    .collect();
+                return Err(format!("not listening on {addr}:{}", missing.join(",")));
+            }
+        }
+        read_tree(t, pid, true).map(|tree| Some((pid, tree)))
     }
 }

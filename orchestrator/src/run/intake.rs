@@ -9,6 +9,8 @@ use c1m_proto::stats::LayoutLine;
 pub enum Happened {
     /// A binary printed its layout: it is up (the server: every port listens).
     Layout(usize, Role, LayoutLine),
+    /// A server command started: the pid of its process group's leader.
+    Started(u32),
     /// A binary's stream ended.
     Ended(usize, Role),
     Nothing,
@@ -40,6 +42,15 @@ pub fn absorb(hosts: &mut [HostState], msg: Msg, connecting: bool, peak: &mut Pe
             peak.update(hosts);
             Happened::Nothing
         }
+        Msg::Tree { host, tree } => {
+            let h = &mut hosts[host];
+            if !h.server_reports {
+                h.track.server.rss_bytes = tree.as_ref().map_or(0, |t| t.rss_bytes());
+            }
+            // Samples come after the tree: the peak takes both in with the kernel's reading.
+            h.tree_now = tree;
+            Happened::Nothing
+        }
         Msg::ControlLost { host, error } => {
             let h = &mut hosts[host];
             // In teardown a busy host often drops it (a kernel closing a million sockets); the
@@ -59,6 +70,15 @@ fn line_in(
     line: &str,
     peak: &mut Peak,
 ) -> Happened {
+    if role == Role::Server && !hosts[host].server_reports {
+        let Some(pid) = super::track::command_pid(line) else {
+            return Happened::Nothing;
+        };
+        if let Some(r) = hosts[host].running_mut(role) {
+            r.pgid = Some(pid);
+        }
+        return Happened::Started(pid);
+    }
     let layout = match role {
         Role::Server => hosts[host].track.server_line(line),
         Role::Client => hosts[host].track.client_line(line),

@@ -18,11 +18,15 @@ use std::net::Ipv4Addr;
 pub fn command<S: Spec>(h: &RunHost, spec: &S, env: &LocalEnv) -> String {
     let bin = shell_quote(&format!("{}/{}", h.bin_dir, S::command().get_name()));
     let args: Vec<String> = spec.to_argv().iter().map(|a| shell_quote(a)).collect();
-    let cmd = format!("{bin} {}", args.join(" "));
+    exec_on(h, &format!("{bin} {}", args.join(" ")), env)
+}
+
+/// `exec LINE` on `h`: inside the run's namespace when `h` is this machine.
+fn exec_on(h: &RunHost, line: &str, env: &LocalEnv) -> String {
     if h.is_local() {
-        format!("exec {}", env.wrap(&cmd))
+        format!("exec {}", env.wrap(line))
     } else {
-        format!("exec {cmd}")
+        format!("exec {line}")
     }
 }
 
@@ -35,6 +39,22 @@ fn controlled(opts: &RunOptions) -> WorkerArgs {
         stop_on_eof: true,
         ..ServerSpec::default().workers
     }
+}
+
+/// The shell command that starts a server command on `h`: in a session (and so a process
+/// group) of its own, which teardown stops as a whole; inside the run's namespace on this
+/// machine. The shell first prints its pid ([`super::track::COMMAND_PID`]), then runs the
+/// command (`exec sh -c`), so that pid is the group's and the root of the server's process tree.
+pub fn server_command(h: &RunHost, cmd: &str, env: &LocalEnv) -> String {
+    let inner = format!(
+        "setsid -w sh -c {} {}",
+        shell_quote(&format!(
+            "echo {} $$; exec sh -c \"$0\"",
+            super::track::COMMAND_PID
+        )),
+        shell_quote(cmd)
+    );
+    exec_on(h, &inner, env)
 }
 
 fn ports(opts: &RunOptions) -> Ports {
@@ -100,10 +120,12 @@ pub fn client_spec(
         fastopen: env.fastopen,
         json: true,
         index_base: h.index_base,
+        max_errors: opts.max_errors,
         workers: WorkerArgs {
             threads: steered.map(|server| server.threads_per_proc),
             ..controlled(opts)
         },
+        protocol: opts.protocol.clone(),
         ..defaults
     }
 }

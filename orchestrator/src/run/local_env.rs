@@ -6,6 +6,7 @@
 use super::netns::{self, PrivateNetns};
 use super::prepare::RunHost;
 use super::RunOptions;
+use crate::check::server::UnderTest;
 use c1m_proto::fmt;
 use c1m_proto::model::ServerModel;
 use std::net::Ipv4Addr;
@@ -22,29 +23,39 @@ pub struct LocalEnv {
 }
 
 impl LocalEnv {
-    /// Sets up what the run's hosts allow, saying what it did and why not where it did not.
-    pub fn set_up(opts: &RunOptions, hosts: &[RunHost], target: Ipv4Addr) -> LocalEnv {
+    /// Sets up what the run's hosts allow, saying what it did and why not where it did not. A
+    /// server that is already running lives in this machine's namespace, so its clients must
+    /// too; only c1m-server can be steered.
+    pub fn set_up(
+        opts: &RunOptions,
+        hosts: &[RunHost],
+        target: Ipv4Addr,
+        under_test: &UnderTest,
+    ) -> LocalEnv {
         let all_local = hosts.iter().all(RunHost::is_local) && target.is_loopback();
-        if !all_local {
+        if !all_local || matches!(under_test, UnderTest::External { .. }) {
             return LocalEnv::default();
         }
         let netns = private_netns(opts);
         let fastopen = match &netns {
-            Some(ns) if !opts.no_fastopen => match ns.enable_fastopen() {
-                Ok(()) => {
-                    println!("TCP Fast Open in the namespace: each greeting rides in its SYN");
-                    true
+            // Fast Open is c1m-server's (its listeners ask for it); another server's are its own.
+            Some(ns) if !opts.no_fastopen && *under_test == UnderTest::C1mServer => {
+                match ns.enable_fastopen() {
+                    Ok(()) => {
+                        println!("TCP Fast Open in the namespace: each greeting rides in its SYN");
+                        true
+                    }
+                    Err(e) => {
+                        println!("note: no TCP Fast Open ({e:#})");
+                        false
+                    }
                 }
-                Err(e) => {
-                    println!("note: no TCP Fast Open ({e:#})");
-                    false
-                }
-            },
+            }
             _ => false,
         };
         LocalEnv {
             netns,
-            steer: steerable(opts, hosts),
+            steer: *under_test == UnderTest::C1mServer && steerable(opts, hosts),
             fastopen,
         }
     }

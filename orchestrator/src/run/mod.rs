@@ -4,7 +4,7 @@
 //! [`prepare`] connects, plans and deploys; [`engine`] runs the live phases; [`summary`] writes
 //! `run.json`; [`ceiling`] is `--connections max` (a calibration run, then the largest run this
 //! machine holds). Modules, lowest layer first: `binaries`, `netns`, `sampler`, `track`, `view`,
-//! `signals`, `msg`, `deploy`, `proc`, `control`, `prepare`, `local_env`, `launch`, `state`,
+//! `signals`, `msg`, `listening`, `deploy`, `proc`, `control`, `prepare`, `local_env`, `launch`, `state`,
 //! `intake`, `summary`, `teardown`, `engine`, `models` (a run per server model, compared).
 
 pub mod binaries;
@@ -14,6 +14,7 @@ pub mod deploy;
 mod engine;
 mod intake;
 pub mod launch;
+mod listening;
 mod local_env;
 mod models;
 pub mod msg;
@@ -21,7 +22,6 @@ pub mod netns;
 pub mod prepare;
 pub mod proc;
 pub mod sampler;
-pub mod server_tree;
 mod signals;
 mod state;
 pub mod summary;
@@ -68,6 +68,12 @@ pub struct RunOptions {
     pub no_fastopen: bool,
     /// Start even when the preflight says the run cannot fit.
     pub force: bool,
+    /// `--target`, `--server-cmd`, `--server-pid`: a server other than c1m-server.
+    pub server: crate::check::server::ServerChoice,
+    /// What the clients speak on every connection.
+    pub protocol: c1m_proto::protocol::ProtocolArgs,
+    /// Errors after which a client gives up.
+    pub max_errors: Option<u64>,
     /// The server models to run, one run each in this order (`--server-model`); empty: the
     /// default model.
     pub models: Vec<ServerModel>,
@@ -107,11 +113,14 @@ pub fn run(args: RunOptions) -> anyhow::Result<RunEnd> {
 }
 
 /// One run: prepares (refusing what cannot fit), then runs the live phases.
-fn run_one(args: RunOptions) -> anyhow::Result<RunEnd> {
+fn run_one(mut args: RunOptions) -> anyhow::Result<RunEnd> {
     let prepared = match prepare::prepare(&args)? {
         prepare::Readiness::Ready(p) => *p,
         prepare::Readiness::Refused(end) => return Ok(end),
     };
+    // The server's own ports (`--target`, `c1m_server_ports`) are the ones the run drives.
+    args.first_port = prepared.plan.server.first_port;
+    args.port_count = prepared.plan.server.port_count;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -1,6 +1,7 @@
 //! What the threads that talk to hosts tell the engine, through one channel.
 
 use super::sampler::KernelSample;
+use crate::check::server_tree::TreeSample;
 
 /// Which binary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +58,12 @@ pub enum Msg {
     },
     /// A host's kernel memory and CPU, once a second.
     Sample { host: usize, sample: HostSample },
+    /// The server under test's process tree, with each sample once it is watched; `None` when
+    /// its root process is gone.
+    Tree {
+        host: usize,
+        tree: Option<TreeSample>,
+    },
     /// The control connection of a host broke.
     ControlLost { host: usize, error: String },
 }

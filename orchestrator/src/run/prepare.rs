@@ -92,8 +92,10 @@ pub fn prepare(args: &RunOptions) -> Result<Readiness> {
         &args.hosts,
         Demand {
             connections: args.connections,
+            first_port: args.first_port,
             port_count: args.port_count,
             source_ips: &args.source_ips,
+            server: &args.server,
             models: &[args.model()],
             procs: args.procs,
         },

@@ -17,23 +17,32 @@ pub struct RemoteProc {
 }
 
 impl RemoteProc {
-    /// Starts `cmd` over `t` (a connection of its own: the stream holds it for the whole run).
+    /// Starts `cmd` over `t` (a connection of its own: the stream holds it for the whole run);
+    /// `c1m_binary`: it is c1m-server or c1m-client, which print c1m's JSON lines.
     pub fn start(
         mut t: Box<dyn Transport>,
         host: usize,
         role: Role,
+        c1m_binary: bool,
         cmd: String,
         dir: &Path,
         tx: UnboundedSender<Msg>,
     ) -> std::io::Result<RemoteProc> {
         let stop = Arc::new(AtomicBool::new(false));
         let stem = role.file_stem();
+        // A server c1m did not write prints what it likes, not c1m's JSON lines: its stdout
+        // goes to a file of its own, so readers of `server.jsonl` never meet it.
+        let out = if role == Role::Server && !c1m_binary {
+            "server-command.out".to_string()
+        } else {
+            format!("{stem}.jsonl")
+        };
         let mut sink = Sink {
             host,
             role,
             tx: tx.clone(),
             stop: stop.clone(),
-            jsonl: LineWriter::new(File::create(dir.join(format!("{stem}.jsonl")))?),
+            jsonl: LineWriter::new(File::create(dir.join(out))?),
             log: LineWriter::new(File::create(dir.join(format!("{stem}.log")))?),
             last_err: None,
         };

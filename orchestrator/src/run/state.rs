@@ -7,6 +7,8 @@ use super::prepare::RunHost;
 use super::proc::RemoteProc;
 use super::sampler::KernelSample;
 use super::track::Track;
+use crate::check::server::{Measured, UnderTest};
+use crate::check::server_tree::TreeSample;
 use c1m_rundir::{KernelMemory, Outcome};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -17,6 +19,19 @@ pub struct Running {
     /// Its process group, from its layout line; what teardown stops whatever is left of.
     pub pgid: Option<u32>,
     pub ended: Option<Ended>,
+    /// Closing its stdin stops it (c1m's binaries); a server command is stopped by its group.
+    pub stops_on_eof: bool,
+}
+
+/// The server under test as the run knows it.
+pub struct ServerUnderTest {
+    pub under_test: UnderTest,
+    /// Its program (`nginx`), once its tree is read.
+    pub name: String,
+    /// The root of its process tree, when known.
+    pub root: Option<u32>,
+    /// Its tree and limits before the clients started: the baseline of its figures.
+    pub before: Option<(TreeSample, Measured)>,
 }
 
 /// Everything the engine knows about one host.
@@ -30,6 +45,11 @@ pub struct HostState {
     pub control: Option<Control>,
     pub kernel_base: Option<KernelSample>,
     pub kernel_now: Option<KernelSample>,
+    /// The latest reading of the server under test's process tree (the server host).
+    pub tree_now: Option<TreeSample>,
+    /// Whether the server on this host reports its own figures (c1m-server's stats lines);
+    /// another server's are read from /proc and counted from the clients.
+    pub server_reports: bool,
     /// Readings of /proc taken so far, to tell whether one came after an event.
     pub samples: u64,
     pub cpu_prev: Option<(u64, u64)>,
@@ -41,6 +61,8 @@ pub struct HostState {
     /// What teardown found of this host's process groups.
     pub teardown: Vec<String>,
     pub tearing_down: bool,
+    /// Teardown has asked every process group left to stop.
+    pub tearing_down_groups: bool,
 }
 
 impl HostState {
@@ -54,6 +76,8 @@ impl HostState {
             control,
             kernel_base: None,
             kernel_now: None,
+            tree_now: None,
+            server_reports: true,
             samples: 0,
             cpu_prev: None,
             rate_point: (0, 0.0),
@@ -61,6 +85,7 @@ impl HostState {
             failure: None,
             teardown: Vec::new(),
             tearing_down: false,
+            tearing_down_groups: false,
         }
     }
 
@@ -113,6 +138,10 @@ pub struct Peak {
     pub server_open: u64,
     pub server_rss: u64,
     pub server_kernel: KernelMemory,
+    /// The server under test's tree at the peak, and the first reading taken once the peak was
+    /// reached (its CPU time up to the target, before holding adds to it).
+    pub server_tree: Option<TreeSample>,
+    pub server_tree_at_target: Option<TreeSample>,
     pub rate: f64,
     /// Set when teardown begins: closing sockets must not count as the peak's memory.
     pub frozen: bool,
@@ -135,14 +164,26 @@ impl Peak {
         if self.frozen {
             return;
         }
-        self.server_open = self.server_open.max(server.track.server.open);
+        let open = if server.server_reports {
+            server.track.server.open
+        } else {
+            established
+        };
+        self.server_open = self.server_open.max(open);
         if established > self.established {
             self.samples_at_peak = server.samples;
+            self.server_tree_at_target = None;
         }
         if established >= self.established {
             self.established = established;
             self.server_rss = server.track.server.rss_bytes;
             self.server_kernel = server.kernel_delta().unwrap_or_default();
+            if server.tree_now.is_some() {
+                self.server_tree = server.tree_now.clone();
+            }
+            if self.server_tree_at_target.is_none() && server.samples > self.samples_at_peak {
+                self.server_tree_at_target = server.tree_now.clone();
+            }
         }
     }
 }

@@ -3,14 +3,14 @@
 
 use super::msg::{Ended, Role};
 use super::sampler::kernel_total;
-use super::state::{Ending, HostState, Peak, Reached};
+use super::state::{Ending, HostState, Peak, Reached, ServerUnderTest};
 use super::{RunEnd, RunOptions};
+use crate::check::server::{self, UnderTest};
+use crate::check::server_tree::TreeSample;
 use c1m_proto::ceiling::{self, Ceiling};
 use c1m_proto::fmt;
 use c1m_proto::stats::{ClientStats, LayoutLine, ServerStats, StatsLine};
-use c1m_rundir::{
-    HostSummary, LimitHit, Outcome, RunSettings, RunSummary, ServerFigures, ServerKind,
-};
+use c1m_rundir::{HostSummary, LimitHit, Outcome, RunSettings, RunSummary, ServerFigures};
 use std::collections::BTreeMap;
 
 /// What the run's end is made from.
@@ -23,6 +23,9 @@ pub struct Finished<'a> {
     pub started_at: chrono::DateTime<chrono::Utc>,
     pub ending: Ending,
     pub reached: Option<Reached>,
+    pub sut: &'a ServerUnderTest,
+    /// The address the clients connected to.
+    pub target: std::net::Ipv4Addr,
 }
 
 /// The exit the run's summary calls for.
@@ -85,16 +88,22 @@ pub fn summarize(f: &Finished) -> RunSummary {
             .iter()
             .find_map(|h| Some(format!("{}: {}", h.run.host.name, h.failure.as_ref()?)))
     });
-    let ceiling = server_host.and_then(|h| model_ceiling(f.opts, h));
-    let limit = limit_hit(
-        f.opts,
-        &client,
-        &errors,
-        outcome,
-        reason.as_deref(),
-        f.hosts,
-        ceiling.as_ref(),
-    );
+    // A model's own ceiling is c1m-server's; another server's was read from /proc.
+    let ceiling = server_host
+        .filter(|_| f.sut.under_test == UnderTest::C1mServer)
+        .and_then(|h| model_ceiling(f.opts, h));
+    let figures = server_figures(f, &server, ceiling.as_ref());
+    let limit = server_ceiling_hit(f, figures.as_ref(), outcome, &errors).unwrap_or_else(|| {
+        limit_hit(
+            f.opts,
+            &client,
+            &errors,
+            outcome,
+            reason.as_deref(),
+            f.hosts,
+            ceiling.as_ref(),
+        )
+    });
     // Partial means data is missing: a summary never came, or a host was lost. A binary that
     // gave up and said so in its summary (a client whose share could not be held exits 1)
     // lost nothing; its host still carries the failure.
@@ -106,7 +115,7 @@ pub fn summarize(f: &Finished) -> RunSummary {
             )
         });
         lost || (h.run.is_client() && h.track.client_summary.is_none())
-            || (h.run.is_server() && h.track.server_summary.is_none())
+            || (h.run.is_server() && h.server_reports && h.track.server_summary.is_none())
     });
     let server_peak = f.peak.server_open.max(1);
     RunSummary {
@@ -148,7 +157,7 @@ pub fn summarize(f: &Finished) -> RunSummary {
                 .flat_map(|h| h.run.source_ips.iter().cloned())
                 .collect(),
         ),
-        server: server_host.map(|h| server_figures(f, h, &server, ceiling.as_ref())),
+        server: figures,
     }
 }
 
@@ -159,37 +168,140 @@ fn model_ceiling(opts: &RunOptions, server: &HostState) -> Option<Ceiling> {
     ceiling::binding(opts.model(), opts.port_count, &limits, opts.connections)
 }
 
-/// The server under test: `c1m-server` with its model, where it ran and what it held.
+/// The server under test as measured: its tree before the clients and at the peak, per
+/// connection held. Memory per connection is the growth from before the clients started to
+/// the peak; CPU is what the tree used from then until the target (or the end of connecting).
+/// c1m-server is named by its model; its own ticks give its processes, threads and RSS when its
+/// tree was not read, and its model's ceiling (as the preflight named it) is the one predicted.
 fn server_figures(
     f: &Finished,
-    h: &HostState,
     last: &ServerStats,
-    ceiling: Option<&Ceiling>,
-) -> ServerFigures {
-    let opts = f.opts;
-    let held = f.peak.server_open.max(1) as f64;
-    // The last tick while serving: the summary line comes after the connections closed.
-    let live = &h.track.server;
-    let procs = live.procs.max(last.procs) as u64;
-    let threads = live.threads.max(last.threads);
-    ServerFigures {
-        kind: ServerKind::C1mServer,
-        name: opts.model().name().into(),
-        protocol: "echo".into(),
-        host: h.run.host.name.clone(),
-        address: h.run.address.clone(),
-        ports: format!(
-            "{}-{}",
-            opts.first_port,
-            u32::from(opts.first_port) + u32::from(opts.port_count).max(1) - 1
-        ),
-        processes: (procs > 0).then_some(procs),
-        threads: (threads > 0).then_some(threads),
-        rss_bytes: Some(f.peak.server_rss),
-        rss_bytes_per_conn: (f.peak.server_open > 0).then(|| f.peak.server_rss as f64 / held),
-        predicted_ceiling: ceiling.map(|c| c.holds),
-        ..ServerFigures::default()
+    model_ceiling: Option<&Ceiling>,
+) -> Option<ServerFigures> {
+    let sut = f.sut;
+    let host = f.hosts.iter().find(|h| h.run.is_server())?;
+    let conns = f.peak.established;
+    let per_conn = |after: u64, before: u64| {
+        (conns > 0).then(|| after.saturating_sub(before) as f64 / conns as f64)
+    };
+    let c1m_server = sut.under_test == UnderTest::C1mServer;
+    let mut fig = ServerFigures {
+        kind: sut.under_test.kind(),
+        name: if c1m_server {
+            f.opts.model().name().into()
+        } else {
+            sut.name.clone()
+        },
+        command: sut.under_test.command().map(str::to_string),
+        protocol: f.opts.protocol.protocol.name().into(),
+        host: host.run.host.name.clone(),
+        address: f.target.to_string(),
+        ports: server::ports_text(f.opts.first_port, f.opts.port_count),
+        pid: sut.root,
+        ..Default::default()
+    };
+    if c1m_server {
+        // The last tick while serving: the summary line comes after the connections closed.
+        let live = &host.track.server;
+        let procs = live.procs.max(last.procs) as u64;
+        let threads = live.threads.max(last.threads);
+        fig.processes = (procs > 0).then_some(procs);
+        fig.threads = (threads > 0).then_some(threads);
+        fig.rss_bytes = Some(f.peak.server_rss);
+        fig.predicted_ceiling = model_ceiling.map(|c| c.holds);
     }
+    let Some((before, measured)) = &sut.before else {
+        return Some(fig);
+    };
+    fig.limits = measured.limits.clone();
+    fig.predicted_ceiling = fig.predicted_ceiling.or(measured.ceiling);
+    let empty = TreeSample::default();
+    let peak = f.peak.server_tree.as_ref().unwrap_or(&empty);
+    if peak.processes.is_empty() {
+        return Some(fig);
+    }
+    let at_target = f.peak.server_tree_at_target.as_ref().unwrap_or(peak);
+    fig.processes = Some(peak.processes.len() as u64);
+    fig.threads = Some(peak.threads());
+    fig.rss_bytes = Some(peak.rss_bytes());
+    fig.pss_bytes = Some(peak.pss_bytes());
+    fig.rss_bytes_before = Some(before.rss_bytes());
+    fig.pss_bytes_before = Some(before.pss_bytes());
+    fig.rss_bytes_per_conn = per_conn(peak.rss_bytes(), before.rss_bytes());
+    fig.pss_bytes_per_conn = per_conn(peak.pss_bytes(), before.pss_bytes());
+    let cpu = (at_target.cpu_seconds() - before.cpu_seconds()).max(0.0);
+    fig.cpu_seconds = Some(cpu);
+    fig.cpu_seconds_per_1k_conns = (conns > 0).then(|| cpu * 1000.0 / conns as f64);
+    Some(fig)
+}
+
+/// A run that stopped short near the ceiling the server's own limits predicted stopped there:
+/// the limit named is the server's, with the fix.
+fn server_ceiling_hit(
+    f: &Finished,
+    fig: Option<&ServerFigures>,
+    outcome: Outcome,
+    errors: &BTreeMap<String, u64>,
+) -> Option<LimitHit> {
+    let fig = fig?;
+    let held = f.peak.established;
+    let ceiling = fig.predicted_ceiling.unwrap_or(u64::MAX);
+    // Within 5% (or 64 connections) of the ceiling: what the server keeps for itself varies,
+    // and a client gives up with connects still in flight.
+    let near = held + (ceiling / 20).max(64) >= ceiling;
+    if outcome == Outcome::Reached || fig.kind == c1m_rundir::ServerKind::C1mServer {
+        return None;
+    }
+    // A server that gives each connection a process of its own (Apache's prefork) stops when
+    // it may start no more: as many processes as connections held says so.
+    let processes = fig.processes.unwrap_or(0);
+    if held >= 10 && processes >= held {
+        return Some(LimitHit {
+            kind: "server_processes".into(),
+            sentence: format!(
+                "{} serves one connection per process: it stopped at {} processes holding {} connections (its process limit, e.g. Apache's MaxRequestWorkers/ServerLimit).",
+                fig.name,
+                fmt::int(processes),
+                fmt::int(held)
+            ),
+            evidence: format!(
+                "{} of {} connections; errors: {}",
+                fmt::int(held),
+                fmt::int(f.opts.connections),
+                errors.iter().map(|(k, v)| format!("{k} ×{v}")).collect::<Vec<_>>().join(", ")
+            ),
+        });
+    }
+    if !near {
+        return None;
+    }
+    let soft: Vec<String> = fig
+        .limits
+        .iter()
+        .map(|l| c1m_proto::fmt::int(l.nofile_soft))
+        .collect();
+    let errs: Vec<String> = errors
+        .iter()
+        .filter(|(_, v)| **v > 0)
+        .take(4)
+        .map(|(k, v)| format!("{k} ×{v}"))
+        .collect();
+    Some(LimitHit {
+        kind: "server_fd_cap".into(),
+        sentence: format!(
+            "{} stopped at its own open-file limit: it held {} connections, and its RLIMIT_NOFILE (soft {} per process, /proc/{}/limits) predicted a ceiling of {} before the run.",
+            fig.name,
+            fmt::int(held),
+            soft.join(", "),
+            fig.pid.unwrap_or(0),
+            fmt::int(ceiling)
+        ),
+        evidence: if errs.is_empty() {
+            format!("{} of {} connections", fmt::int(held), fmt::int(f.opts.connections))
+        } else {
+            format!("{} of {} connections; then {}", fmt::int(held), fmt::int(f.opts.connections), errs.join(", "))
+        },
+    })
 }
 
 fn layout(l: &Option<LayoutLine>) -> Option<String> {
@@ -382,6 +494,7 @@ fn error_limit(name: &str) -> (&'static str, String) {
             "The 4-tuple space (source IPs × server ports × local ports) ran out.".into()
         }
         (Some("memory"), _) => "The kernel ran out of socket memory (tcp_mem or RAM).".into(),
+        (None, "ECONNREFUSED") => "Connections were refused (ECONNREFUSED): nothing listens at the target address and ports — is the server running, and on those ports?".into(),
         (Some("conntrack"), _) => {
             "Connects timed out: SYNs were dropped (conntrack table, accept queues or memory)."
                 .into()

@@ -1,6 +1,7 @@
 //! The one teardown of every run, however it ended: clients first (their summaries carry the
 //! histograms), then the server, each by closing its stdin; then every process group c1m
-//! started is checked on its host and stopped if anything of it is left. Bounded in time, so a
+//! started is checked on its host and stopped if anything of it is left (a server command's
+//! group is stopped this way: SIGTERM, then SIGKILL). Bounded in time, so a
 //! second signal is never needed.
 
 use super::control::stop_budget;
@@ -34,12 +35,17 @@ pub async fn teardown(hosts: &mut [HostState], rx: &mut UnboundedReceiver<Msg>, 
         wait_for_ends(hosts, rx, role, grace, peak).await;
     }
     stop_leftover_groups(hosts).await;
-    wait_for_ends(hosts, rx, Role::Client, Duration::from_secs(3), peak).await;
+    for role in [Role::Client, Role::Server] {
+        wait_for_ends(hosts, rx, role, Duration::from_secs(3), peak).await;
+    }
 }
 
 /// Whatever is left of any group — a binary that ignored its stdin, a worker process, a host
 /// whose stream broke — is stopped by group id over the control connection, every host at once.
 async fn stop_leftover_groups(hosts: &mut [HostState]) {
+    for h in hosts.iter_mut() {
+        h.tearing_down_groups = true;
+    }
     let mut asked = Vec::new();
     let now = Instant::now();
     for (i, h) in hosts.iter().enumerate() {
@@ -77,8 +83,17 @@ async fn stop_leftover_groups(hosts: &mut [HostState]) {
             Err(format!("no answer in {} s", waited.as_secs()))
         });
         let h = &mut hosts[i];
+        let stops_on_eof = h.running(role).is_none_or(|r| r.stops_on_eof);
         let line = match answer {
             Ok(a) if a == "gone" => continue,
+            // The server command's group stop is how it ends, not a sign of trouble.
+            Ok(a) if !stops_on_eof => {
+                println!(
+                    "teardown {}: server command (group {pgid}): {a}",
+                    h.run.host.name
+                );
+                continue;
+            }
             Ok(a) => format!("{} (group {pgid}) was still running: {a}", role.binary()),
             Err(e) => format!("could not check {} (group {pgid}): {e}", role.binary()),
         };
@@ -96,10 +111,12 @@ pub async fn wait_for_ends(
     peak: &mut Peak,
 ) {
     let deadline = tokio::time::Instant::now() + limit;
+    // A server command does not stop at the end of its stdin: only its group's stop ends it.
     let pending = |hosts: &[HostState]| {
-        hosts
-            .iter()
-            .any(|h| h.running(role).is_some_and(|r| r.ended.is_none()))
+        hosts.iter().any(|h| {
+            h.running(role)
+                .is_some_and(|r| r.ended.is_none() && (r.stops_on_eof || h.tearing_down_groups))
+        })
     };
     while pending(hosts) {
         match tokio::time::timeout_at(deadline, rx.recv()).await {

@@ -64,3 +64,16 @@ pub fn layout_line(l: &str) -> Option<LayoutLine> {
         .ok()
         .filter(|x| x.event == "layout")
 }
+
+/// What a server command prints first (see `launch::server_command`): the pid of the shell
+/// that becomes the command, leader of the command's own session and process group.
+pub const COMMAND_PID: &str = "c1m-server-command-pid";
+
+/// The pid in a [`COMMAND_PID`] line.
+pub fn command_pid(l: &str) -> Option<u32> {
+    l.strip_prefix(COMMAND_PID)?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|p| *p > 1)
+}

@@ -1,0 +1,692 @@
+//! The server under test: which server a run drives (`c1m-server`, a command c1m starts and
+//! stops, or one already running), where it listens, how its process is found, and how many
+//! connections its own open-file limits let it hold — the ceiling the preflight predicts.
+//!
+//! The server host's vars say it (`c1m_server_cmd`, `c1m_server_external`,
+//! `c1m_server_address`, `c1m_server_ports`, `c1m_server_pid`, `c1m_server_pidfile`); the
+//! command line's `--target`, `--server-cmd`, `--server-pid` and `--server-pidfile` are the same
+//! vars set on the server host ([`ServerChoice::apply`]), so one check judges both and a hostile
+//! value is a finding before anything runs. It does not start, stop or sample anything: the run
+//! engine does, with what this module decided.
+
+use super::capacity::Finding;
+use super::server_tree::TreeSample;
+use c1m_ansible::inventory::Host;
+use c1m_proto::fmt;
+use c1m_rundir::{ProcessLimit, ServerKind};
+use serde::Serialize;
+use serde_json::Value;
+
+/// How the server's root process is found when c1m does not start it itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PidSource {
+    Pid(u32),
+    /// A file on the server host holding the pid (read when the server is measured).
+    File(String),
+}
+
+/// Which server the run drives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum UnderTest {
+    /// `c1m-server`, deployed, started and stopped by the run.
+    C1mServer,
+    /// A shell command c1m starts on the server host in a process group of its own (inside the
+    /// run's network namespace on a local run) and stops by that group at teardown. `pid`
+    /// names the process to measure when it is not the command's own (a server that forks
+    /// into the background).
+    Command { cmd: String, pid: Option<PidSource> },
+    /// Already running: nothing is started or stopped; measured when its pid is known.
+    External { pid: Option<PidSource> },
+}
+
+impl UnderTest {
+    pub fn kind(&self) -> ServerKind {
+        match self {
+            UnderTest::C1mServer => ServerKind::C1mServer,
+            UnderTest::Command { .. } => ServerKind::Command,
+            UnderTest::External { .. } => ServerKind::External,
+        }
+    }
+
+    /// The command c1m starts, if it starts one other than c1m-server.
+    pub fn command(&self) -> Option<&str> {
+        match self {
+            UnderTest::Command { cmd, .. } => Some(cmd),
+            _ => None,
+        }
+    }
+
+    pub fn pid_source(&self) -> Option<&PidSource> {
+        match self {
+            UnderTest::C1mServer => None,
+            UnderTest::Command { pid, .. } | UnderTest::External { pid } => pid.as_ref(),
+        }
+    }
+
+    /// How messages name it before its program is known.
+    pub fn label(&self) -> String {
+        match self {
+            UnderTest::C1mServer => "c1m-server".into(),
+            UnderTest::Command { cmd, .. } => program_of(cmd),
+            UnderTest::External { .. } => "the server".into(),
+        }
+    }
+}
+
+/// The program a command line starts: its first word's file name (`nginx` for
+/// `/usr/sbin/nginx -c …`), skipping `env`/`exec` and variable assignments.
+pub fn program_of(cmd: &str) -> String {
+    cmd.split_whitespace()
+        .find(|w| !w.contains('=') && !matches!(*w, "exec" | "env" | "nice" | "setsid"))
+        .map(|w| w.rsplit('/').next().unwrap_or(w).to_string())
+        .unwrap_or_else(|| "the server".into())
+}
+
+/// The server of a plan: what runs, and on which ports.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerPlan {
+    pub under_test: UnderTest,
+    pub first_port: u16,
+    pub port_count: u16,
+    /// Its process tree as the preflight read it (an external server with a known pid).
+    pub measured: Option<Measured>,
+}
+
+impl ServerPlan {
+    /// `8080` or `20000-20019`.
+    pub fn ports(&self) -> String {
+        ports_text(self.first_port, self.port_count)
+    }
+}
+
+pub fn ports_text(first: u16, count: u16) -> String {
+    if count <= 1 {
+        first.to_string()
+    } else {
+        format!("{first}-{}", u32::from(first) + u32::from(count) - 1)
+    }
+}
+
+/// `--target HOST:PORT[-PORT]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub host: String,
+    pub first_port: u16,
+    pub port_count: u16,
+}
+
+impl std::str::FromStr for Target {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Target, String> {
+        let (host, ports) = s
+            .rsplit_once(':')
+            .ok_or_else(|| format!("`{s}` is not HOST:PORT or HOST:FIRST-LAST"))?;
+        if host.is_empty() {
+            return Err(format!("`{s}` has no host before the `:`"));
+        }
+        let (first_port, port_count) = parse_ports(ports).map_err(|e| format!("`{s}`: {e}"))?;
+        Ok(Target {
+            host: host.trim_matches(['[', ']']).to_string(),
+            first_port,
+            port_count,
+        })
+    }
+}
+
+/// Most ports one server is driven on.
+pub const MAX_PORTS: u16 = 1024;
+
+/// `PORT` or `FIRST-LAST`: (first, count).
+pub fn parse_ports(s: &str) -> Result<(u16, u16), String> {
+    let port = |p: &str| {
+        p.trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("`{p}` is not a port (1-65535)"))
+    };
+    let (first, last) = match s.split_once('-') {
+        Some((a, b)) => (port(a)?, port(b)?),
+        None => (port(s)?, port(s)?),
+    };
+    if last < first {
+        return Err(format!("the port range {first}-{last} runs backwards"));
+    }
+    let count = last - first + 1;
+    if count > MAX_PORTS {
+        return Err(format!(
+            "{count} ports is more than {MAX_PORTS}, the most one server is driven on"
+        ));
+    }
+    Ok((first, count))
+}
+
+/// What the command line says about the server: set as the server host's vars, over what the
+/// inventory says.
+#[derive(Debug, Clone, Default)]
+pub struct ServerChoice {
+    pub target: Option<Target>,
+    pub cmd: Option<String>,
+    pub pid: Option<u32>,
+    pub pidfile: Option<String>,
+}
+
+impl ServerChoice {
+    pub fn is_empty(&self) -> bool {
+        self.target.is_none() && self.cmd.is_none() && self.pid.is_none() && self.pidfile.is_none()
+    }
+
+    /// Sets the vars on `server`. A target without a command is a server that is already
+    /// running.
+    pub fn apply(&self, server: &mut Host) {
+        let mut set = |k: &str, v: Value| {
+            server.vars.insert(k.into(), v);
+        };
+        if let Some(t) = &self.target {
+            set("c1m_server_address", Value::String(t.host.clone()));
+            set(
+                "c1m_server_ports",
+                Value::String(ports_text(t.first_port, t.port_count)),
+            );
+            if self.cmd.is_none() {
+                set("c1m_server_external", Value::Bool(true));
+            }
+        }
+        if let Some(c) = &self.cmd {
+            set("c1m_server_cmd", Value::String(c.clone()));
+            set("c1m_server_external", Value::Bool(false));
+        }
+        if let Some(p) = self.pid {
+            set("c1m_server_pid", Value::from(p));
+        }
+        if let Some(f) = &self.pidfile {
+            set("c1m_server_pidfile", Value::String(f.clone()));
+        }
+    }
+}
+
+/// A blocking finding about a host var.
+fn bad(var: &str, found: &Value, needed: &str, host: &str) -> Finding {
+    Finding {
+        setting: var.into(),
+        found: found.to_string(),
+        needed: needed.into(),
+        fix: format!("correct {var} of host {host} (or the flag that sets it)"),
+        blocks: true,
+        stops_near: None,
+    }
+}
+
+/// Text with no control character (a newline would end the command c1m wraps it in).
+fn clean_text(s: &str) -> bool {
+    !s.is_empty() && !s.chars().any(|c| c.is_control() && c != '\t')
+}
+
+/// Ansible's booleans: true/false, yes/no, on/off, 1/0, as YAML or as strings.
+fn boolean(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::Number(n) => n.as_u64().filter(|n| *n <= 1).map(|n| n == 1),
+        Value::String(s) => match s.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" | "1" => Some(true),
+            "false" | "no" | "off" | "0" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Largest pid Linux hands out (`pid_max` can be at most 2^22).
+const PID_MAX: u64 = 1 << 22;
+
+/// Reads the server host's vars into the server's plan; every unusable value is a finding.
+/// `ports` is the run's `--first-port`/`--port-count`, used unless `c1m_server_ports` says.
+pub fn from_vars(host: &Host, ports: (u16, u16), findings: &mut Vec<Finding>) -> ServerPlan {
+    let name = &host.name;
+    let get = |k: &str| host.vars.get(k).filter(|v| !v.is_null());
+    let cmd = match get("c1m_server_cmd") {
+        None => None,
+        Some(Value::String(s)) if clean_text(s.trim()) => Some(s.trim().to_string()),
+        Some(v) => {
+            findings.push(bad(
+                "c1m_server_cmd",
+                v,
+                "a shell command on one line, without control characters",
+                name,
+            ));
+            None
+        }
+    };
+    let external = match get("c1m_server_external") {
+        None => false,
+        Some(v) => boolean(v).unwrap_or_else(|| {
+            findings.push(bad("c1m_server_external", v, "true or false", name));
+            false
+        }),
+    };
+    let pid = match (get("c1m_server_pid"), get("c1m_server_pidfile")) {
+        (Some(_), Some(_)) => {
+            findings.push(bad(
+                "c1m_server_pidfile",
+                &Value::String("set together with c1m_server_pid".into()),
+                "one of c1m_server_pid and c1m_server_pidfile",
+                name,
+            ));
+            None
+        }
+        (Some(v), None) => {
+            let n = v
+                .as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+                .filter(|n| (2..=PID_MAX).contains(n));
+            if n.is_none() {
+                findings.push(bad(
+                    "c1m_server_pid",
+                    v,
+                    "a process id (2 to 4194304)",
+                    name,
+                ));
+            }
+            n.map(|n| PidSource::Pid(n as u32))
+        }
+        (None, Some(v)) => match v.as_str() {
+            Some(p) if p.starts_with('/') && clean_text(p) => Some(PidSource::File(p.into())),
+            _ => {
+                findings.push(bad(
+                    "c1m_server_pidfile",
+                    v,
+                    "an absolute path on the server host",
+                    name,
+                ));
+                None
+            }
+        },
+        (None, None) => None,
+    };
+    let (first_port, port_count) = match get("c1m_server_ports") {
+        None => ports,
+        Some(v) => {
+            let text = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+            parse_ports(&text).unwrap_or_else(|e| {
+                findings.push(bad(
+                    "c1m_server_ports",
+                    v,
+                    &format!("PORT or FIRST-LAST ({e})"),
+                    name,
+                ));
+                ports
+            })
+        }
+    };
+    let under_test = match (cmd, external) {
+        (Some(_), true) => {
+            findings.push(bad(
+                "c1m_server_external",
+                &Value::Bool(true),
+                "false when c1m_server_cmd is set (c1m starts that command; an external server is already running)",
+                name,
+            ));
+            UnderTest::External { pid }
+        }
+        (Some(cmd), false) => UnderTest::Command { cmd, pid },
+        (None, true) => UnderTest::External { pid },
+        (None, false) => {
+            if pid.is_some() {
+                findings.push(bad(
+                    "c1m_server_pid",
+                    get("c1m_server_pid")
+                        .or(get("c1m_server_pidfile"))
+                        .unwrap_or(&Value::Null),
+                    "a server other than c1m-server (c1m_server_cmd or c1m_server_external: true)",
+                    name,
+                ));
+            }
+            UnderTest::C1mServer
+        }
+    };
+    ServerPlan {
+        under_test,
+        first_port,
+        port_count,
+        measured: None,
+    }
+}
+
+/// The server's process tree as read before the clients start: each process's open-file limit,
+/// and how many connections those let it hold.
+#[derive(Debug, Clone, Serialize)]
+pub struct Measured {
+    pub name: String,
+    pub pid: u32,
+    pub processes: u64,
+    pub threads: u64,
+    pub limits: Vec<ProcessLimit>,
+    /// The processes that hold connections (see [`holders`]).
+    pub holders: Vec<u32>,
+    /// `None` when a holder's limit is unlimited or unreadable.
+    pub ceiling: Option<u64>,
+}
+
+/// The server's program: the first process of the tree that is not a shell (a command runs
+/// under `sh -c`), else the root's.
+fn program(tree: &TreeSample, root: u32) -> String {
+    let shells = ["sh", "dash", "bash", "setsid", "ip"];
+    tree.processes
+        .iter()
+        .find(|p| !shells.contains(&p.comm.as_str()))
+        .or_else(|| tree.processes.iter().find(|p| p.pid == root))
+        .map(|p| p.comm.clone())
+        .unwrap_or_else(|| "the server".into())
+}
+
+/// The processes that hold connections: the tree's leaves (nginx's workers, apache's children,
+/// a single-process server itself; never a master that only forks, nor the shell a command
+/// runs under).
+fn holders(tree: &TreeSample) -> Vec<&super::server_tree::TreeProcess> {
+    tree.processes
+        .iter()
+        .filter(|p| !tree.processes.iter().any(|c| c.ppid == p.pid))
+        .collect()
+}
+
+/// What `tree` (rooted at `root`) can hold: each holder's soft limit less the descriptors it
+/// already has open, summed.
+pub fn measure(tree: &TreeSample, root: u32) -> Measured {
+    let limits: Vec<ProcessLimit> = tree
+        .processes
+        .iter()
+        .map(|p| ProcessLimit {
+            pid: p.pid,
+            comm: p.comm.clone(),
+            nofile_soft: p.nofile.map_or(0, |l| l.0),
+            nofile_hard: p.nofile.map_or(0, |l| l.1),
+            open_fds: p.open_fds.unwrap_or(0),
+        })
+        .collect();
+    let holding = holders(tree);
+    let ceiling = holding.iter().try_fold(0u64, |sum, p| {
+        let (soft, _) = p.nofile?;
+        (soft != u64::MAX).then(|| sum + soft.saturating_sub(p.open_fds.unwrap_or(0)))
+    });
+    Measured {
+        name: program(tree, root),
+        pid: root,
+        processes: tree.processes.len() as u64,
+        threads: tree.threads(),
+        limits,
+        holders: holding.iter().map(|p| p.pid).collect(),
+        ceiling,
+    }
+}
+
+/// How a server raises the limit that caps it: its own setting where it has one.
+fn fix_for(program: &str, need: u64) -> String {
+    let raise = format!(
+        "start it with a higher open-file limit (`ulimit -n {need}`, LimitNOFILE={need} in its \
+         systemd unit; the hard limit itself: c1m provision or /etc/security/limits.d)"
+    );
+    match program {
+        "nginx" => format!("raise worker_rlimit_nofile and worker_connections, or add worker_processes; {raise}"),
+        "redis-server" => format!("raise maxclients (redis raises its soft limit to maxclients + 32, up to the hard limit); {raise}"),
+        "memcached" => format!("raise -c (memcached sets its limit to it), within the hard limit; {raise}"),
+        "mosquitto" => format!("mosquitto raises its soft limit to the hard one: {raise}"),
+        "haproxy" => format!("raise maxconn (haproxy sizes its limit from it); {raise}"),
+        _ => raise,
+    }
+}
+
+/// The preflight's judgement of a measured server against the run's connections: blocks when
+/// its limits stop it short of the target, naming the server and the fix.
+pub fn ceiling_finding(m: &Measured, connections: u64) -> Finding {
+    let holders: Vec<&ProcessLimit> = m
+        .limits
+        .iter()
+        .filter(|l| m.holders.contains(&l.pid))
+        .collect();
+    let softs: Vec<u64> = holders.iter().map(|l| l.nofile_soft).collect();
+    let (lo, hi) = (
+        softs.iter().min().copied().unwrap_or(0),
+        softs.iter().max().copied().unwrap_or(0),
+    );
+    let hard = holders.iter().map(|l| l.nofile_hard).max().unwrap_or(0);
+    let soft_text = if lo == hi {
+        fmt::int(lo)
+    } else {
+        format!("{}–{}", fmt::int(lo), fmt::int(hi))
+    };
+    let found = format!(
+        "soft {soft_text}, hard {} in {} process(es) holding connections (pid {}) → at most {}",
+        fmt::int(hard),
+        holders.len(),
+        m.pid,
+        m.ceiling
+            .map_or("an unlimited number of".into(), |c| format!(
+                "{} connections",
+                fmt::int(c)
+            ))
+    );
+    let blocks = m.ceiling.is_some_and(|c| c < connections);
+    Finding {
+        setting: format!("{}'s RLIMIT_NOFILE (server under test)", m.name),
+        found,
+        needed: format!("room for {} connections", fmt::int(connections)),
+        fix: if blocks {
+            format!(
+                "the run will stop near {} connections: {}",
+                fmt::int(m.ceiling.unwrap_or(0)),
+                fix_for(&m.name, connections + 64)
+            )
+        } else {
+            String::new()
+        },
+        blocks,
+        stops_near: None,
+    }
+}
+
+/// Before a command is started, all that is known is the limit it inherits on its host.
+pub fn inherited_finding(program: &str, soft: Option<u64>, hard: Option<u64>) -> Finding {
+    let n = |v: Option<u64>| v.map_or("unknown".to_string(), fmt::int);
+    Finding {
+        setting: format!("{program}'s RLIMIT_NOFILE (inherited)"),
+        found: format!("soft {}, hard {}", n(soft), n(hard)),
+        needed: "its own limits, read from /proc once it listens".into(),
+        fix: String::new(),
+        blocks: false,
+        stops_near: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::server_tree::TreeProcess;
+    use super::*;
+
+    fn host(vars: &[(&str, Value)]) -> Host {
+        let mut h = Host {
+            name: "srv".into(),
+            groups: vec![],
+            vars: Default::default(),
+            own: Default::default(),
+        };
+        for (k, v) in vars {
+            h.vars.insert((*k).into(), v.clone());
+        }
+        h
+    }
+
+    fn plan(vars: &[(&str, Value)]) -> (ServerPlan, Vec<String>) {
+        let mut f = Vec::new();
+        let p = from_vars(&host(vars), (20000, 20), &mut f);
+        (p, f.into_iter().map(|f| f.setting).collect())
+    }
+
+    #[test]
+    fn targets_and_port_ranges() {
+        let t: Target = "127.0.0.1:8080".parse().unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.first_port, t.port_count),
+            ("127.0.0.1", 8080, 1)
+        );
+        let t: Target = "localhost:9000-9009".parse().unwrap();
+        assert_eq!((t.first_port, t.port_count), (9000, 10));
+        for bad in [
+            "127.0.0.1",
+            ":80",
+            "h:0",
+            "h:70000",
+            "h:9-8",
+            "h:1-2000",
+            "h:x",
+        ] {
+            assert!(bad.parse::<Target>().is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn the_server_host_vars_choose_the_server() {
+        assert_eq!(plan(&[]).0.under_test, UnderTest::C1mServer);
+        let (p, f) = plan(&[
+            ("c1m_server_cmd", Value::from("nginx -c /etc/x.conf")),
+            ("c1m_server_ports", Value::from(8080)),
+        ]);
+        assert!(f.is_empty());
+        assert_eq!((p.first_port, p.port_count), (8080, 1));
+        assert_eq!(p.under_test.command(), Some("nginx -c /etc/x.conf"));
+        let (p, f) = plan(&[
+            ("c1m_server_external", Value::from("yes")),
+            ("c1m_server_pid", Value::from("4242")),
+            ("c1m_server_ports", Value::from("6379-6380")),
+        ]);
+        assert!(f.is_empty());
+        assert_eq!(
+            p.under_test,
+            UnderTest::External {
+                pid: Some(PidSource::Pid(4242))
+            }
+        );
+        assert_eq!(p.ports(), "6379-6380");
+    }
+
+    #[test]
+    fn hostile_values_are_findings() {
+        for (vars, var) in [
+            (
+                vec![("c1m_server_cmd", Value::from("nginx\nrm -rf /"))],
+                "c1m_server_cmd",
+            ),
+            (vec![("c1m_server_cmd", Value::from(""))], "c1m_server_cmd"),
+            (vec![("c1m_server_cmd", Value::from(7))], "c1m_server_cmd"),
+            (
+                vec![("c1m_server_external", Value::from("maybe"))],
+                "c1m_server_external",
+            ),
+            (
+                vec![
+                    ("c1m_server_external", Value::from(true)),
+                    ("c1m_server_pid", Value::from("1; reboot")),
+                ],
+                "c1m_server_pid",
+            ),
+            (
+                vec![
+                    ("c1m_server_external", Value::from(true)),
+                    ("c1m_server_pid", Value::from(1)),
+                ],
+                "c1m_server_pid",
+            ),
+            (
+                vec![
+                    ("c1m_server_external", Value::from(true)),
+                    ("c1m_server_pidfile", Value::from("run/x.pid")),
+                ],
+                "c1m_server_pidfile",
+            ),
+            (
+                vec![("c1m_server_ports", Value::from("80;ls"))],
+                "c1m_server_ports",
+            ),
+            (
+                vec![
+                    ("c1m_server_cmd", Value::from("redis-server")),
+                    ("c1m_server_external", Value::from(true)),
+                ],
+                "c1m_server_external",
+            ),
+            (
+                vec![("c1m_server_pid", Value::from(4242))],
+                "c1m_server_pid",
+            ),
+        ] {
+            let (_, f) = plan(&vars);
+            assert_eq!(f, [var], "{vars:?}");
+        }
+    }
+
+    #[test]
+    fn the_command_line_sets_the_same_vars() {
+        let mut h = host(&[("c1m_server_cmd", Value::from("old"))]);
+        ServerChoice {
+            target: Some("127.0.0.1:6379".parse().unwrap()),
+            ..Default::default()
+        }
+        .apply(&mut h);
+        let mut f = Vec::new();
+        let p = from_vars(&h, (20000, 20), &mut f);
+        // A target alone is a server that already runs: and c1m_server_cmd with it is refused.
+        assert_eq!(f.len(), 1);
+        assert!(matches!(p.under_test, UnderTest::External { .. }));
+        let mut h = host(&[]);
+        ServerChoice {
+            target: Some("127.0.0.1:6379".parse().unwrap()),
+            cmd: Some("redis-server --port 6379".into()),
+            ..Default::default()
+        }
+        .apply(&mut h);
+        let mut f = Vec::new();
+        let p = from_vars(&h, (20000, 20), &mut f);
+        assert!(f.is_empty());
+        assert_eq!(program_of(p.under_test.command().unwrap()), "redis-server");
+    }
+
+    fn proc(pid: u32, ppid: u32, comm: &str, soft: u64, open: u64) -> TreeProcess {
+        TreeProcess {
+            pid,
+            ppid,
+            comm: comm.into(),
+            threads: 1,
+            nofile: Some((soft, 20_000)),
+            open_fds: Some(open),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_ceiling_is_what_the_workers_can_still_open() {
+        // sh → nginx master → two workers: only the workers hold connections.
+        let tree = TreeSample {
+            processes: vec![
+                proc(10, 1, "sh", 1024, 3),
+                proc(11, 10, "nginx", 1024, 8),
+                proc(12, 11, "nginx", 8000, 10),
+                proc(13, 11, "nginx", 8000, 10),
+            ],
+            clk_tck: 100,
+        };
+        let m = measure(&tree, 10);
+        assert_eq!((m.name.as_str(), m.ceiling), ("nginx", Some(15_980)));
+        let f = ceiling_finding(&m, 20_000);
+        assert!(f.blocks && f.fix.contains("15,980") && f.fix.contains("worker_rlimit_nofile"));
+        assert!(!ceiling_finding(&m, 10_000).blocks);
+        let one = TreeSample {
+            processes: vec![proc(20, 1, "redis-server", 10_032, 7)],
+            clk_tck: 100,
+        };
+        assert_eq!(measure(&one, 20).ceiling, Some(10_025));
+        let mut open = one.clone();
+        open.processes[0].nofile = Some((u64::MAX, u64::MAX));
+        assert_eq!(measure(&open, 20).ceiling, None);
+    }
+}
