@@ -409,13 +409,22 @@ fn fmt_delta(metric: &str, d: f64, pct: Option<f64>) -> String {
     }
 }
 
-/// The blocks of `--compare`: one table, a column per run and a Δ column per later run.
+/// Most runs whose comparison table also has a Δ column per later run.
+const MAX_RUNS_WITH_DELTAS: usize = 3;
+
+/// The blocks of `--compare`: one table, a column per run and, for up to three runs, a Δ
+/// column per later run.
 pub fn compare_blocks(runs: &[RunReport], rows: &[CompareRow]) -> Vec<Block> {
-    let mut out = vec![Block::Title(format!(
-        "Comparison of {} runs (Δ against {})",
-        runs.len(),
-        runs.first().map(|r| r.name.as_str()).unwrap_or("?")
-    ))];
+    let title = if runs.len() <= MAX_RUNS_WITH_DELTAS {
+        format!(
+            "Comparison of {} runs (Δ against {})",
+            runs.len(),
+            runs.first().map(|r| r.name.as_str()).unwrap_or("?")
+        )
+    } else {
+        format!("Comparison of {} runs", runs.len())
+    };
+    let mut out = vec![Block::Title(title)];
     let notices: Vec<String> = runs
         .iter()
         .flat_map(|r| {
@@ -427,10 +436,14 @@ pub fn compare_blocks(runs: &[RunReport], rows: &[CompareRow]) -> Vec<Block> {
     if !notices.is_empty() {
         out.push(Block::Notices(notices));
     }
+    // A Δ column per later run reads well for two or three runs; beyond that (a series of
+    // server models) the table would run off the page, so it shows the values alone and the
+    // deltas stay in the JSON and CSV exports.
+    let deltas = runs.len() <= MAX_RUNS_WITH_DELTAS;
     let mut head = vec![s("metric")];
     for (i, r) in runs.iter().enumerate() {
         head.push(r.label.clone());
-        if i > 0 {
+        if i > 0 && deltas {
             head.push(format!("Δ {}", r.label));
         }
     }
@@ -440,7 +453,7 @@ pub fn compare_blocks(runs: &[RunReport], rows: &[CompareRow]) -> Vec<Block> {
             let mut cells = vec![row.metric.clone()];
             for i in 0..row.values.len() {
                 cells.push(opt(row.values[i], |v| fmt_metric(&row.metric, v)));
-                if i > 0 {
+                if i > 0 && deltas {
                     cells.push(opt(row.deltas[i], |d| {
                         fmt_delta(&row.metric, d, row.delta_pct[i])
                     }));
@@ -454,7 +467,7 @@ pub fn compare_blocks(runs: &[RunReport], rows: &[CompareRow]) -> Vec<Block> {
     for (i, r) in runs.iter().enumerate() {
         outcome.push(r.outcome.clone());
         limit.push(r.limit.kind.clone());
-        if i > 0 {
+        if i > 0 && deltas {
             outcome.push(String::new());
             limit.push(String::new());
         }
@@ -481,4 +494,48 @@ pub fn compare_blocks(runs: &[RunReport], rows: &[CompareRow]) -> Vec<Block> {
         out.push(Block::Charts(r.name.clone()));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table_head(runs: usize) -> Vec<String> {
+        let runs: Vec<RunReport> = (0..runs)
+            .map(|i| RunReport {
+                name: format!("run-{i}"),
+                label: format!("model-{i}"),
+                ..Default::default()
+            })
+            .collect();
+        let rows = super::super::compare::rows(&runs);
+        compare_blocks(&runs, &rows)
+            .into_iter()
+            .find_map(|b| match b {
+                Block::Table { head, rows, .. } => {
+                    assert!(rows.iter().all(|r| r.len() == head.len()));
+                    Some(head)
+                }
+                _ => None,
+            })
+            .expect("a side-by-side table")
+    }
+
+    #[test]
+    fn deltas_for_up_to_three_runs_values_alone_beyond() {
+        assert_eq!(
+            table_head(3),
+            [
+                "metric",
+                "model-0",
+                "model-1",
+                "Δ model-1",
+                "model-2",
+                "Δ model-2"
+            ]
+        );
+        let nine = table_head(9);
+        assert_eq!(nine.len(), 10, "{nine:?}");
+        assert!(nine.iter().all(|h| !h.starts_with('Δ')), "{nine:?}");
+    }
 }
