@@ -215,8 +215,9 @@ fn conntrack(d: &HostDemand, f: &HostFacts) -> Option<Finding> {
 
 /// Memory the kernel can give a run's sockets, and the margin kept back from it: MemAvailable
 /// (free pages, and the page cache and reclaimable slab the kernel drops under pressure) less
-/// 1/16 of the machine, at least 512 MiB, for everything else running and the kernel's own
-/// growth. MemAvailable also counts the inodes and dentries of sockets already open, which stay
+/// 1/16 of the machine, and at least 512 MiB or 1/8 of the machine, whichever is less, for
+/// everything else running and the kernel's own growth. (A flat 512 MiB would leave nothing
+/// of the lab's 576 MiB client guests.) MemAvailable also counts the inodes and dentries of sockets already open, which stay
 /// pinned while they live; judged before a run's sockets exist, that overstates nothing of its
 /// own. A host that does not report MemAvailable is judged by MemFree.
 pub fn usable_memory(f: &HostFacts) -> (u64, u64) {
@@ -225,7 +226,8 @@ pub fn usable_memory(f: &HostFacts) -> (u64, u64) {
     } else {
         f.mem_free
     };
-    let margin = (f.mem_total.max(have) / 16).max(512 << 20);
+    let total = f.mem_total.max(have);
+    let margin = (total / 16).max((512 << 20).min(total / 8));
     (have.saturating_sub(margin), margin)
 }
 

@@ -414,9 +414,14 @@ mod tests {
         let used = c.connections as f64 * 8_400.0 + c.margin as f64;
         assert!(used <= (22 * gib) as f64, "{c:?}");
         assert!(c.connections >= 2_500_000, "{c:?}");
-        // A small box keeps at least 512 MiB.
+        // A small box keeps 1/8 of itself, up to 512 MiB: 256 MiB of 2 GiB, 72 MiB of a
+        // 576 MiB guest (the lab's clients).
         let small = Ceiling::compute(8_400.0, &memory(2 * gib, 2 * gib), None).unwrap();
-        assert_eq!(small.margin, 512 << 20);
+        assert_eq!(small.margin, 256 << 20);
+        let guest = Ceiling::compute(8_400.0, &memory(450 << 20, 576 << 20), None).unwrap();
+        assert_eq!(guest.margin, 72 << 20);
+        let eight = Ceiling::compute(8_400.0, &memory(7 * gib, 8 * gib), None).unwrap();
+        assert_eq!(eight.margin, 512 << 20);
         // Nothing to give, or a nonsense cost: no ceiling.
         assert_eq!(
             Ceiling::compute(8_400.0, &memory(256 << 20, 24 * gib), None),
