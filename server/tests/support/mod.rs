@@ -23,10 +23,7 @@ pub struct Server {
 /// kernel's ephemeral range when there is room there, as no connection's source port can be
 /// there; spread over the rest otherwise.
 fn another_block(port: u16, attempt: u32) -> u16 {
-    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|t| t.split_whitespace().next()?.parse::<u32>().ok())
-        .unwrap_or(1024);
+    let low = u32::from(c1m_proto::addrs::local_port_range().0);
     let spread = u32::from(port) + attempt * 1_013;
     if low > 3_000 {
         (2_000 + spread % (low - 2_100)) as u16
