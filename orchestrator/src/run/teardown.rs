@@ -21,17 +21,17 @@ pub async fn teardown(hosts: &mut [HostState], rx: &mut UnboundedReceiver<Msg>, 
     for h in hosts.iter_mut() {
         h.tearing_down = true;
     }
+    let grace = hosts
+        .iter()
+        .map(|h| h.run.budget(GRACE, 300))
+        .max()
+        .unwrap_or(GRACE);
     for role in [Role::Client, Role::Server] {
         for h in hosts.iter() {
             if let Some(r) = h.running(role).filter(|r| r.ended.is_none()) {
                 r.proc.stop();
             }
         }
-        let grace = hosts
-            .iter()
-            .map(|h| h.run.budget(GRACE, 300))
-            .max()
-            .unwrap_or(GRACE);
         wait_for_ends(hosts, rx, role, grace, peak).await;
     }
     stop_leftover_groups(hosts).await;
