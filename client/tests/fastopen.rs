@@ -57,20 +57,8 @@ fn echo_server(listener: TcpListener, conns: usize, in_syn: Arc<AtomicUsize>) {
 }
 
 fn syn_carried_data(s: &TcpStream) -> bool {
-    // SAFETY: tcp_info is plain old data; the kernel fills at most `len` bytes of it.
-    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-    // SAFETY: info and len outlive the call.
-    let r = unsafe {
-        libc::getsockopt(
-            s.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            &mut info as *mut libc::tcp_info as *mut libc::c_void,
-            &mut len,
-        )
-    };
-    r == 0 && info.tcpi_options & TCPI_OPT_SYN_DATA != 0
+    c1m_proto::sys::tcp_info(s.as_raw_fd())
+        .is_ok_and(|info| info.tcpi_options & TCPI_OPT_SYN_DATA != 0)
 }
 
 /// Runs 200 Fast Open connections in a namespace with `net.ipv4.tcp_fastopen = sysctl`;

@@ -527,3 +527,22 @@ pub fn steer_by_source(fd: RawFd, base: Ipv4Addr, n: u32) -> io::Result<()> {
     })
     .map(|_| ())
 }
+
+/// The kernel's `TCP_INFO` for a socket: what tests read to see how a connection went (a SYN
+/// that carried data, segments received).
+pub fn tcp_info(fd: RawFd) -> io::Result<libc::tcp_info> {
+    // SAFETY: tcp_info is plain old data; the kernel fills at most `len` bytes of it.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: info and len outlive the call.
+    check(unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            &mut info as *mut libc::tcp_info as *mut libc::c_void,
+            &mut len,
+        )
+    })?;
+    Ok(info)
+}

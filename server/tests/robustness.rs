@@ -110,21 +110,9 @@ fn bad_input_exits_2_and_help_lists_the_exit_codes() {
 
 /// Segments this socket has received so far, SYN-ACK included (`TCP_INFO`).
 fn segments_in(s: &TcpStream) -> u32 {
-    // SAFETY: tcp_info is plain old data; the kernel fills at most `len` bytes of it.
-    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-    // SAFETY: info and len outlive the call.
-    let r = unsafe {
-        libc::getsockopt(
-            s.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            &mut info as *mut libc::tcp_info as *mut libc::c_void,
-            &mut len,
-        )
-    };
-    assert_eq!(r, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
-    info.tcpi_segs_in
+    c1m_proto::sys::tcp_info(s.as_raw_fd())
+        .unwrap_or_else(|e| panic!("TCP_INFO: {e}"))
+        .tcpi_segs_in
 }
 
 #[test]
