@@ -174,6 +174,54 @@ every_model! {
 
 /// `prefork-sync` holds one connection per process: with two processes, a third connection
 /// waits unanswered until one of the first two closes.
+/// tokio's worker processes each have a listener in the port's SO_REUSEPORT group, and the
+/// kernel hashes connections over the group without regard to room: near capacity some tables
+/// fill before others. A full process must leave the group, so that every connection up to the
+/// capacity is served rather than queued where nobody accepts it.
+#[test]
+fn tokio_near_capacity_serves_every_connection_in_some_process() {
+    let srv = Server::start_with_nofile(
+        21_900,
+        &["--model", "tokio", "--connections", "400"],
+        Some(128),
+    );
+    let cap = srv.layout.capacity;
+    assert!(srv.layout.procs >= 3, "small tables: {:?}", srv.layout);
+    let n = cap - 8;
+    let (mut held, mut resets) = (Vec::new(), 0u64);
+    while (held.len() as u64) < n {
+        let mut s = srv.connect_to(0);
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let g = greeting::greeting(held.len() as u64);
+        let mut back = [0u8; greeting::LEN];
+        let answered = s.write_all(&g).and_then(|()| s.read_exact(&mut back));
+        match answered {
+            Ok(()) => {
+                assert_eq!(back, g);
+                held.push(s);
+            }
+            // Queued on a listener that closed as its process filled (no migration in this
+            // namespace): the kernel resets it, and a client tries again.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => resets += 1,
+            Err(e) => panic!(
+                "connection {} of {n} (capacity {cap} in {} processes) got no echo: {e} \
+                 (queued on a full process?)",
+                held.len() + 1,
+                srv.layout.procs
+            ),
+        }
+        assert!(
+            resets < 50,
+            "{resets} resets before {} connections",
+            held.len()
+        );
+    }
+    let st = srv.wait_for("every connection open", |s| s.open >= n);
+    assert_eq!(st.open, n);
+    drop(held);
+    srv.wait_for("the open count back to 0", |s| s.open == 0);
+}
+
 #[test]
 fn prefork_sync_holds_one_connection_per_process() {
     let srv = Server::start(32_100, &["--model", "prefork-sync", "--procs", "2"]);

@@ -1,5 +1,5 @@
 //! A private network namespace for a local run, with an established-connection hash table
-//! sized for the test.
+//! sized for the test, whose listeners hand queued connections on when one of them closes.
 //!
 //! The root namespace's TCP ehash is sized at boot (262,144 buckets on a 24 GiB machine); with
 //! two million sockets every packet lookup walks chains of eight. A new namespace takes its size
@@ -11,6 +11,11 @@ use std::process::Command;
 
 const SYSCTL: &str = "/proc/sys/net/ipv4/tcp_child_ehash_entries";
 const PREFIX: &str = "c1m-run-";
+
+/// `net.ipv4.tcp_migrate_req`: a connection queued on a listener that closes moves to another
+/// listener of its SO_REUSEPORT group instead of being reset. A server model whose full process
+/// leaves the group (tokio's) loses nothing that was already queued there.
+const MIGRATE_REQ: &str = "net.ipv4.tcp_migrate_req=1";
 
 /// A namespace that is deleted on drop.
 pub struct PrivateNetns {
@@ -109,6 +114,8 @@ impl PrivateNetns {
         };
         restored.context("restoring tcp_child_ehash_entries")?;
         ip(&["-n", &ns.name, "link", "set", "lo", "up"])?;
+        // Linux 5.14+; a namespace needs 6.1 (the ehash sysctl above), so it is always there.
+        ip(&["netns", "exec", &ns.name, "sysctl", "-qw", MIGRATE_REQ])?;
         Ok(ns)
     }
 }
@@ -174,6 +181,18 @@ mod tests {
             .unwrap();
         assert_eq!(String::from_utf8_lossy(&size.stdout).trim(), "65536");
         assert_eq!(std::fs::read_to_string(SYSCTL).unwrap(), before);
+        let migrate = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &a.name,
+                "sysctl",
+                "-n",
+                "net.ipv4.tcp_migrate_req",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&migrate.stdout).trim(), "1");
 
         let fastopen = "/proc/sys/net/ipv4/tcp_fastopen";
         let machine = std::fs::read_to_string(fastopen).unwrap();

@@ -4,6 +4,13 @@
 //! what a connection keeps is the task and the runtime's registration, not a buffer. The
 //! runtime's threads share the process's one fd table, so the model scales past the fd cap by
 //! worker processes, each a runtime of its own.
+//!
+//! Each process has its own listener in every port's SO_REUSEPORT group, and the kernel spreads
+//! connections over the group by a hash, not by room: at 1M over 53 tables of 19,138 a few
+//! tables fill before the rest, and the connections hashed to them would wait in a queue nobody
+//! accepts from until the client gives up. So a full process leaves the groups (closes its
+//! listeners) and rejoins when it has room again; with `net.ipv4.tcp_migrate_req` (set in a
+//! local run's namespace) what was queued on a closed listener moves to one that is open.
 
 use super::{counter_blocks, open_listeners, Ctx};
 use crate::conn::{self, Close};
@@ -14,6 +21,7 @@ use c1m_proto::sys;
 use c1m_proto::threads::Workers;
 use std::cell::RefCell;
 use std::io;
+use std::net::SocketAddrV4;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -32,13 +40,14 @@ pub fn start(ctx: &Ctx) -> anyhow::Result<Arc<Vec<Counters>>> {
     let fastopen = ctx.spec.fastopen;
     let c = counters.clone();
     let cap = ctx.plan.conns_per_table;
+    let listen_addrs = addrs.clone();
     let setup = move || -> io::Result<(tokio::runtime::Runtime, Vec<std::net::TcpListener>)> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_io()
             .enable_time()
             .thread_name("tokio-worker")
             .build()?;
-        let listeners = open_listeners(&addrs, None, fastopen)?
+        let listeners = open_listeners(&listen_addrs, None, fastopen)?
             .into_iter()
             // SAFETY: each fd is a listening socket just opened and owned by nothing else.
             .map(|fd| unsafe { std::net::TcpListener::from_raw_fd(fd) })
@@ -48,9 +57,9 @@ pub fn start(ctx: &Ctx) -> anyhow::Result<Arc<Vec<Counters>>> {
     let run = move |(rt, listeners): (tokio::runtime::Runtime, Vec<std::net::TcpListener>)| {
         rt.block_on(async move {
             let mut accepts = Vec::new();
-            for l in listeners {
+            for (l, addr) in listeners.into_iter().zip(addrs) {
                 let l = TcpListener::from_std(l)?;
-                accepts.push(tokio::spawn(accept_loop(l, c.clone(), cap)));
+                accepts.push(tokio::spawn(accept_loop(addr, l, c.clone(), cap, fastopen)));
             }
             for a in accepts {
                 a.await.map_err(io::Error::other)?;
@@ -67,18 +76,39 @@ pub fn start(ctx: &Ctx) -> anyhow::Result<Arc<Vec<Counters>>> {
 }
 
 /// Accepts on one port while the process's table has room (`cap` connections: the runtime's
-/// threads and the stats reader share the table with them).
-async fn accept_loop(listener: TcpListener, c: Arc<Vec<Counters>>, cap: u64) {
+/// threads and the stats reader share the table with them). A full process closes its listener,
+/// so the port's SO_REUSEPORT group hashes new connections to processes with room, and opens a
+/// new one when connections have closed.
+async fn accept_loop(
+    addr: SocketAddrV4,
+    listener: TcpListener,
+    c: Arc<Vec<Counters>>,
+    cap: u64,
+    fastopen: bool,
+) {
+    let mut listener = Some(listener);
     loop {
         let open = c[0]
             .accepted
             .load(Relaxed)
             .saturating_sub(c[0].closed.load(Relaxed));
         if open >= cap {
+            listener = None;
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         }
-        match listener.accept().await {
+        if listener.is_none() {
+            match rejoin(addr, fastopen) {
+                Ok(l) => listener = Some(l),
+                Err(e) => {
+                    c[0].accept_error(e.raw_os_error().unwrap_or(0));
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            }
+        }
+        let Some(l) = &listener else { continue };
+        match l.accept().await {
             Ok((stream, _)) => {
                 add(&c[0].accepted, 1);
                 tokio::spawn(serve(stream, c.clone()));
@@ -90,6 +120,15 @@ async fn accept_loop(listener: TcpListener, c: Arc<Vec<Counters>>, cap: u64) {
             }
         }
     }
+}
+
+/// A new listener on `addr`, back in the port's SO_REUSEPORT group.
+fn rejoin(addr: SocketAddrV4, fastopen: bool) -> io::Result<TcpListener> {
+    let fd = open_listeners(&[addr], None, fastopen)?
+        .pop()
+        .ok_or_else(|| io::Error::other("no listener opened"))?;
+    // SAFETY: fd is a listening socket just opened and owned by nothing else.
+    TcpListener::from_std(unsafe { std::net::TcpListener::from_raw_fd(fd) })
 }
 
 /// One connection's task.

@@ -8,6 +8,7 @@ use c1m_proto::stats::{LayoutLine, ServerStats};
 use c1m_proto::{greeting, procfs};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -40,6 +41,12 @@ impl Server {
     /// elsewhere on the machine (other tests widen `ip_local_port_range` to 10000–65535), and
     /// then `listen` fails with EADDRINUSE; the server moves to another block of ports.
     pub fn start(port: u16, extra: &[&str]) -> Server {
+        Server::start_with_nofile(port, extra, None)
+    }
+
+    /// As [`Server::start`], with the server's RLIMIT_NOFILE (soft and hard) lowered to
+    /// `nofile`: small fd tables, so a test fills them with a few hundred connections.
+    pub fn start_with_nofile(port: u16, extra: &[&str], nofile: Option<u64>) -> Server {
         let mut last = String::new();
         for attempt in 0..40u32 {
             let p = if attempt == 0 {
@@ -47,7 +54,7 @@ impl Server {
             } else {
                 another_block(port, attempt)
             };
-            match Server::try_start(p, extra) {
+            match Server::try_start(p, extra, nofile) {
                 Ok(s) => return s,
                 Err(e) if e.contains("Address already in use") => last = e,
                 Err(e) => panic!("c1m-server on port {p} did not start: {e}"),
@@ -56,14 +63,30 @@ impl Server {
         panic!("c1m-server found no free block of ports after 40 tries; last: {last}");
     }
 
-    fn try_start(port: u16, extra: &[&str]) -> Result<Server, String> {
+    fn try_start(port: u16, extra: &[&str], nofile: Option<u64>) -> Result<Server, String> {
         let mut defaults = vec!["--bind", "127.0.0.1", "--interval-ms", "100"];
         for (flag, value) in [("--ports", "1"), ("--connections", "1000")] {
             if !extra.contains(&flag) {
                 defaults.extend([flag, value]);
             }
         }
-        let mut child = Command::new(env!("CARGO_BIN_EXE_c1m-server"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_c1m-server"));
+        if let Some(n) = nofile {
+            let lim = libc::rlimit {
+                rlim_cur: n,
+                rlim_max: n,
+            };
+            // SAFETY: setrlimit is async-signal-safe and `lim` is a copy owned by the closure.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = cmd
             .args(["--port", &port.to_string()])
             .args(&defaults)
             .args(extra)
