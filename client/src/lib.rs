@@ -7,6 +7,7 @@
 //! trip). Its command line is [`c1m_proto::launch::ClientSpec`].
 
 pub mod counters;
+pub mod pacer;
 pub mod progress;
 pub mod protocol;
 pub mod targets;

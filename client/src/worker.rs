@@ -214,7 +214,7 @@ impl<P: Protocol> Loop<P> {
         }
         let started = Instant::now();
         let mut last_housekeeping = Instant::now();
-        let mut next_message = self.plan.message_interval.map(|d| Instant::now() + d);
+        let mut pacer = self.plan.message_interval.map(crate::pacer::Pacer::new);
         let keepalive = self.protocol.keepalive_every();
         let mut next_keepalive = keepalive.map(|d| Instant::now() + d);
         let mut ready: Vec<(u32, u64)> = Vec::with_capacity(1024);
@@ -226,7 +226,8 @@ impl<P: Protocol> Loop<P> {
                 if wanting && self.in_flight < self.plan.window && launched == 0 && !self.aborted()
                 {
                     1 // waiting for rate tokens
-                } else if self.in_flight > 0 {
+                } else if self.in_flight > 0 || pacer.is_some() {
+                    // Messages go out in small steps, each connection at its own phase.
                     10
                 } else {
                     100
@@ -241,10 +242,10 @@ impl<P: Protocol> Loop<P> {
                 self.expire();
                 self.publish();
             }
-            if let (Some(at), Some(every)) = (next_message, self.plan.message_interval) {
-                if Instant::now() >= at && self.verified >= self.plan.share {
-                    self.send_messages();
-                    next_message = Some(at + every);
+            if let Some(p) = &mut pacer {
+                if self.verified >= self.plan.share {
+                    let (first, n) = p.due(Instant::now(), self.slots.len());
+                    self.send_messages(first, n);
                 }
             }
             if let (Some(at), Some(every)) = (next_keepalive, keepalive) {
@@ -589,12 +590,12 @@ impl<P: Protocol> Loop<P> {
         };
     }
 
-    /// Sends the protocol's message on every held connection that can take one and starts its
-    /// round-trip clock.
-    fn send_messages(&mut self) {
-        let now = self.now_us();
+    /// Sends the protocol's message on the held connections among `n` slots from `first`
+    /// (wrapping) that can take one, and starts each one's round-trip clock as it goes.
+    fn send_messages(&mut self, first: usize, n: usize) {
         let mut sent = 0;
-        for fd in 0..self.slots.len() {
+        for k in 0..n {
+            let fd = (first + k) % self.slots.len();
             let s = self.slots[fd];
             if s.phase != Phase::Idle {
                 continue;
@@ -605,6 +606,7 @@ impl<P: Protocol> Loop<P> {
                 continue;
             }
             self.slots[fd].state = state;
+            let now = self.now_us();
             if self.flush(fd as RawFd) {
                 let s = &mut self.slots[fd];
                 s.phase = Phase::Message;
