@@ -205,9 +205,12 @@ fn nginx_holds_50k_keepalive_connections_and_a_404_is_an_error() {
     assert!(u(&sv["processes"]) >= 5, "{sv}");
     let per_conn = sv["rss_bytes_per_conn"].as_f64().unwrap();
     assert!(per_conn > 100.0 && per_conn < 100_000.0, "{sv}");
-    // Four workers at 16,064 open files each: room for the run, so no blocking finding.
-    assert!(u(&sv["predicted_ceiling"]) > 60_000, "{sv}");
-    assert!(out.contains("✓ nginx's RLIMIT_NOFILE"), "{out}");
+    // Four workers at 16,064 open files each, but nginx closes idle keep-alive connections
+    // once fewer than 1/16 of its 16,000 worker_connections are free: about 14,990 each. Room
+    // for the run, so no blocking finding.
+    let ceiling = u(&sv["predicted_ceiling"]);
+    assert!(ceiling > 55_000 && ceiling <= 60_000, "{sv}");
+    assert!(out.contains("✓ nginx's worker_connections"), "{out}");
     let r = report(&dir, &[]);
     assert!(
         r.contains("nginx (started by c1m)") && r.contains("http"),
@@ -242,6 +245,82 @@ fn nginx_holds_50k_keepalive_connections_and_a_404_is_an_error() {
     let s = summary(&dir);
     assert!(u(&s["errors"]["http_404"]) > 100, "{s}");
     assert_eq!(u(&s["established_peak"]), 0, "{s}");
+}
+
+/// nginx with room in its open-file limit but not in `worker_connections`: past 15/16 of them a
+/// worker closes idle keep-alive connections to accept new ones. The preflight predicts where
+/// from the configuration the running nginx reads (and refuses without --force), nginx starts
+/// reusing connections there, and run.json and the report name the rule.
+#[test]
+fn nginx_stops_where_its_keepalive_reuse_rule_predicts() {
+    let _one = serial();
+    let conf = Nginx {
+        workers: 2,
+        worker_connections: 1024,
+        keepalive_timeout_s: 300,
+        keepalive_requests: 1000,
+        reuseport: true,
+    };
+    let Some(setup) = servers::nginx_setup("nginx_reuse", &conf) else {
+        return;
+    };
+    let mut args = server_args(&setup);
+    args.extend(["--protocol=http", "-n", "3000", "--hold", "2s"].map(String::from));
+    let (o, _) = run("nginx-reuse-refused", &args_of(&args));
+    let out = text(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "no refusal without --force: {out}"
+    );
+    let rule = "nginx reuses idle keep-alive connections when fewer than 1/16 of \
+                worker_connections 1,024 are free: about";
+    assert!(
+        out.contains("✗ nginx's worker_connections") && out.contains(rule),
+        "{out}"
+    );
+    args.push("--force".into());
+    let (o, dir) = run("nginx-reuse", &args_of(&args));
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    let s = summary(&dir);
+    let sv = &s["server"];
+    let ceiling = u(&sv["predicted_ceiling"]);
+    // 2 × (1,024 − 64 − the worker's own descriptors); 2 × 1,024 + 128 by the open-file limit.
+    assert!((1_800..=1_920).contains(&ceiling), "{sv}");
+    assert!(
+        sv["ceiling_rule"]
+            .as_str()
+            .is_some_and(|r| r.contains(rule)),
+        "{sv}"
+    );
+    // nginx really started reusing connections, and where the preflight said.
+    let log = std::fs::read_to_string(setup.dir.join("error.log")).unwrap_or_default();
+    assert!(
+        log.contains("worker_connections are not enough, reusing connections"),
+        "{log}"
+    );
+    let held = u(&s["established_peak"]);
+    assert!(
+        held <= ceiling + 64 && held + ceiling / 20 >= ceiling,
+        "held {held}, predicted {ceiling}: {out}"
+    );
+    assert_eq!(
+        s["limit"]["kind"], "server_keepalive_reuse",
+        "{}",
+        s["limit"]
+    );
+    assert!(
+        s["limit"]["sentence"].as_str().unwrap().contains(rule),
+        "{}",
+        s["limit"]
+    );
+    let r = report(&dir, &[]);
+    assert!(r.contains("predicted ceiling") && r.contains(rule), "{r}");
+    assert!(
+        live_mentioning(&setup.dir.to_string_lossy()).is_empty(),
+        "nginx left behind"
+    );
 }
 
 /// A server whose own fd limit is below the target: the preflight predicts where it stops (and

@@ -26,9 +26,10 @@ enum Phase {
     /// The opening request sent (the greeting, an HTTP request, a CONNECT…), its answer not
     /// complete.
     Echo,
-    /// The opening request sent in the SYN (Fast Open), its answer not complete: the answer is
-    /// also the first sign that the handshake completed, so the connect latency is taken there.
-    SynEcho,
+    /// The opening request sent in the SYN (Fast Open), the handshake not seen complete yet:
+    /// EPOLLOUT (the SYN-ACK arrived) takes the connect latency, as for an ordinary connect, and
+    /// the connection goes on as `Echo`.
+    SynSent,
     /// Verified, holding.
     Idle,
     /// A periodic message sent, its answer not complete.
@@ -323,7 +324,7 @@ impl<P: Protocol> Loop<P> {
             if phase == Phase::Free {
                 continue;
             }
-            let waiting = phase == Phase::Connecting;
+            let waiting = matches!(phase, Phase::Connecting | Phase::SynSent);
             let mask = sys::IN | sys::RDHUP | sys::ET | if waiting { sys::OUT } else { 0 };
             if let Err(e) = self.epoll.add(fd, mask, fd as u64) {
                 self.fail(fd, e.raw_os_error().unwrap_or(0));
@@ -363,8 +364,15 @@ impl<P: Protocol> Loop<P> {
             match sys::connect_fastopen(fd, dst, &self.out)? {
                 sys::FastOpen::InSyn => {
                     let s = &mut self.slots[fd as usize];
-                    s.phase = Phase::SynEcho;
+                    s.phase = Phase::SynSent;
                     s.state = state;
+                    // Connect latency is the handshake on both paths, never the wait for the
+                    // answer (which holds the server's accept queue). On loopback the SYN-ACK is
+                    // processed before sendto returns, as for connect() then write(); elsewhere
+                    // EPOLLOUT says when it came.
+                    if sys::handshake_done(fd) {
+                        self.handshake_complete(fd);
+                    }
                     return Ok(());
                 }
                 sys::FastOpen::Connecting => return Ok(()),
@@ -414,7 +422,7 @@ impl<P: Protocol> Loop<P> {
     fn release(&mut self, fd: RawFd) {
         let slot = &mut self.slots[fd as usize];
         match slot.phase {
-            Phase::Connecting | Phase::Echo | Phase::SynEcho => self.in_flight -= 1,
+            Phase::Connecting | Phase::Echo | Phase::SynSent => self.in_flight -= 1,
             Phase::Idle | Phase::Message => add(&self.shared.counters[self.plan.index].dropped, 1),
             Phase::Free => {}
         }
@@ -441,10 +449,31 @@ impl<P: Protocol> Loop<P> {
                     self.read_replies(fd, events);
                 }
             }
-            Phase::Echo | Phase::SynEcho | Phase::Message | Phase::Idle => {
-                self.read_replies(fd, events)
+            // The greeting rode in the SYN: writable means the SYN-ACK came.
+            Phase::SynSent => {
+                let broken = events & (sys::ERR | sys::HUP) != 0;
+                if events & sys::OUT != 0 && !broken {
+                    self.handshake_complete(fd);
+                }
+                // A read gets the answer, or the error (a refused SYN) by its errno.
+                if events & sys::IN != 0 || broken {
+                    self.read_replies(fd, events);
+                }
             }
+            Phase::Echo | Phase::Message | Phase::Idle => self.read_replies(fd, events),
         }
+    }
+
+    /// The handshake of a connection whose opening request is out completed: records the
+    /// connect latency (from before the connect call to now) and waits for the answer.
+    fn handshake_complete(&mut self, fd: RawFd) {
+        let now = self.now_us();
+        let s = &mut self.slots[fd as usize];
+        let _ = self
+            .connect_hist
+            .record(u64::from(now.wrapping_sub(s.t_us)).max(1));
+        s.phase = Phase::Echo;
+        s.t_us = now;
     }
 
     /// Sends the protocol's opening request (the greeting, for echo) on a connecting socket;
@@ -457,14 +486,8 @@ impl<P: Protocol> Loop<P> {
         self.protocol.open(slot.n, &mut state, &mut self.out);
         match sys::write(fd, &self.out) {
             Ok(w) if w == self.out.len() => {
-                let now = self.now_us();
-                let _ = self
-                    .connect_hist
-                    .record(u64::from(now.wrapping_sub(slot.t_us)).max(1));
-                let s = &mut self.slots[fd as usize];
-                s.phase = Phase::Echo;
-                s.t_us = now;
-                s.state = state;
+                self.slots[fd as usize].state = state;
+                self.handshake_complete(fd);
                 true
             }
             Ok(_) => {
@@ -527,8 +550,9 @@ impl<P: Protocol> Loop<P> {
         let rtt = u64::from(now.wrapping_sub(slot.t_us)).max(1);
         self.slots[fd as usize].phase = Phase::Idle;
         match slot.phase {
-            Phase::Echo | Phase::SynEcho => {
-                if slot.phase == Phase::SynEcho {
+            Phase::Echo | Phase::SynSent => {
+                // An answer before any EPOLLOUT: the handshake was done by then at the latest.
+                if slot.phase == Phase::SynSent {
                     let _ = self.connect_hist.record(rtt);
                 }
                 self.in_flight -= 1;
@@ -557,7 +581,7 @@ impl<P: Protocol> Loop<P> {
         while let Some(&(fd, n)) = self.pending.front() {
             let s = self.slots[fd as usize];
             let live =
-                s.n == n && matches!(s.phase, Phase::Connecting | Phase::Echo | Phase::SynEcho);
+                s.n == n && matches!(s.phase, Phase::Connecting | Phase::Echo | Phase::SynSent);
             if !live {
                 self.pending.pop_front();
             } else if now.wrapping_sub(s.t_us) > limit {

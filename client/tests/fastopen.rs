@@ -1,7 +1,8 @@
 //! `c1m-client --fastopen` against a real listener in a network namespace of the test's own:
 //! with Fast Open on, every greeting rides in a SYN and every echo is verified; where the host
 //! does not allow it (no cookie, or client Fast Open off) the client connects the ordinary way
-//! and still verifies every echo.
+//! and still verifies every echo. Either way the connect latency is the handshake's, not the
+//! wait for a server that is slow to accept.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
@@ -35,9 +36,16 @@ fn private_netns(fastopen: u32) -> Option<()> {
 }
 
 /// Echoes each connection's 32-byte greeting and keeps it open; counts the connections whose
-/// SYN carried data.
-fn echo_server(listener: TcpListener, conns: usize, in_syn: Arc<AtomicUsize>) {
+/// SYN carried data. Accepts nothing for `accept_delay`: the kernel completes the handshakes
+/// and queues the connections meanwhile, as for a server that lags behind its accept queue.
+fn echo_server(
+    listener: TcpListener,
+    conns: usize,
+    in_syn: Arc<AtomicUsize>,
+    accept_delay: Duration,
+) {
     std::thread::spawn(move || {
+        std::thread::sleep(accept_delay);
         let mut held = Vec::new();
         for _ in 0..conns {
             let Ok((mut s, _)) = listener.accept() else {
@@ -61,9 +69,20 @@ fn syn_carried_data(s: &TcpStream) -> bool {
         .is_ok_and(|info| info.tcpi_options & TCPI_OPT_SYN_DATA != 0)
 }
 
-/// Runs 200 Fast Open connections in a namespace with `net.ipv4.tcp_fastopen = sysctl`;
-/// returns how many greetings rode in a SYN, or None when the test cannot run here.
-fn run(sysctl: u32) -> Option<usize> {
+/// What a client run showed.
+struct Outcome {
+    /// Greetings that rode in a SYN.
+    in_syn: usize,
+    /// Time to the last verified echo.
+    to_target: Duration,
+    /// Median connect latency.
+    connect_p50_us: u64,
+}
+
+/// Runs 200 Fast Open connections in a namespace with `net.ipv4.tcp_fastopen = sysctl`
+/// against a server that starts accepting after `accept_delay`, holding them for `hold`; None
+/// when the test cannot run here.
+fn run(sysctl: u32, accept_delay: Duration, hold: &'static str) -> Option<Outcome> {
     let conns = 200;
     // The namespace belongs to a thread of its own, so no other test runs in it.
     std::thread::spawn(move || {
@@ -77,7 +96,7 @@ fn run(sysctl: u32) -> Option<usize> {
         let port = listener.local_addr().unwrap().port();
         c1m_proto::sys::enable_fastopen(fd, 1024).unwrap();
         let in_syn = Arc::new(AtomicUsize::new(0));
-        echo_server(listener, conns, in_syn.clone());
+        echo_server(listener, conns, in_syn.clone(), accept_delay);
         let out = Command::new(env!("CARGO_BIN_EXE_c1m-client"))
             .args([
                 "--target",
@@ -93,7 +112,7 @@ fn run(sysctl: u32) -> Option<usize> {
                 "--source-ips",
                 "127.0.0.2",
             ])
-            .args(["--staged", "--threads", "1", "--hold", "0s", "--fastopen"])
+            .args(["--staged", "--threads", "1", "--hold", hold, "--fastopen"])
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
@@ -106,10 +125,24 @@ fn run(sysctl: u32) -> Option<usize> {
             text.contains(&format!("reached {conns} verified connections")),
             "{text}"
         );
-        Some(in_syn.load(Ordering::Relaxed))
+        Some(Outcome {
+            in_syn: in_syn.load(Ordering::Relaxed),
+            to_target: figure(&text, "verified connections in ", " s")
+                .map(Duration::from_secs_f64)
+                .unwrap_or_else(|| panic!("no time to target: {text}")),
+            connect_p50_us: figure(&text, "connect latency µs: p50 ", " ")
+                .unwrap_or_else(|| panic!("no connect latency: {text}"))
+                as u64,
+        })
     })
     .join()
     .unwrap()
+}
+
+/// The number printed between `before` and `after` in the client's summary.
+fn figure(text: &str, before: &str, after: &str) -> Option<f64> {
+    let rest = &text[text.find(before)? + before.len()..];
+    rest[..rest.find(after)?].parse().ok()
 }
 
 fn skipped() {
@@ -123,26 +156,53 @@ fn skipped() {
 #[test]
 fn with_fast_open_on_every_greeting_rides_in_the_syn() {
     // Client and server Fast Open, neither asking for cookies.
-    let Some(in_syn) = run(0x207) else {
+    let Some(o) = run(0x207, Duration::ZERO, "0s") else {
         return skipped();
     };
-    assert_eq!(in_syn, 200, "greetings that rode in a SYN");
+    assert_eq!(o.in_syn, 200, "greetings that rode in a SYN");
 }
 
 #[test]
 fn without_a_cookie_the_greeting_follows_the_handshake() {
     // Client and server Fast Open, cookies required: the client has none for this server yet,
     // so its first SYN asks for one and the greeting goes once connected.
-    let Some(in_syn) = run(0x3) else {
+    let Some(o) = run(0x3, Duration::ZERO, "0s") else {
         return skipped();
     };
-    assert!(in_syn < 200, "a greeting rode in a SYN without a cookie");
+    assert!(o.in_syn < 200, "a greeting rode in a SYN without a cookie");
 }
 
 #[test]
 fn with_client_fast_open_off_the_client_connects_the_ordinary_way() {
-    let Some(in_syn) = run(0) else {
+    let Some(o) = run(0, Duration::ZERO, "0s") else {
         return skipped();
     };
-    assert_eq!(in_syn, 0);
+    assert_eq!(o.in_syn, 0);
+}
+
+/// A server that has not accepted yet has still completed the handshake: the connect latency
+/// is that handshake (sub-millisecond on loopback) with the greeting in the SYN as without,
+/// while the echoes wait for the accept.
+#[test]
+fn connect_latency_is_the_handshake_not_the_wait_for_accept() {
+    let delay = Duration::from_millis(1500);
+    for (sysctl, path, in_syn) in [(0x207, "Fast Open", 200), (0, "ordinary connect", 0)] {
+        // Held a moment, so that every latency recorded reaches the summary.
+        let Some(o) = run(sysctl, delay, "500ms") else {
+            return skipped();
+        };
+        assert_eq!(o.in_syn, in_syn, "{path}: greetings in a SYN");
+        // The client starts a moment after the server's clock.
+        assert!(
+            o.to_target >= delay - Duration::from_millis(200),
+            "{path}: echoes came before the server accepted: {:?}",
+            o.to_target
+        );
+        assert!(
+            (1..1000).contains(&o.connect_p50_us),
+            "{path}: connect latency p50 {} µs holds the wait for accept ({:?} to the echoes)",
+            o.connect_p50_us,
+            o.to_target
+        );
+    }
 }

@@ -294,6 +294,25 @@ pub fn connect_fastopen(fd: RawFd, addr: SocketAddrV4, data: &[u8]) -> Result<Fa
     }
 }
 
+/// Whether a connecting socket's handshake has completed (the SYN-ACK arrived): the kernel
+/// names the peer of a TCP socket only past SYN_SENT (`inet_getname` answers ENOTCONN in
+/// SYN_SENT and CLOSE). The cheapest question the kernel answers about it: no socket lock, no
+/// TCP_INFO to fill, a 16-byte copy.
+pub fn handshake_done(fd: RawFd) -> bool {
+    // SAFETY: sockaddr_in is plain old data; the kernel fills at most `len` bytes of it.
+    let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: sa and len outlive the call.
+    let r = unsafe {
+        libc::getpeername(
+            fd,
+            &mut sa as *mut libc::sockaddr_in as *mut libc::sockaddr,
+            &mut len,
+        )
+    };
+    r == 0
+}
+
 /// Starts a non-blocking connect; `Ok(())` also for EINPROGRESS.
 pub fn connect(fd: RawFd, addr: SocketAddrV4) -> Result<(), i32> {
     let sa = sockaddr(addr);

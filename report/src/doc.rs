@@ -363,7 +363,14 @@ fn server_block(sv: &c1m_rundir::ServerFigures) -> Block {
         ));
     }
     if let Some(c) = sv.predicted_ceiling {
-        rows.push((s("predicted ceiling"), format!("{} connections", int(c))));
+        let why = sv
+            .ceiling_rule
+            .as_ref()
+            .map_or(String::new(), |r| format!(" ({r})"));
+        rows.push((
+            s("predicted ceiling"),
+            format!("{} connections{why}", int(c)),
+        ));
     }
     Block::Pairs {
         title: s("Server under test"),

@@ -121,6 +121,9 @@ pub struct ServerFigures {
     pub limits: Vec<ProcessLimit>,
     /// How many connections those limits let the server hold, as the preflight computed it.
     pub predicted_ceiling: Option<u64>,
+    /// What sets `predicted_ceiling` when it is not the open-file limits alone, as a sentence
+    /// (nginx: its keep-alive reuse rule and `worker_connections`).
+    pub ceiling_rule: Option<String>,
 }
 
 /// One process's open-file limit, as read before the clients started.

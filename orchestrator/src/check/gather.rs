@@ -1,10 +1,10 @@
 //! Reaching the run's hosts: one connection to each (at most `forks` being opened at once) and
 //! its facts, kept open for what follows (a run deploys and controls over them); the process
-//! tree of a server under test, read over such a connection.
+//! tree of a server under test (and nginx's configuration), read over such a connection.
 
 use super::facts::{self, HostFacts};
 use super::plan::run_hosts;
-use super::server::PidSource;
+use super::server::{self, PidSource};
 use super::server_tree::{self, TreeSample};
 use c1m_ansible::connect::ConnectSettings;
 use c1m_ansible::inventory::Inventory;
@@ -112,4 +112,14 @@ pub fn read_tree(t: &mut dyn Transport, pid: u32, count_fds: bool) -> Result<Tre
         .exec(&server_tree::script(pid, count_fds), None)
         .map_err(|e| format!("reading /proc for pid {pid}: {e}"))?;
     server_tree::parse(&out.stdout_str()).ok_or_else(|| format!("no process {pid} on {}", t.host()))
+}
+
+/// The server under test measured from its tree (see [`server::measure`]); for nginx, with its
+/// keep-alive reuse rule applied from the configuration its master runs.
+pub fn measure_server(t: &mut dyn Transport, tree: &TreeSample, root: u32) -> server::Measured {
+    let mut m = server::measure(tree, root);
+    if let Some(master) = server::nginx_master(&m, tree) {
+        server::apply_nginx(&mut m, tree, super::nginx::read(t, master));
+    }
+    m
 }

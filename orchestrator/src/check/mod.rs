@@ -2,14 +2,15 @@
 //! fix. `c1m run` builds and judges the same plan before it starts anything.
 //!
 //! Layers, lowest first: `facts` (what a host allows), `server_tree` (a server's process tree
-//! from /proc), `capacity` (one host's limits against its demand), `server` (the server under
-//! test and its ceiling), `loopback` (a run on this machine), `plan` (the whole run), `gather`
-//! (reaching the hosts).
+//! from /proc), `capacity` (one host's limits against its demand), `nginx` (nginx's keep-alive
+//! reuse rule), `server` (the server under test and its ceiling), `loopback` (a run on this
+//! machine), `plan` (the whole run), `gather` (reaching the hosts).
 
 pub mod capacity;
 pub mod facts;
 pub mod gather;
 pub mod loopback;
+pub mod nginx;
 pub mod plan;
 pub mod server;
 pub mod server_tree;
@@ -130,7 +131,7 @@ fn measure_external(plan: &mut plan::Plan, reached: &mut [(String, gather::Reach
     };
     let finding = match gather::server_tree(t.as_mut(), src) {
         Ok((pid, tree)) => {
-            let m = server::measure(&tree, pid);
+            let m = gather::measure_server(t.as_mut(), &tree, pid);
             let f = server::ceiling_finding(&m, plan.connections);
             plan.server.measured = Some(m);
             f

@@ -10,6 +10,7 @@
 //! engine does, with what this module decided.
 
 use super::capacity::Finding;
+use super::nginx::{self, NginxConf};
 use super::server_tree::TreeSample;
 use c1m_ansible::inventory::Host;
 use c1m_proto::fmt;
@@ -367,6 +368,87 @@ pub struct Measured {
     pub holders: Vec<u32>,
     /// `None` when a holder's limit is unlimited or unreadable.
     pub ceiling: Option<u64>,
+    /// What bounds the ceiling besides the open-file limits.
+    pub rule: CeilingRule,
+}
+
+/// What the ceiling comes from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum CeilingRule {
+    /// Each holder's open-file limit, nothing else known.
+    OpenFiles,
+    /// nginx, its `worker_connections` read: each worker holds the lesser of what its
+    /// open-file limit and nginx's keep-alive reuse rule allow.
+    NginxReuse(KeepaliveReuse),
+    /// nginx, but its configuration could not be read: the open-file limits alone.
+    NginxUnread { error: String },
+}
+
+/// nginx's keep-alive reuse rule applied to the measured workers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KeepaliveReuse {
+    pub conf: NginxConf,
+    /// What the smallest worker holds before nginx closes idle keep-alive connections.
+    pub per_worker: u64,
+    /// The workers' open-file room summed: the ceiling without the rule.
+    pub fd_ceiling: Option<u64>,
+}
+
+impl KeepaliveReuse {
+    /// Whether the rule, not the open-file limits, sets the ceiling.
+    pub fn binds(&self, ceiling: Option<u64>) -> bool {
+        ceiling.is_some() && ceiling != self.fd_ceiling
+    }
+
+    /// The sentence that names the rule.
+    pub fn sentence(&self) -> String {
+        format!(
+            "nginx reuses idle keep-alive connections when fewer than 1/16 of worker_connections \
+             {} are free: about {} held per worker",
+            fmt::int(self.conf.worker_connections),
+            fmt::int(self.per_worker)
+        )
+    }
+}
+
+/// The process whose configuration nginx's workers run: the tree's first (oldest) `nginx`,
+/// its master; `None` when the server is not nginx.
+pub fn nginx_master(m: &Measured, tree: &TreeSample) -> Option<u32> {
+    (m.name == "nginx")
+        .then(|| tree.processes.iter().find(|p| p.comm == "nginx"))
+        .flatten()
+        .map(|p| p.pid)
+}
+
+/// Applies nginx's keep-alive reuse rule (see [`nginx`]) to what `m`'s workers can hold, with
+/// `conf` as read from the server host.
+pub fn apply_nginx(m: &mut Measured, tree: &TreeSample, conf: Result<NginxConf, String>) {
+    let conf = match conf {
+        Ok(c) => c,
+        Err(error) => {
+            m.rule = CeilingRule::NginxUnread { error };
+            return;
+        }
+    };
+    let holding = holders(tree);
+    // A worker's own connection objects (listeners, channel) are among its open descriptors.
+    let reuse = |p: &super::server_tree::TreeProcess| {
+        nginx::held_per_worker(conf.worker_connections, p.open_fds.unwrap_or(0))
+    };
+    let per_worker = holding.iter().map(|p| reuse(p)).min().unwrap_or(0);
+    let fd_ceiling = m.ceiling;
+    let room = |p: &super::server_tree::TreeProcess| {
+        p.nofile
+            .map(|(soft, _)| soft.saturating_sub(p.open_fds.unwrap_or(0)))
+            .unwrap_or(u64::MAX)
+    };
+    m.ceiling = Some(holding.iter().map(|p| room(p).min(reuse(p))).sum());
+    m.rule = CeilingRule::NginxReuse(KeepaliveReuse {
+        conf,
+        per_worker,
+        fd_ceiling,
+    });
 }
 
 /// The server's program: the first process of the tree that is not a shell (a command runs
@@ -418,6 +500,7 @@ pub fn measure(tree: &TreeSample, root: u32) -> Measured {
         limits,
         holders: holding.iter().map(|p| p.pid).collect(),
         ceiling,
+        rule: CeilingRule::OpenFiles,
     }
 }
 
@@ -468,6 +551,22 @@ pub fn ceiling_finding(m: &Measured, connections: u64) -> Finding {
             ))
     );
     let blocks = m.ceiling.is_some_and(|c| c < connections);
+    match &m.rule {
+        CeilingRule::NginxReuse(r) if r.binds(m.ceiling) => {
+            return reuse_finding(m, r, holders.len(), connections);
+        }
+        _ => {}
+    }
+    let found = match &m.rule {
+        CeilingRule::NginxReuse(r) => format!(
+            "{found}; worker_connections {} allows more",
+            fmt::int(r.conf.worker_connections)
+        ),
+        CeilingRule::NginxUnread { error } => {
+            format!("{found}; worker_connections unread ({error})")
+        }
+        CeilingRule::OpenFiles => found,
+    };
     Finding {
         setting: format!("{}'s RLIMIT_NOFILE (server under test)", m.name),
         found,
@@ -477,6 +576,36 @@ pub fn ceiling_finding(m: &Measured, connections: u64) -> Finding {
                 "the run will stop near {} connections: {}",
                 fmt::int(m.ceiling.unwrap_or(0)),
                 fix_for(&m.name, connections + 64)
+            )
+        } else {
+            String::new()
+        },
+        blocks,
+        stops_near: None,
+    }
+}
+
+/// The finding when nginx's keep-alive reuse rule, not its open-file limit, sets the ceiling.
+fn reuse_finding(m: &Measured, r: &KeepaliveReuse, workers: usize, connections: u64) -> Finding {
+    let ceiling = m.ceiling.unwrap_or(0);
+    let blocks = ceiling < connections;
+    Finding {
+        setting: "nginx's worker_connections (server under test)".into(),
+        found: format!(
+            "{} × {workers} worker(s) (pid {}) → at most {} connections (RLIMIT_NOFILE alone: {}; from {})",
+            r.sentence(),
+            m.pid,
+            fmt::int(ceiling),
+            r.fd_ceiling.map_or("no limit".into(), fmt::int),
+            r.conf.source
+        ),
+        needed: format!("room for {} connections", fmt::int(connections)),
+        fix: if blocks {
+            format!(
+                "the run will stop near {}: nginx closes idle keep-alive connections past it; \
+                 raise worker_connections in the events block (worker_rlimit_nofile with it), \
+                 or add worker_processes",
+                fmt::int(ceiling)
             )
         } else {
             String::new()
@@ -688,5 +817,65 @@ mod tests {
         let mut open = one.clone();
         open.processes[0].nofile = Some((u64::MAX, u64::MAX));
         assert_eq!(measure(&open, 20).ceiling, None);
+    }
+
+    fn nginx_tree(soft: u64) -> TreeSample {
+        TreeSample {
+            processes: vec![
+                proc(11, 1, "nginx", 1024, 8),
+                proc(12, 11, "nginx", soft, 12),
+                proc(13, 11, "nginx", soft, 12),
+            ],
+            clk_tck: 100,
+        }
+    }
+
+    fn conf(wc: u64) -> Result<NginxConf, String> {
+        Ok(NginxConf {
+            worker_connections: wc,
+            source: "nginx -T -c /x.conf".into(),
+        })
+    }
+
+    #[test]
+    fn nginx_holds_what_its_keepalive_reuse_rule_leaves() {
+        // Room for 1,076 open files a worker, but 1,024 worker_connections less 1/16 less 12.
+        let tree = nginx_tree(1088);
+        let mut m = measure(&tree, 11);
+        assert_eq!(nginx_master(&m, &tree), Some(11));
+        apply_nginx(&mut m, &tree, conf(1024));
+        assert_eq!(m.ceiling, Some(2 * 948));
+        let f = ceiling_finding(&m, 3000);
+        assert!(f.blocks, "{f}");
+        assert_eq!(f.setting, "nginx's worker_connections (server under test)");
+        assert!(
+            f.found.contains(
+                "nginx reuses idle keep-alive connections when fewer than 1/16 of \
+                 worker_connections 1,024 are free: about 948 held per worker"
+            ) && f.found.contains("RLIMIT_NOFILE alone: 2,152"),
+            "{f}"
+        );
+        assert!(f.fix.contains("stop near 1,896"), "{f}");
+        assert!(!ceiling_finding(&m, 1800).blocks);
+        // A lower open-file limit binds first: the finding stays RLIMIT_NOFILE's.
+        let tree = nginx_tree(512);
+        let mut m = measure(&tree, 11);
+        apply_nginx(&mut m, &tree, conf(1024));
+        assert_eq!(m.ceiling, Some(2 * 500));
+        let f = ceiling_finding(&m, 3000);
+        assert!(f.setting.contains("RLIMIT_NOFILE") && f.found.contains("1,024 allows more"));
+        // Unread configuration: the open-file limits alone, and the finding says why.
+        let mut m = measure(&tree, 11);
+        apply_nginx(&mut m, &tree, Err("nginx -T failed".into()));
+        assert_eq!(m.ceiling, Some(1000));
+        assert!(ceiling_finding(&m, 3000)
+            .found
+            .contains("worker_connections unread"));
+        // Not nginx: no master to read.
+        let one = TreeSample {
+            processes: vec![proc(20, 1, "redis-server", 10_032, 7)],
+            clk_tck: 100,
+        };
+        assert_eq!(nginx_master(&measure(&one, 20), &one), None);
     }
 }

@@ -21,7 +21,7 @@ use super::summary::{self, Finished};
 use super::teardown::teardown;
 use super::view::{Frame, HostFrame, View};
 use super::{RunEnd, RunOptions};
-use crate::check::gather::{read_tree, resolve_pid};
+use crate::check::gather::{measure_server, read_tree, resolve_pid};
 use crate::check::server::{self, PidSource, UnderTest};
 use crate::check::server_tree::TreeSample;
 use anyhow::Result;
@@ -302,7 +302,9 @@ impl Engine {
         let (conn, host) = (self.conn.clone(), self.hosts[si].run.host.clone());
         let mut job = tokio::task::spawn_blocking(move || {
             let mut t = conn.connect(&host).map_err(|e| e.to_string())?;
-            probe.run(t.as_mut())
+            let (root, tree) = probe.run(t.as_mut())?;
+            let m = measure_server(t.as_mut(), &tree, root);
+            Ok((root, tree, m))
         });
         let got = loop {
             tokio::select! {
@@ -325,14 +327,13 @@ impl Engine {
         if !matches!(self.phase, Phase::Connecting) {
             return;
         }
-        let (root, tree) = match got {
+        let (root, tree, mut m) = match got {
             Ok(x) => x,
             Err(e) => {
                 let name = &self.hosts[si].run.host.name;
                 return self.end(Outcome::Failed, format!("{} on {name}: {e}", self.sut.name));
             }
         };
-        let mut m = server::measure(&tree, root);
         let c1m_server = self.sut.under_test == UnderTest::C1mServer;
         if c1m_server {
             // Its fd tables are per thread, not per process: its own layout says what it holds.

@@ -80,10 +80,22 @@ pub fn summarize(f: &Finished) -> RunSummary {
         .unwrap_or_default();
     let errors = errors_of(&client, &server);
     let mut outcome = f.ending.outcome;
-    if outcome == Outcome::Reached && client.verified < n {
+    // Verified is not held: a server that closes held connections to make room for new ones
+    // (nginx reusing idle keep-alive connections) lets every client verify its share while it
+    // never holds the target at once.
+    let closed_by_server = client.dropped > 0 && f.peak.established < n;
+    if outcome == Outcome::Reached && (client.verified < n || closed_by_server) {
         outcome = Outcome::NotReached;
     }
     let reason = f.ending.reason.clone().or_else(|| {
+        closed_by_server.then(|| {
+            format!(
+                "every connection was verified, but the server closed {} held connections: it held at most {} at once",
+                fmt::int(client.dropped),
+                fmt::int(f.peak.established)
+            )
+        })
+    }).or_else(|| {
         f.hosts
             .iter()
             .find_map(|h| Some(format!("{}: {}", h.run.host.name, h.failure.as_ref()?)))
@@ -215,6 +227,11 @@ fn server_figures(
     };
     fig.limits = measured.limits.clone();
     fig.predicted_ceiling = fig.predicted_ceiling.or(measured.ceiling);
+    if let server::CeilingRule::NginxReuse(r) = &measured.rule {
+        if r.binds(measured.ceiling) {
+            fig.ceiling_rule = Some(r.sentence());
+        }
+    }
     let empty = TreeSample::default();
     let peak = f.peak.server_tree.as_ref().unwrap_or(&empty);
     if peak.processes.is_empty() {
@@ -274,6 +291,24 @@ fn server_ceiling_hit(
     }
     if !near {
         return None;
+    }
+    if let Some(rule) = &fig.ceiling_rule {
+        return Some(LimitHit {
+            kind: "server_keepalive_reuse".into(),
+            sentence: format!(
+                "{} stopped where its own connection reuse predicted: it held {} connections, and {} (predicted ceiling {} before the run).",
+                fig.name,
+                fmt::int(held),
+                rule,
+                fmt::int(ceiling)
+            ),
+            evidence: format!(
+                "{} of {} connections; {} held connections closed by the server",
+                fmt::int(held),
+                fmt::int(f.opts.connections),
+                fmt::int(merged_clients(f.hosts).dropped)
+            ),
+        });
     }
     let soft: Vec<String> = fig
         .limits
@@ -510,7 +545,11 @@ pub fn print(s: &RunSummary, hosts: &[HostState]) {
     if let Some(sv) = &s.server {
         println!("server model: {}", sv.name);
     }
-    match s.time_to_target_s {
+    // Every connection verified is not the target held (a server that closed held ones).
+    match s
+        .time_to_target_s
+        .filter(|_| s.outcome != Outcome::NotReached)
+    {
         Some(t) => println!(
             "reached {} connections in {:.2} s: mean {} conn/s, peak {} conn/s",
             fmt::int(s.target),
