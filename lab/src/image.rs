@@ -266,7 +266,10 @@ fn build(tmp: &Path, recipe: &str, mirror: &str, variant: Variant) -> Result<()>
         .filter(|u| variant.disabled_units().contains(&u.as_str()))
         .collect();
     if !still.is_empty() {
-        bail!("{} still enabled after `systemctl disable`", still.join(", "));
+        bail!(
+            "{} still enabled after `systemctl disable`",
+            still.join(", ")
+        );
     }
     copy_boot_files(&rootfs, tmp)?;
     let raw = tmp.join("root.raw");
@@ -290,8 +293,11 @@ fn install_extra(rootfs: &Path, packages: &[&str]) -> Result<()> {
         return Ok(());
     }
     let policy = rootfs.join(POLICY_RC_D);
-    fs::write(&policy, "#!/bin/sh\n# c1m lab image build: start no service\nexit 101\n")
-        .with_context(|| format!("writing {}", policy.display()))?;
+    fs::write(
+        &policy,
+        "#!/bin/sh\n# c1m lab image build: start no service\nexit 101\n",
+    )
+    .with_context(|| format!("writing {}", policy.display()))?;
     fs::set_permissions(&policy, fs::Permissions::from_mode(0o755))?;
     let apt = |args: &[&str]| {
         run(Command::new("chroot")
