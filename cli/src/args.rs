@@ -316,6 +316,10 @@ pub enum LabAction {
         /// Debian mirror debootstrap fetches from.
         #[arg(long, default_value = c1m_lab::DEFAULT_MIRROR)]
         mirror: String,
+        /// The image with the course's exemplar servers (nginx, redis-server, memcached,
+        /// haproxy, apache2) installed, their services disabled at boot.
+        #[arg(long)]
+        with_servers: bool,
     },
 }
 
@@ -353,6 +357,11 @@ pub struct LabUpArgs {
     /// Debian mirror debootstrap fetches from (only used when the image is built).
     #[arg(long, default_value = c1m_lab::DEFAULT_MIRROR)]
     pub mirror: String,
+    /// Boot the image with the course's exemplar servers (nginx, redis-server, memcached,
+    /// haproxy, apache2) installed, none started at boot: a run starts the one it drives
+    /// (`c1m_server_cmd`). Built once and cached apart from the default image.
+    #[arg(long)]
+    pub with_servers: bool,
     /// Seconds a VM may go without boot progress (console output, its SSH banner, a login)
     /// before giving up; a slow machine's whole boot may take longer.
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]

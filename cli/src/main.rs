@@ -174,6 +174,15 @@ fn report(a: ReportArgs) -> anyhow::Result<Exit> {
     Ok(Exit::Ok)
 }
 
+/// `--with-servers`: the guest image with the exemplar servers.
+fn image_variant(with_servers: bool) -> c1m_lab::image::Variant {
+    if with_servers {
+        c1m_lab::image::Variant::Servers
+    } else {
+        c1m_lab::image::Variant::Base
+    }
+}
+
 fn lab(a: LabArgs) -> anyhow::Result<Exit> {
     let action = match a.action {
         LabAction::Up(up) => c1m_lab::Action::Up(c1m_lab::UpOptions {
@@ -188,12 +197,19 @@ fn lab(a: LabArgs) -> anyhow::Result<Exit> {
             },
             inventory: up.inventory,
             mirror: up.mirror,
+            variant: image_variant(up.with_servers),
             timeout: up.timeout,
         }),
         LabAction::Down => c1m_lab::Action::Down,
         LabAction::Status => c1m_lab::Action::Status,
         LabAction::Ssh { name, command } => c1m_lab::Action::Ssh { name, command },
-        LabAction::Image { mirror } => c1m_lab::Action::Image { mirror },
+        LabAction::Image {
+            mirror,
+            with_servers,
+        } => c1m_lab::Action::Image {
+            mirror,
+            variant: image_variant(with_servers),
+        },
     };
     let options = c1m_lab::LabOptions {
         cache_dir: a.cache_dir,

@@ -3,7 +3,7 @@
 //!
 //! | module | responsibility |
 //! | --- | --- |
-//! | [`image`] | the Debian guest image, built by debootstrap and cached by recipe hash |
+//! | [`image`] | the Debian guest image (default, or with the exemplar servers), built by debootstrap and cached by recipe hash |
 //! | [`layout`] | the VMs, their addresses and memory, the lab's file paths |
 //! | [`netns`] | namespace, bridge, taps, and the veth the controller reaches the VMs by |
 //! | [`seed`] | login key, per-VM host keys and seed disks, known_hosts |
@@ -51,7 +51,10 @@ pub enum Action {
     /// Log in to one VM, or run a command there.
     Ssh { name: String, command: Vec<String> },
     /// Build (or find in the cache) the guest image and print where it is.
-    Image { mirror: String },
+    Image {
+        mirror: String,
+        variant: image::Variant,
+    },
 }
 
 /// Runs `c1m lab`; returns the exit code of the command `lab ssh` ran, else 0.
@@ -68,8 +71,11 @@ pub fn run(args: &LabOptions, action: Action) -> anyhow::Result<u8> {
         }
         Action::Status => status::status(&paths),
         Action::Ssh { name, command } => status::ssh(&paths, &name, &command),
-        Action::Image { mirror } => {
-            let img = image::ensure(&args.cache_dir, &mirror)?;
+        Action::Image { mirror, variant } => {
+            if !image::cached(&args.cache_dir, &mirror, variant) {
+                require_tools(&["debootstrap", "mkfs.ext4", "chroot"])?;
+            }
+            let img = image::ensure(&args.cache_dir, &mirror, variant)?;
             println!("base   {}", img.base.display());
             println!("kernel {}", img.kernel.display());
             println!("initrd {}", img.initrd.display());

@@ -27,6 +27,8 @@ pub struct UpOptions {
     pub inventory: PathBuf,
     /// Debian mirror debootstrap fetches from (only used when the image is built).
     pub mirror: String,
+    /// Which guest image: the default, or the one with the exemplar servers installed.
+    pub variant: image::Variant,
     /// Seconds a VM may go without boot progress (new console output, its SSH banner, a
     /// login) before `up` gives up on it. There is no budget for the whole boot: a machine three
     /// times slower boots three times longer, and keeps making progress all the while.
@@ -57,9 +59,13 @@ pub fn up(args: &UpOptions, paths: &Paths, cache_dir: &Path) -> Result<u8> {
         args.client_memory,
         args.cpus,
     );
+    let wanted_image = image::location(cache_dir, &args.mirror, args.variant);
     if let Some(running) = state::load(&paths.state())? {
         let specs: Vec<&VmSpec> = running.vms.iter().map(|v| &v.spec).collect();
-        let same = specs.iter().copied().eq(vms.iter());
+        let same_size = specs.iter().copied().eq(vms.iter());
+        // A lab booted from another image (the other variant) is not the lab asked for.
+        let same_image = running.image == wanted_image.base.display().to_string();
+        let same = same_size && same_image;
         let healthy = netns::exists()
             && running
                 .vms
@@ -73,16 +79,22 @@ pub fn up(args: &UpOptions, paths: &Paths, cache_dir: &Path) -> Result<u8> {
         }
         println!(
             "lab: a previous lab is {}; taking it down first",
-            if same { "broken" } else { "sized differently" }
+            if !same_size {
+                "sized differently"
+            } else if !same_image {
+                "booted from another image"
+            } else {
+                "broken"
+            }
         );
     }
     // Whatever a crash left behind (no state file, but processes or a namespace) goes too.
     super::down::down(paths)?;
 
-    if !image::cached(cache_dir, &args.mirror) {
+    if !image::cached(cache_dir, &args.mirror, args.variant) {
         super::require_tools(&["debootstrap", "mkfs.ext4", "chroot"])?;
     }
-    let img = image::ensure(cache_dir, &args.mirror)?;
+    let img = image::ensure(cache_dir, &args.mirror, args.variant)?;
     fs::create_dir_all(paths.vms_dir())
         .with_context(|| format!("creating {}", paths.vms_dir().display()))?;
     let (accel, why) = match args.accel {

@@ -840,14 +840,10 @@ impl Probe {
             None => self.root,
         };
         if let Some((addr, first, count)) = self.ports {
-            let mut tables = Vec::new();
-            for f in ["tcp", "tcp6"] {
-                let path = format!("/proc/{pid}/net/{f}");
-                let bytes = t.read_file(&path).map_err(|e| format!("{path}: {e}"))?;
-                tables.push(String::from_utf8_lossy(&bytes.unwrap_or_default()).into_owned());
-            }
-            let tables: Vec<&str> = tables.iter().map(String::as_str).collect();
-            let up = super::listening::listening(&tables, addr, first, count);
+            let out = t
+                .exec(&super::listening::script(pid), None)
+                .map_err(|e| format!("/proc/{pid}/net/tcp: {e}"))?;
+            let up = super::listening::listening(&[&out.stdout_str()], addr, first, count);
             if up.len() < usize::from(count) {
                 let missing: Vec<String> = (0..count)
                     .map(|i| first + i)

@@ -1,12 +1,25 @@
 //! Whether a server listens on its ports, read from `/proc/PID/net/tcp{,6}`: the tables of the
 //! network namespace that process is in (a server started inside the run's namespace is seen
-//! there, not in the host's), read as files — no program on the host, no connection to it.
+//! there, not in the host's) — no connection to the server itself.
+//!
+//! The tables are filtered on the host ([`script`]) to their listening sockets: a host still
+//! closing a previous run's connections has a table of tens of megabytes, which read whole over
+//! SFTP every 100 ms took more than the wait allows (and procfs does not serve SFTP's reads at
+//! offsets reliably: "Read Packet At Unexpected Offset" on the lab after 97,000 connections).
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
 /// TCP state `LISTEN` in `/proc/net/tcp`.
 const LISTEN: &str = "0A";
+
+/// The shell command that prints the header of `/proc/PID/net/tcp` and the listening sockets of
+/// both tables of `pid`'s namespace (`tcp6` may be absent), for [`listening`].
+pub fn script(pid: u32) -> String {
+    format!(
+        "cat /proc/{pid}/net/tcp /proc/{pid}/net/tcp6 2>/dev/null | awk 'NR == 1 || $4 == \"{LISTEN}\"'"
+    )
+}
 
 /// The ports among `first..first+count` that a socket listens on at `addr` (or at a wildcard
 /// address), from the text of `/proc/…/net/tcp` and `/proc/…/net/tcp6`.
@@ -77,6 +90,51 @@ mod tests {
         assert!(listening(&[&tcp], Ipv4Addr::new(127, 0, 0, 9), port, 1).is_empty());
         drop(l);
         assert!(read().is_empty());
+    }
+
+    /// The filter runs under Debian's `sh` and `awk`, finds a real listener, and leaves out the
+    /// connected sockets, however many there are.
+    #[test]
+    fn the_host_side_filter_keeps_only_listeners() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        // Both ends of each, accepted as they come (the accept queue holds only 128).
+        let conns: Vec<_> = (0..200)
+            .map(|_| {
+                let c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+                (c, l.accept().unwrap().0)
+            })
+            .collect();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script(std::process::id()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let rows = text.lines().count();
+        assert!(text.starts_with("  sl"), "{text}");
+        // The header and this machine's listeners, not this test's 400 connected ends.
+        let whole = std::fs::read_to_string("/proc/self/net/tcp").unwrap();
+        assert!(
+            whole.lines().count() > 400 && rows < whole.lines().count() - 400,
+            "{rows}"
+        );
+        assert_eq!(
+            listening(&[&text], Ipv4Addr::LOCALHOST, port, 1)
+                .into_iter()
+                .collect::<Vec<_>>(),
+            [port]
+        );
+        drop(conns);
+        drop(l);
+        let gone = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script(std::process::id()))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&gone.stdout);
+        assert!(listening(&[&text], Ipv4Addr::LOCALHOST, port, 1).is_empty());
     }
 
     #[test]
