@@ -47,11 +47,10 @@ pub fn start(ctx: &Ctx) -> anyhow::Result<Arc<Vec<Counters>>> {
             .enable_time()
             .thread_name("tokio-worker")
             .build()?;
-        let listeners = open_listeners(&listen_addrs, None, fastopen)?
-            .into_iter()
-            // SAFETY: each fd is a listening socket just opened and owned by nothing else.
-            .map(|fd| unsafe { std::net::TcpListener::from_raw_fd(fd) })
-            .collect();
+        let listeners = listen_addrs
+            .iter()
+            .map(|&addr| listen(addr, fastopen))
+            .collect::<io::Result<_>>()?;
         Ok((rt, listeners))
     };
     let run = move |(rt, listeners): (tokio::runtime::Runtime, Vec<std::net::TcpListener>)| {
@@ -98,7 +97,7 @@ async fn accept_loop(
             continue;
         }
         if listener.is_none() {
-            match rejoin(addr, fastopen) {
+            match listen(addr, fastopen).and_then(TcpListener::from_std) {
                 Ok(l) => listener = Some(l),
                 Err(e) => {
                     c[0].accept_error(e.raw_os_error().unwrap_or(0));
@@ -122,13 +121,14 @@ async fn accept_loop(
     }
 }
 
-/// A new listener on `addr`, back in the port's SO_REUSEPORT group.
-fn rejoin(addr: SocketAddrV4, fastopen: bool) -> io::Result<TcpListener> {
+/// A listener on `addr` in the port's SO_REUSEPORT group: at start, and again when a process
+/// that was full rejoins the group.
+fn listen(addr: SocketAddrV4, fastopen: bool) -> io::Result<std::net::TcpListener> {
     let fd = open_listeners(&[addr], None, fastopen)?
         .pop()
         .ok_or_else(|| io::Error::other("no listener opened"))?;
     // SAFETY: fd is a listening socket just opened and owned by nothing else.
-    TcpListener::from_std(unsafe { std::net::TcpListener::from_raw_fd(fd) })
+    Ok(unsafe { std::net::TcpListener::from_raw_fd(fd) })
 }
 
 /// One connection's task.
