@@ -305,21 +305,23 @@ fn nginx_stops_where_its_keepalive_reuse_rule_predicts() {
         held <= ceiling + 64 && held + ceiling / 20 >= ceiling,
         "held {held}, predicted {ceiling}: {out}"
     );
-    assert_eq!(
-        s["limit"]["kind"], "server_keepalive_reuse",
-        "{}",
-        s["limit"]
-    );
+    names_the_server_limit(&s, &dir, "server_keepalive_reuse", rule, &setup, "nginx");
+}
+
+/// run.json's limit is `kind` and its sentence names `what`; the report shows the predicted
+/// ceiling and `what`; nothing of the server (`who`) is left running.
+fn names_the_server_limit(s: &Value, dir: &Path, kind: &str, what: &str, setup: &Setup, who: &str) {
+    assert_eq!(s["limit"]["kind"], kind, "{}", s["limit"]);
     assert!(
-        s["limit"]["sentence"].as_str().unwrap().contains(rule),
+        s["limit"]["sentence"].as_str().unwrap().contains(what),
         "{}",
         s["limit"]
     );
-    let r = report(&dir, &[]);
-    assert!(r.contains("predicted ceiling") && r.contains(rule), "{r}");
+    let r = report(dir, &[]);
+    assert!(r.contains("predicted ceiling") && r.contains(what), "{r}");
     assert!(
         live_mentioning(&setup.dir.to_string_lossy()).is_empty(),
-        "nginx left behind"
+        "{who} left behind"
     );
 }
 
@@ -355,18 +357,7 @@ fn runs_to_its_ceiling(name: &str, setup: Setup, extra: &[&str], n: u64) -> Valu
         held <= ceiling && held + ceiling / 20 + 64 >= ceiling,
         "held {held}, predicted {ceiling}: {out}"
     );
-    assert_eq!(s["limit"]["kind"], "server_fd_cap", "{}", s["limit"]);
-    assert!(
-        s["limit"]["sentence"].as_str().unwrap().contains(name),
-        "{}",
-        s["limit"]
-    );
-    let r = report(&dir, &[]);
-    assert!(r.contains("predicted ceiling") && r.contains(name), "{r}");
-    assert!(
-        live_mentioning(&setup.dir.to_string_lossy()).is_empty(),
-        "{name} left behind"
-    );
+    names_the_server_limit(&s, &dir, "server_fd_cap", name, &setup, name);
     s
 }
 
