@@ -37,6 +37,10 @@ const PACKAGES: &[&str] = &[
 ];
 /// What the servers variant adds: the course's exemplars, from Debian's packages.
 pub const SERVER_PACKAGES: &[&str] = &["nginx", "redis-server", "memcached", "haproxy", "apache2"];
+/// Also in the servers variant: what measures a run from inside a guest (`perf record`/`perf
+/// trace` and `strace -c` on c1m-client, c1m-server or a server under test), so a lab
+/// benchmark can say where a guest's time goes.
+pub const MEASURE_PACKAGES: &[&str] = &["linux-perf", "strace"];
 /// The units those packages enable, disabled again in the image: a run starts the server it
 /// drives (`c1m_server_cmd`), and a daemon started at boot would only slow every boot and hold
 /// the port the run wants.
@@ -59,16 +63,17 @@ pub enum Variant {
     /// Debian with OpenSSH, systemd and python3: what c1m-server and c1m-client need.
     #[default]
     Base,
-    /// The default plus [`SERVER_PACKAGES`], their services disabled ([`SERVER_UNITS`]).
+    /// The default plus [`SERVER_PACKAGES`], their services disabled ([`SERVER_UNITS`]), and
+    /// [`MEASURE_PACKAGES`].
     Servers,
 }
 
 impl Variant {
     /// Debian packages installed after debootstrap.
-    pub fn extra_packages(self) -> &'static [&'static str] {
+    pub fn extra_packages(self) -> Vec<&'static str> {
         match self {
-            Variant::Base => &[],
-            Variant::Servers => SERVER_PACKAGES,
+            Variant::Base => Vec::new(),
+            Variant::Servers => [SERVER_PACKAGES, MEASURE_PACKAGES].concat(),
         }
     }
 
@@ -246,7 +251,7 @@ fn build(tmp: &Path, recipe: &str, mirror: &str, variant: Variant) -> Result<()>
         .arg(mirror))
     .context("debootstrap (needs the Debian mirror; set --mirror to use another)")?;
     let before = enabled_units(&rootfs)?;
-    install_extra(&rootfs, variant.extra_packages())?;
+    install_extra(&rootfs, &variant.extra_packages())?;
     // Every unit the variant's packages enabled must be one it disables again: one this recipe
     // does not know of would start at every boot.
     let unknown: Vec<String> = enabled_units(&rootfs)?
@@ -431,7 +436,16 @@ mod tests {
         let base = recipe(MIRROR, Variant::Base);
         let servers = recipe(MIRROR, Variant::Servers);
         assert!(Variant::Base.extra_packages().is_empty());
-        for p in ["nginx", "redis-server", "memcached", "haproxy", "apache2"] {
+        // The exemplars, and the tools that measure a run inside a guest.
+        for p in [
+            "nginx",
+            "redis-server",
+            "memcached",
+            "haproxy",
+            "apache2",
+            "linux-perf",
+            "strace",
+        ] {
             assert!(Variant::Servers.extra_packages().contains(&p), "{p}");
             assert!(servers.contains(p) && !base.contains(p), "{p}");
         }
