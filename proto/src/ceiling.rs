@@ -21,6 +21,29 @@ pub struct HostLimits {
     pub io_uring_disabled: Option<u64>,
     /// Worker processes asked for (`--procs`); `prefork-sync`'s K.
     pub procs: Option<usize>,
+    /// The tightest `pids.max` over the cgroups a process started like the server sits in.
+    pub cgroup_tasks: Option<CgroupTasks>,
+}
+
+/// A cgroup's cap on tasks (threads and processes), as the pids controller keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupTasks {
+    /// The cgroup's path in its hierarchy (`/user.slice/user-0.slice`).
+    pub path: String,
+    /// `pids.max`.
+    pub max: u64,
+    /// `pids.current` when it was read: tasks already there, the server's not yet among them.
+    pub current: u64,
+}
+
+impl CgroupTasks {
+    /// The systemd unit the cgroup is (its last path component), whose `TasksMax` sets it.
+    pub fn unit(&self) -> Option<&str> {
+        self.path
+            .rsplit('/')
+            .next()
+            .filter(|u| u.ends_with(".slice") || u.ends_with(".scope") || u.ends_with(".service"))
+    }
 }
 
 /// One limit of one model.
@@ -44,6 +67,9 @@ pub const BYTES_PER_THREAD: u64 = 40 * 1024;
 
 /// Processes and threads the rest of the host already uses, left out of pid and thread counts.
 const HOST_TASKS: u64 = 1_000;
+
+/// Tasks of the server itself besides its connections' threads (main, stats, accept loops).
+const SERVER_TASKS: u64 = 8;
 
 /// Mappings of the server process besides its threads' stacks.
 const OTHER_MAPPINGS: u64 = 1_000;
@@ -112,6 +138,25 @@ pub fn ceilings(model: ServerModel, ports: u16, limits: &HostLimits) -> Vec<Ceil
                 why: "each thread's stack and its guard page are two mappings of one process"
                     .into(),
                 fix: "sysctl -w vm.max_map_count=<2 × connections + 1000>".into(),
+            });
+        }
+        if let Some(cg) = &limits.cgroup_tasks {
+            // systemd caps a login session's tasks (DefaultTasksMax for its scope, 15% of the
+            // kernel's; TasksMax=33% for user-UID.slice): a server started over SSH, as a remote
+            // run starts it, stops there long before threads-max.
+            let fix = match cg.unit() {
+                Some(unit) => format!(
+                    "systemctl set-property --runtime {unit} TasksMax=infinity (c1m provision's \
+                     tune.yml lifts it for login sessions)"
+                ),
+                None => format!("raise pids.max of the cgroup {}", cg.path),
+            };
+            out.push(Ceiling {
+                limit: format!("cgroup pids.max ({})", cg.path),
+                found: format!("{} ({} in use)", cg.max, cg.current),
+                holds: cg.max.saturating_sub(cg.current + SERVER_TASKS),
+                why: format!("{model} runs a thread per connection in the server's cgroup"),
+                fix,
             });
         }
         if let Some(mem) = limits.mem_available {
@@ -184,6 +229,7 @@ mod tests {
             kernel_release: Some("6.18.44".into()),
             io_uring_disabled: Some(0),
             procs: None,
+            cgroup_tasks: None,
         }
     }
 
@@ -215,6 +261,41 @@ mod tests {
         let c = binding(ServerModel::ThreadPerConn, 20, &l, 200_000).unwrap();
         assert_eq!(c.limit, "vm.max_map_count");
         assert_eq!(c.holds, 32_265);
+    }
+
+    #[test]
+    fn a_login_sessions_task_cap_binds_thread_per_conn_first() {
+        // A guest of the lab: 958 MiB, threads-max 7,557; the SSH session's scope gets 15% of it.
+        let l = HostLimits {
+            pid_max: Some(4_194_304),
+            threads_max: Some(7_557),
+            cgroup_tasks: Some(CgroupTasks {
+                path: "/user.slice/user-0.slice/session-4.scope".into(),
+                max: 1_133,
+                current: 5,
+            }),
+            ..here()
+        };
+        let c = binding(ServerModel::ThreadPerConn, 20, &l, 100_000).unwrap();
+        assert_eq!(
+            c.limit,
+            "cgroup pids.max (/user.slice/user-0.slice/session-4.scope)"
+        );
+        assert_eq!(c.holds, 1_133 - 5 - SERVER_TASKS);
+        assert!(
+            c.fix.contains("session-4.scope TasksMax=infinity"),
+            "{}",
+            c.fix
+        );
+        // Models without a thread per connection do not care.
+        assert_eq!(binding(ServerModel::EpollThreads, 20, &l, 100_000), None);
+        // A cgroup that is not a systemd unit is named by its path.
+        let bare = CgroupTasks {
+            path: "/c1m".into(),
+            max: 100,
+            current: 0,
+        };
+        assert_eq!(bare.unit(), None);
     }
 
     #[test]

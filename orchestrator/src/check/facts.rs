@@ -1,7 +1,7 @@
 //! What a host allows, for the capacity plan: limits, sysctls, memory and addresses, read with
 //! one shell command over any transport (no Python on the host).
 
-use c1m_proto::ceiling::HostLimits;
+use c1m_proto::ceiling::{CgroupTasks, HostLimits};
 use c1m_transport::{Transport, TransportError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -23,6 +23,21 @@ for k in fs/file-max fs/nr_open net/ipv4/tcp_mem net/ipv4/tcp_rmem net/ipv4/tcp_
          kernel/io_uring_disabled; do
   [ -r /proc/sys/$k ] && echo "$(echo $k | tr / .)=$(tr -s ' \t' '  ' < /proc/sys/$k)"
 done
+# pids.max of this shell's cgroup and of each ancestor that sets one (cgroup v2, or v1's pids
+# hierarchy): a process started like this one, as the server is, shares those caps.
+cg=$(awk -F: '$2 ~ /(^|,)pids(,|$)/ { v1 = $3 } $1 == "0" { v2 = $3 }
+  END { if (v1 != "") print "/sys/fs/cgroup/pids " v1; else if (v2 != "") print "/sys/fs/cgroup " v2 }' /proc/self/cgroup 2>/dev/null)
+root=${cg%% *}
+cg=${cg#* }
+for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16; do
+  [ -n "$root" ] && [ -n "$cg" ] || break
+  cg=${cg%/}
+  if [ -r "$root$cg/pids.max" ] && [ "$(cat "$root$cg/pids.max")" != max ]; then
+    echo "cgroup_pids=$(cat "$root$cg/pids.max") $(cat "$root$cg/pids.current" 2>/dev/null || echo 0) ${cg:-/}"
+  fi
+  [ -n "$cg" ] || break
+  cg=${cg%/*}
+done
 echo "addresses=$(ip -4 -o addr show scope global 2>/dev/null | awk '{split($4, a, "/"); printf "%s ", a[1]}')"
 "#;
 
@@ -41,6 +56,36 @@ pub struct HostFacts {
     /// Sysctls as read, by dotted name (`fs.file-max`, `net.ipv4.tcp_mem`, …).
     pub sysctl: BTreeMap<String, String>,
     pub addresses: Vec<String>,
+    /// The tightest cgroup cap on tasks over the probe's cgroup and its ancestors, if any.
+    #[serde(default)]
+    pub cgroup_tasks: Option<CgroupTasksFact>,
+}
+
+/// `pids.max`, `pids.current` and the path of one cgroup, as the probe found them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct CgroupTasksFact {
+    pub path: String,
+    pub max: u64,
+    pub current: u64,
+}
+
+impl CgroupTasksFact {
+    /// Parses `MAX CURRENT PATH`; the path may hold spaces.
+    fn parse(v: &str) -> Option<CgroupTasksFact> {
+        let mut it = v.splitn(3, ' ');
+        let max = it.next()?.parse().ok()?;
+        let current = it.next()?.parse().ok()?;
+        let path = it
+            .next()
+            .filter(|p| !p.is_empty())
+            .unwrap_or("/")
+            .to_string();
+        Some(CgroupTasksFact { path, max, current })
+    }
+
+    fn headroom(&self) -> u64 {
+        self.max.saturating_sub(self.current)
+    }
 }
 
 impl HostFacts {
@@ -66,6 +111,17 @@ impl HostFacts {
                 "MemFree_kb" => f.mem_free = n().unwrap_or(0) * 1024,
                 "MemAvailable_kb" => f.mem_available = n().unwrap_or(0) * 1024,
                 "addresses" => f.addresses = v.split_whitespace().map(String::from).collect(),
+                // One line per capped cgroup on the way up; the one with least room binds.
+                "cgroup_pids" => {
+                    if let Some(c) = CgroupTasksFact::parse(v) {
+                        if f.cgroup_tasks
+                            .as_ref()
+                            .is_none_or(|o| c.headroom() < o.headroom())
+                        {
+                            f.cgroup_tasks = Some(c);
+                        }
+                    }
+                }
                 k if ["fs.", "net.", "kernel.", "vm."]
                     .iter()
                     .any(|p| k.starts_with(p)) =>
@@ -125,6 +181,11 @@ impl HostFacts {
                 .or_else(|| (!self.kernel.is_empty()).then(|| self.kernel.clone())),
             io_uring_disabled: num("kernel.io_uring_disabled"),
             procs,
+            cgroup_tasks: self.cgroup_tasks.as_ref().map(|c| CgroupTasks {
+                path: c.path.clone(),
+                max: c.max,
+                current: c.current,
+            }),
         }
     }
 
@@ -202,5 +263,27 @@ mod tests {
         );
         assert_eq!(l.mem_available, Some(1 << 20));
         assert_eq!(l.kernel_release.as_deref(), Some("6.1.0-18-amd64"));
+        assert_eq!(l.cgroup_tasks, None);
+    }
+
+    #[test]
+    fn the_cgroup_with_least_room_is_kept() {
+        // A login session over SSH on a Debian guest: the scope and the user's slice both cap.
+        let f = HostFacts::parse(
+            "cgroup_pids=1133 4 /user.slice/user-0.slice/session-4.scope
+\
+             cgroup_pids=2493 40 /user.slice/user-0.slice
+\
+             cgroup_pids=oops
+cgroup_pids=12 x /bad
+",
+        );
+        let c = f.host_limits(None).cgroup_tasks.unwrap();
+        assert_eq!(
+            (c.path.as_str(), c.max, c.current),
+            ("/user.slice/user-0.slice/session-4.scope", 1133, 4)
+        );
+        let f = HostFacts::parse("cgroup_pids=100 1 /a b\ncgroup_pids=500 450 /a\n");
+        assert_eq!(f.cgroup_tasks.unwrap().path, "/a");
     }
 }
