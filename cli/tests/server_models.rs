@@ -183,3 +183,105 @@ fn under_message_interval_sync_answers_no_later_message_and_the_comparison_says_
     );
     let _ = std::fs::remove_dir_all(&runs);
 }
+
+/// A writable pids cgroup for this test (cgroup v1's pids hierarchy, or v2 with the pids
+/// controller), capped at `max` tasks; `None` (with the reason) when there is none here.
+fn capped_cgroup(max: u64) -> Result<PathBuf, String> {
+    let roots = ["/sys/fs/cgroup/pids", "/sys/fs/cgroup"];
+    let root = roots
+        .iter()
+        .map(Path::new)
+        .find(|r| {
+            r.join("cgroup.procs").exists()
+                && (r.ends_with("pids")
+                    || std::fs::read_to_string(r.join("cgroup.subtree_control"))
+                        .is_ok_and(|c| c.split_whitespace().any(|x| x == "pids")))
+        })
+        .ok_or("no pids cgroup controller")?;
+    let dir = root.join(format!("c1m-test-tasks-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+    std::fs::write(dir.join("pids.max"), max.to_string())
+        .map_err(|e| format!("pids.max in {}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+#[test]
+fn thread_per_conn_in_a_task_capped_cgroup_stops_where_the_preflight_said() {
+    // What a systemd login session does to a server started over SSH (its scope's TasksMax),
+    // made here with a cgroup of our own: the preflight must name the cgroup, not threads-max.
+    let cg = match capped_cgroup(600) {
+        Ok(cg) => cg,
+        Err(why) => {
+            assert!(
+                std::env::var("C1M_REQUIRE_LAB").as_deref() != Ok("1"),
+                "C1M_REQUIRE_LAB=1 but {why}"
+            );
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    let runs = std::env::temp_dir().join(format!("c1m-test-tasks-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&runs);
+    let c1m = c1m();
+    // c1m joins the cgroup before it starts: the probe, the server and the client are in it.
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(r#"echo $$ > "$0/cgroup.procs" && shift && exec "$@""#)
+        .arg(&cg)
+        .arg("--")
+        .arg(c1m.get_program())
+        .args(["run", "--server-model", "thread-per-conn"])
+        .args(["--connections", "3000", "--hold", "1s", "--port", "34400"])
+        .arg("--runs-dir")
+        .arg(&runs)
+        .arg("--no-progress");
+    for (k, v) in c1m.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    let out = cmd.output().unwrap();
+    let said = show(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let name = cg.file_name().unwrap().to_string_lossy().to_string();
+    // The preflight warns with the cgroup's path, its cap and the fix.
+    let warned = stdout
+        .lines()
+        .find(|l| l.contains("thread-per-conn: cgroup pids.max"))
+        .unwrap_or_else(|| panic!("no cgroup ceiling in the preflight:\n{said}"));
+    assert!(warned.contains(&name) && warned.contains("600"), "{warned}");
+    let s = read_json(&runs.join("latest").join("run.json"));
+    assert_eq!(s["outcome"], "not_reached", "{said}\n{s}");
+    let held = s["established_peak"].as_u64().unwrap();
+    let predicted = s["server"]["predicted_ceiling"].as_u64().unwrap();
+    // It held about what the cgroup leaves for connection threads, and the run says why.
+    assert!(
+        predicted < 600 && held <= 600,
+        "held {held}, predicted {predicted}: {s}"
+    );
+    assert!(
+        held + 100 >= predicted,
+        "held {held} far below the predicted {predicted}: {s}"
+    );
+    assert_eq!(s["limit"]["kind"], "model", "{s}");
+    let evidence = s["limit"]["evidence"].as_str().unwrap_or_default();
+    assert!(
+        evidence.contains("cgroup pids.max") && evidence.contains(&name),
+        "{s}"
+    );
+    // Everything the run started has left the cgroup.
+    let procs = std::fs::read_to_string(cg.join("cgroup.procs")).unwrap_or_default();
+    let live: Vec<&str> = procs
+        .lines()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|st| {
+                st.rsplit(')')
+                    .next()
+                    .is_some_and(|r| !r.trim_start().starts_with('Z'))
+            })
+        })
+        .collect();
+    assert!(live.is_empty(), "left in {}: {live:?}", cg.display());
+    let _ = std::fs::remove_dir(&cg);
+    let _ = std::fs::remove_dir_all(&runs);
+}
