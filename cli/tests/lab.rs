@@ -418,6 +418,7 @@ const WATCHED_DIRS: &[&str] = &[
     "/etc/modules-load.d",
     "/etc/modprobe.d",
     "/etc/systemd/system.conf.d",
+    "/etc/systemd/system/user-.slice.d",
 ];
 
 /// c1m's bookkeeping on the host: only whether it exists (the snapshot holds a timestamp).

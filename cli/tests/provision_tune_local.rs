@@ -32,11 +32,13 @@ const FILES: &[&str] = &[
     "/etc/sysctl.d/60-c1m.conf",
     "/etc/security/limits.d/c1m.conf",
     "/etc/systemd/system.conf.d/60-c1m.conf",
+    "/etc/systemd/system/user-.slice.d/60-c1m.conf",
     "/etc/modules-load.d/nf_conntrack.conf",
     "/etc/modprobe.d/nf_conntrack.conf",
 ];
 const DIRS: &[&str] = &[
     "/etc/systemd/system.conf.d",
+    "/etc/systemd/system/user-.slice.d",
     "/var/lib/c1m/snapshot",
     "/var/lib/c1m",
 ];
