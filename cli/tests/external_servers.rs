@@ -604,6 +604,10 @@ fn haproxy_in_tcp_mode_in_front_of_c1m_server() {
     let sv = &s["server"];
     assert_eq!(sv["name"], "haproxy", "{sv}");
     assert!(sv["rss_bytes_per_conn"].as_f64().unwrap() > 0.0, "{sv}");
+    // haproxy raised its soft limit to fit maxconn 6000 at two descriptors a connection: the
+    // ceiling is maxconn, not the descriptors (twice as many).
+    assert_eq!(u(&sv["predicted_ceiling"]), 6000, "{sv}");
+    assert!(out.contains("✓ haproxy's maxconn"), "{out}");
     // What stopped it: nothing but the target (or the CPU it shares with both ends).
     let kind = s["limit"]["kind"].as_str().unwrap().to_string();
     assert!(kind == "none" || kind == "cpu", "{}", s["limit"]);
@@ -611,6 +615,163 @@ fn haproxy_in_tcp_mode_in_front_of_c1m_server() {
         live_mentioning(&dir.to_string_lossy()).is_empty(),
         "haproxy left behind"
     );
+}
+
+/// c1m-server on a free loopback port, as haproxy's backend: stopped when dropped.
+struct Backend(std::process::Child, u16);
+
+impl Backend {
+    fn start() -> Backend {
+        let port = free_port();
+        let child = Command::new(bin_dir().join("c1m-server"))
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--ports",
+                "1",
+            ])
+            .args(["--connections", "20000"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Backend(child, port)
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The preflight's line about the server under test (`✓`/`✗ SETTING: …`).
+fn preflight_line<'a>(out: &'a str, setting: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.contains(setting) && (l.contains('✗') || l.contains('✓')))
+        .unwrap_or_else(|| panic!("no preflight line for {setting}: {out}"))
+}
+
+/// haproxy in TCP mode holds two descriptors per client connection (the client's and the
+/// backend's): the preflight predicts half its open-file room, or its global maxconn when that
+/// is lower, refuses a target above it, the run stops there, and run.json's limit says the same
+/// thing with the same figure as the preflight line.
+#[test]
+fn haproxy_stops_at_half_its_open_files_or_its_maxconn() {
+    let _one = serial();
+    if !servers::require(
+        "haproxy_ceiling",
+        &[servers::Need::Program("/usr/sbin/haproxy", "haproxy")],
+    ) {
+        return;
+    }
+    let backend = Backend::start();
+    // (name, global section, shell prefix, setting named, limit kind, what the sentence says)
+    let cases = [
+        (
+            "haproxy-fds",
+            "",
+            "ulimit -n 3000 && ",
+            "haproxy's RLIMIT_NOFILE",
+            "server_fd_cap",
+            "no global maxconn in",
+        ),
+        (
+            "haproxy-maxconn",
+            "  maxconn 1000\n",
+            "",
+            "haproxy's maxconn",
+            "server_maxconn",
+            "its global maxconn 1,000 (from",
+        ),
+    ];
+    for (name, global, prefix, setting, kind, says) in cases {
+        let (dir, port) = scratch(name);
+        let conf = dir.join("haproxy.cfg");
+        std::fs::write(
+            &conf,
+            format!(
+                "global\n{global}\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 300s\n  timeout server 300s\n\nfrontend f\n  bind 127.0.0.1:{port}\n  default_backend b\n\nbackend b\n  server s1 127.0.0.1:{}\n",
+                backend.1
+            ),
+        )
+        .unwrap();
+        let target = format!("--target=127.0.0.1:{port}");
+        let cmd = format!(
+            "--server-cmd={prefix}exec /usr/sbin/haproxy -db -f {}",
+            conf.display()
+        );
+        let mut args = vec![
+            target,
+            cmd,
+            "--no-netns".into(),
+            "-n".into(),
+            "2000".into(),
+            "--hold".into(),
+            "1s".into(),
+            "--window".into(),
+            "256".into(),
+            "--max-errors".into(),
+            "20".into(),
+        ];
+        let (o, _) = run(&format!("{name}-refused"), &args_of(&args));
+        let out = text(&o);
+        assert_eq!(
+            o.status.code(),
+            Some(3),
+            "no refusal without --force: {out}"
+        );
+        let line = preflight_line(&out, setting).to_string();
+        assert!(
+            line.contains("✗")
+                && line.contains("2 descriptors per connection (the client's and the backend's)")
+                && line.contains(says)
+                && line.contains("the run will stop near"),
+            "{line}"
+        );
+        args.push("--force".into());
+        let (o, run_dir) = run(name, &args_of(&args));
+        let out = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{out}");
+        let s = summary(&run_dir);
+        let sv = &s["server"];
+        let ceiling = u(&sv["predicted_ceiling"]);
+        // Half of 3,000 descriptors less those open; or maxconn.
+        let expected = if global.is_empty() {
+            1_400..=1_500
+        } else {
+            1_000..=1_000
+        };
+        assert!(expected.contains(&ceiling), "{sv}");
+        let figure = c1m_proto::fmt::int(ceiling);
+        assert!(
+            line.contains(&format!("at most {figure} connections")),
+            "{figure}: {line}"
+        );
+        let held = u(&s["established_peak"]);
+        assert!(
+            held <= ceiling + 64 && held + ceiling / 20 >= ceiling,
+            "held {held}, predicted {ceiling}: {out}"
+        );
+        let rule = sv["ceiling_rule"].as_str().unwrap_or_default();
+        assert!(rule.contains(says), "{sv}");
+        let sentence = s["limit"]["sentence"].as_str().unwrap_or_default();
+        assert!(
+            sentence.contains(rule) && sentence.contains(&format!("predicted ceiling {figure}")),
+            "{}",
+            s["limit"]
+        );
+        assert_eq!(s["limit"]["kind"], kind, "{}", s["limit"]);
+        assert!(out.contains(&format!("limit: {sentence}")), "{out}");
+        assert!(
+            live_mentioning(&dir.to_string_lossy()).is_empty(),
+            "haproxy left behind"
+        );
+    }
 }
 
 #[test]
@@ -627,7 +788,7 @@ fn apache_prefork_stops_at_its_process_limit() {
     std::fs::create_dir_all(&www).unwrap();
     std::fs::write(www.join("index.html"), servers::NGINX_INDEX).unwrap();
     let d = dir.display();
-    let workers = 60;
+    let workers = 50;
     let conf = dir.join("apache2.conf");
     std::fs::write(
         &conf,
@@ -649,23 +810,44 @@ fn apache_prefork_stops_at_its_process_limit() {
         "--server-cmd=exec /usr/sbin/apache2 -DFOREGROUND -f {}",
         conf.display()
     );
-    let (o, run_dir) = run(
-        "apache",
-        &[
-            &target,
-            &cmd,
-            "--protocol=http",
-            "--path=/index.html",
-            "-n",
-            "100",
-            "--hold",
-            "1s",
-            "--window",
-            "100",
-            "--max-errors",
-            "10",
-        ],
+    let mut args = vec![
+        target.as_str(),
+        &cmd,
+        "--protocol=http",
+        "--path=/index.html",
+        "-n",
+        "100",
+        "--hold",
+        "1s",
+        "--window",
+        "100",
+        "--max-errors",
+        "10",
+    ];
+    // The preflight reads MaxRequestWorkers from the -f file, not the children's open files
+    // (hundreds of millions, summed over a tree read while apache forks), and refuses.
+    let (o, _) = run("apache-refused", &args);
+    let out = text(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "no refusal without --force: {out}"
     );
+    let line = preflight_line(&out, "apache2's MaxRequestWorkers");
+    let rule = format!(
+        "apache2 (prefork MPM) serves one connection per child process: at most 50 at once by \
+         MaxRequestWorkers 50 (from {})",
+        conf.display()
+    );
+    assert!(
+        line.contains('✗')
+            && line.contains(&rule)
+            && line.contains("the run will stop near 50")
+            && line.contains("raise MaxRequestWorkers"),
+        "{line}"
+    );
+    args.push("--force");
+    let (o, run_dir) = run("apache", &args);
     let out = text(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");
     let s = summary(&run_dir);
@@ -675,9 +857,17 @@ fn apache_prefork_stops_at_its_process_limit() {
         "held {held}: {out}"
     );
     assert_eq!(s["server"]["name"], "apache2", "{}", s["server"]);
+    assert_eq!(u(&s["server"]["predicted_ceiling"]), 50, "{}", s["server"]);
+    // Past MaxRequestWorkers the kernel completed the handshakes and apache never answered:
+    // answer timeouts, not connect timeouts (no SYN was dropped).
+    assert!(u(&s["errors"]["answer_timeout"]) > 0, "{}", s["errors"]);
+    assert!(s["errors"].get("ETIMEDOUT").is_none(), "{}", s["errors"]);
     assert_eq!(s["limit"]["kind"], "server_processes", "{}", s["limit"]);
+    let sentence = s["limit"]["sentence"].as_str().unwrap_or_default();
     assert!(
-        s["limit"]["sentence"].as_str().unwrap().contains("apache2"),
+        sentence.contains("apache2 stopped at its own MaxRequestWorkers 50")
+            && sentence.contains("never answered")
+            && !sentence.contains("conntrack"),
         "{}",
         s["limit"]
     );

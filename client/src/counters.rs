@@ -18,6 +18,9 @@ pub struct Counters {
     /// Messages whose answer came back (each a round trip in `rtt_hist`).
     pub answered: AtomicU64,
     pub errors: [AtomicU64; errors::SLOTS],
+    /// Established connections whose answer never came ([`errors::ANSWER_TIMEOUT`]): not an
+    /// errno, so not a slot of `errors`.
+    pub answer_timeouts: AtomicU64,
     /// Connections that broke their protocol, by kind (`echo_mismatch`, `http_404`…): a lock
     /// taken once per failed connection, never on the way of a good one.
     pub failures: Mutex<BTreeMap<Failure, u64>>,
@@ -37,6 +40,7 @@ impl Default for Counters {
             messages: AtomicU64::new(0),
             answered: AtomicU64::new(0),
             errors: Default::default(),
+            answer_timeouts: AtomicU64::new(0),
             failures: Mutex::new(BTreeMap::new()),
             done_at_us: AtomicU64::new(0),
             connect_hist: Mutex::new(crate::hist::new()),

@@ -86,6 +86,10 @@ fn totals(all: &[Counters], target: u64, started: Instant, with_hists: bool) -> 
             errs.insert(errors::slot_name(slot).to_string(), v);
         }
     }
+    let answer_timeouts = counters::sum(all, |c| &c.answer_timeouts);
+    if answer_timeouts > 0 {
+        errs.insert(errors::ANSWER_TIMEOUT.to_string(), answer_timeouts);
+    }
     for c in all {
         if let Ok(failures) = c.failures.lock() {
             for (f, v) in failures.iter() {

@@ -2,6 +2,7 @@
 //! process or in worker processes: progress (JSON lines for the orchestrator, or the seed's
 //! human lines), the summary, and the verdict on errors and on the hold.
 
+use c1m_proto::errors;
 use c1m_proto::launch::ClientSpec;
 use c1m_proto::protocol::ProtocolKind;
 use c1m_proto::stats::{emit, ClientStats};
@@ -159,6 +160,10 @@ fn abort_reason(spec: &ClientSpec, errs: &BTreeMap<String, u64>, total: u64) -> 
         }
         Some("ETIMEDOUT") => "connects time out: the server's accept queues or the network \
              cannot keep up; lower --rate or --window"
+            .into(),
+        Some(errors::ANSWER_TIMEOUT) => "connections were established but never answered: \
+             the server stopped serving new connections (its own ceiling: worker processes, \
+             maxconn) or its accept queue is full"
             .into(),
         _ => "see the errors above".into(),
     };

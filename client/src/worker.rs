@@ -571,7 +571,9 @@ impl<P: Protocol> Loop<P> {
         }
     }
 
-    /// Times out connects and echoes older than the connect timeout.
+    /// Times out connects and echoes older than the connect timeout. A connect whose handshake
+    /// never completed is `ETIMEDOUT`; one established whose answer never came is an answer
+    /// timeout: the first means SYNs were dropped, the second a server that stopped serving.
     fn expire(&mut self) {
         let Some(limit) = self.plan.connect_timeout else {
             return;
@@ -586,7 +588,12 @@ impl<P: Protocol> Loop<P> {
                 self.pending.pop_front();
             } else if now.wrapping_sub(s.t_us) > limit {
                 self.pending.pop_front();
-                self.fail(fd, libc::ETIMEDOUT);
+                if s.phase == Phase::Echo {
+                    add(&self.c().answer_timeouts, 1);
+                    self.release(fd);
+                } else {
+                    self.fail(fd, libc::ETIMEDOUT);
+                }
             } else {
                 break;
             }

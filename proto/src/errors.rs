@@ -19,6 +19,13 @@ pub const KNOWN: &[(i32, &str)] = &[
     (libc::EAGAIN, "EAGAIN"),
 ];
 
+/// A connection whose handshake completed and whose opening request went out, but whose answer
+/// did not come within the connect timeout. Counted apart from `ETIMEDOUT` (a connect whose
+/// handshake never completed: SYNs dropped) because it points elsewhere: the kernel accepted the
+/// connection for the server, and the server never served it (Apache past MaxRequestWorkers,
+/// HAProxy past maxconn, a full accept queue).
+pub const ANSWER_TIMEOUT: &str = "answer_timeout";
+
 /// Index into a counter array of `KNOWN.len() + 1` slots; the last is `other`.
 pub fn slot(errno: i32) -> usize {
     KNOWN

@@ -114,12 +114,19 @@ pub fn read_tree(t: &mut dyn Transport, pid: u32, count_fds: bool) -> Result<Tre
     server_tree::parse(&out.stdout_str()).ok_or_else(|| format!("no process {pid} on {}", t.host()))
 }
 
-/// The server under test measured from its tree (see [`server::measure`]); for nginx, with its
-/// keep-alive reuse rule applied from the configuration its master runs.
+/// The server under test measured from its tree (see [`server::measure`]), with the rule of a
+/// server whose own ceiling is not its open-file limits, read from the configuration its master
+/// runs: nginx's keep-alive reuse, apache's MaxRequestWorkers, haproxy's two descriptors a
+/// connection and maxconn.
 pub fn measure_server(t: &mut dyn Transport, tree: &TreeSample, root: u32) -> server::Measured {
     let mut m = server::measure(tree, root);
     if let Some(master) = server::nginx_master(&m, tree) {
         server::apply_nginx(&mut m, tree, super::nginx::read(t, master));
+    } else if let Some((master, program)) = server::apache_master(&m, tree) {
+        let conf = super::apache::read(t, master, &program);
+        server::apply_apache(&mut m, conf);
+    } else if let Some(master) = server::haproxy_master(&m, tree) {
+        server::apply_haproxy(&mut m, tree, super::haproxy::read(t, master));
     }
     m
 }

@@ -3,12 +3,15 @@
 //!
 //! Layers, lowest first: `facts` (what a host allows), `server_tree` (a server's process tree
 //! from /proc), `capacity` (one host's limits against its demand), `nginx` (nginx's keep-alive
-//! reuse rule), `server` (the server under test and its ceiling), `loopback` (a run on this
+//! reuse rule), `apache` (its MaxRequestWorkers), `haproxy` (two descriptors a connection, its
+//! maxconn), `server` (the server under test and its ceiling), `loopback` (a run on this
 //! machine), `plan` (the whole run), `gather` (reaching the hosts).
 
+pub mod apache;
 pub mod capacity;
 pub mod facts;
 pub mod gather;
+pub mod haproxy;
 pub mod loopback;
 pub mod nginx;
 pub mod plan;

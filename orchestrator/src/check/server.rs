@@ -9,7 +9,9 @@
 //! value is a finding before anything runs. It does not start, stop or sample anything: the run
 //! engine does, with what this module decided.
 
+use super::apache::ApacheConf;
 use super::capacity::Finding;
+use super::haproxy::{self, HaproxyConf};
 use super::nginx::{self, NginxConf};
 use super::server_tree::TreeSample;
 use c1m_ansible::inventory::Host;
@@ -383,6 +385,107 @@ pub enum CeilingRule {
     NginxReuse(KeepaliveReuse),
     /// nginx, but its configuration could not be read: the open-file limits alone.
     NginxUnread { error: String },
+    /// apache with a process- or thread-per-connection MPM (prefork, worker): it serves at most
+    /// MaxRequestWorkers connections at once, whatever its open-file limits allow.
+    ApacheWorkers(ApacheWorkers),
+    /// apache whose configuration could not be read: one connection per worker process, how
+    /// many workers unknown, so no ceiling is predicted (its open-file limits would be far off).
+    ApacheUnread { error: String },
+    /// haproxy: two descriptors per client connection, and its global maxconn.
+    Haproxy(HaproxyLimit),
+}
+
+/// apache's MaxRequestWorkers applied to the measured tree.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ApacheWorkers {
+    /// `apache2` or `httpd`.
+    pub program: String,
+    pub conf: ApacheConf,
+    /// The tree's open-file room summed: what the ceiling would be without the rule.
+    pub fd_ceiling: Option<u64>,
+}
+
+impl ApacheWorkers {
+    /// The sentence that names the rule, its figure and where it was read.
+    pub fn sentence(&self) -> String {
+        format!(
+            "{} ({} MPM) serves one connection per {}: at most {} at once by {} (from {})",
+            self.program,
+            self.conf.mpm,
+            self.conf.unit(),
+            fmt::int(self.conf.max_workers),
+            self.conf.directive,
+            self.conf.source
+        )
+    }
+}
+
+/// haproxy's two descriptors a connection and its maxconn, applied to the measured tree.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HaproxyLimit {
+    /// Its processes' open-file room (soft limit less what is open), halved: one descriptor for
+    /// the client, one for the backend. `None` when unlimited or unreadable.
+    pub fd_ceiling: Option<u64>,
+    /// Its processes' soft RLIMIT_NOFILE.
+    pub nofile_soft: Vec<u64>,
+    /// What the configuration says, or why it could not be read.
+    pub conf: Result<HaproxyConf, String>,
+}
+
+impl HaproxyLimit {
+    pub fn maxconn(&self) -> Option<u64> {
+        self.conf.as_ref().ok().and_then(|c| c.maxconn)
+    }
+
+    /// Whether maxconn, not the open-file limit, sets the ceiling.
+    pub fn maxconn_binds(&self) -> bool {
+        match (self.maxconn(), self.fd_ceiling) {
+            (Some(m), Some(f)) => m < f,
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
+    }
+
+    /// The directive a person raises: `maxconn` or RLIMIT_NOFILE.
+    pub fn binding(&self) -> &'static str {
+        if self.maxconn_binds() {
+            "maxconn"
+        } else {
+            "RLIMIT_NOFILE"
+        }
+    }
+
+    /// The sentence that names both bounds and which one binds.
+    pub fn sentence(&self) -> String {
+        let soft: Vec<String> = self.nofile_soft.iter().map(|s| fmt::int(*s)).collect();
+        let fds = format!(
+            "haproxy holds {} descriptors per connection (the client's and the backend's): its RLIMIT_NOFILE (soft {}) allows about {}",
+            haproxy::FDS_PER_CONNECTION,
+            soft.join(", "),
+            self.fd_ceiling.map_or("an unlimited number".into(), fmt::int)
+        );
+        match &self.conf {
+            Ok(HaproxyConf {
+                maxconn: Some(m),
+                source,
+            }) => format!(
+                "{fds}; its global maxconn {} (from {source}) {}",
+                fmt::int(*m),
+                if self.maxconn_binds() {
+                    "is lower and stops it first"
+                } else {
+                    "allows more"
+                }
+            ),
+            Ok(HaproxyConf {
+                maxconn: None,
+                source,
+            }) => {
+                format!("{fds}; no global maxconn in {source} (haproxy derives it from that limit)")
+            }
+            Err(e) => format!("{fds}; maxconn unread ({e})"),
+        }
+    }
 }
 
 /// nginx's keep-alive reuse rule applied to the measured workers.
@@ -449,6 +552,100 @@ pub fn apply_nginx(m: &mut Measured, tree: &TreeSample, conf: Result<NginxConf, 
         per_worker,
         fd_ceiling,
     });
+}
+
+/// The first process of the tree named `names` whose parent is not: a server's master, whose
+/// command line says which configuration it runs.
+fn master_of(tree: &TreeSample, names: &[&str]) -> Option<u32> {
+    let named = |pid: u32| {
+        tree.processes
+            .iter()
+            .any(|p| p.pid == pid && names.contains(&p.comm.as_str()))
+    };
+    tree.processes
+        .iter()
+        .find(|p| names.contains(&p.comm.as_str()) && !named(p.ppid))
+        .map(|p| p.pid)
+}
+
+/// apache's master and its program (`apache2` on Debian, `httpd` elsewhere); `None` when the
+/// server is not apache.
+pub fn apache_master(m: &Measured, tree: &TreeSample) -> Option<(u32, String)> {
+    let names = ["apache2", "httpd"];
+    names
+        .contains(&m.name.as_str())
+        .then(|| master_of(tree, &names))
+        .flatten()
+        .map(|pid| (pid, m.name.clone()))
+}
+
+/// Applies apache's MaxRequestWorkers to `m`: with prefork or worker the ceiling is the most
+/// workers, not the open-file room of processes that each serve one connection (summed over a
+/// tree read while apache forks, that room is hundreds of millions). The event MPM holds idle
+/// keep-alive connections off its workers: its open-file limits stay the estimate.
+pub fn apply_apache(m: &mut Measured, conf: Result<ApacheConf, String>) {
+    match conf {
+        Ok(conf) if conf.per_connection() => {
+            let fd_ceiling = m.ceiling;
+            m.ceiling = Some(conf.max_workers);
+            m.rule = CeilingRule::ApacheWorkers(ApacheWorkers {
+                program: m.name.clone(),
+                conf,
+                fd_ceiling,
+            });
+        }
+        Ok(_) => {}
+        Err(error) => {
+            m.ceiling = None;
+            m.rule = CeilingRule::ApacheUnread { error };
+        }
+    }
+}
+
+/// haproxy's first process (the master of `-W`, or the only one); `None` when the server is not
+/// haproxy.
+pub fn haproxy_master(m: &Measured, tree: &TreeSample) -> Option<u32> {
+    (m.name == "haproxy")
+        .then(|| master_of(tree, &["haproxy"]))
+        .flatten()
+}
+
+/// Applies haproxy's rule: the haproxy processes that hold connections (those without a haproxy
+/// child: the worker of `-W`, or the only one — never a backend started beside it in the same
+/// command) hold half their open-file room, and at most maxconn.
+pub fn apply_haproxy(m: &mut Measured, tree: &TreeSample, conf: Result<HaproxyConf, String>) {
+    let ours = |p: &&super::server_tree::TreeProcess| p.comm == "haproxy";
+    let holding: Vec<&super::server_tree::TreeProcess> = tree
+        .processes
+        .iter()
+        .filter(ours)
+        .filter(|p| {
+            !tree
+                .processes
+                .iter()
+                .any(|c| c.ppid == p.pid && c.comm == "haproxy")
+        })
+        .collect();
+    let fd_ceiling = holding.iter().try_fold(0u64, |sum, p| {
+        let (soft, _) = p.nofile?;
+        (soft != u64::MAX).then(|| {
+            sum + soft.saturating_sub(p.open_fds.unwrap_or(0)) / haproxy::FDS_PER_CONNECTION
+        })
+    });
+    let rule = HaproxyLimit {
+        fd_ceiling,
+        nofile_soft: holding
+            .iter()
+            .filter_map(|p| p.nofile.map(|n| n.0))
+            .collect(),
+        conf,
+    };
+    m.ceiling = match (fd_ceiling, rule.maxconn()) {
+        (Some(f), Some(c)) => Some(f.min(c)),
+        (f, c) => f.or(c),
+    };
+    m.holders = holding.iter().map(|p| p.pid).collect();
+    m.rule = CeilingRule::Haproxy(rule);
 }
 
 /// The server's program: the first process of the tree that is not a shell (a command runs
@@ -555,6 +752,21 @@ pub fn ceiling_finding(m: &Measured, connections: u64) -> Finding {
         CeilingRule::NginxReuse(r) if r.binds(m.ceiling) => {
             return reuse_finding(m, r, holders.len(), connections);
         }
+        CeilingRule::ApacheWorkers(a) => return apache_finding(m, a, connections),
+        CeilingRule::ApacheUnread { error } => {
+            return Finding {
+                setting: format!("{}'s MaxRequestWorkers (server under test)", m.name),
+                found: format!(
+                    "{} (pid {}) serves one connection per worker process; how many workers it may start is unknown: {error}",
+                    m.name, m.pid
+                ),
+                needed: format!("room for {} connections", fmt::int(connections)),
+                fix: String::new(),
+                blocks: false,
+                stops_near: None,
+            };
+        }
+        CeilingRule::Haproxy(h) => return haproxy_finding(m, h, connections),
         _ => {}
     }
     let found = match &m.rule {
@@ -565,7 +777,7 @@ pub fn ceiling_finding(m: &Measured, connections: u64) -> Finding {
         CeilingRule::NginxUnread { error } => {
             format!("{found}; worker_connections unread ({error})")
         }
-        CeilingRule::OpenFiles => found,
+        _ => found,
     };
     Finding {
         setting: format!("{}'s RLIMIT_NOFILE (server under test)", m.name),
@@ -606,6 +818,75 @@ fn reuse_finding(m: &Measured, r: &KeepaliveReuse, workers: usize, connections: 
                  raise worker_connections in the events block (worker_rlimit_nofile with it), \
                  or add worker_processes",
                 fmt::int(ceiling)
+            )
+        } else {
+            String::new()
+        },
+        blocks,
+        stops_near: None,
+    }
+}
+
+/// The finding for apache: MaxRequestWorkers, not its open-file limits, sets the ceiling.
+fn apache_finding(m: &Measured, a: &ApacheWorkers, connections: u64) -> Finding {
+    let ceiling = a.conf.max_workers;
+    let blocks = ceiling < connections;
+    Finding {
+        setting: format!("{}'s MaxRequestWorkers (server under test)", a.program),
+        found: format!(
+            "{} (pid {}) → at most {} connections (RLIMIT_NOFILE alone: {})",
+            a.sentence(),
+            m.pid,
+            fmt::int(ceiling),
+            a.fd_ceiling.map_or("no limit".into(), fmt::int)
+        ),
+        needed: format!("room for {} connections", fmt::int(connections)),
+        fix: if blocks {
+            format!(
+                "the run will stop near {}: connections past it complete the TCP handshake in the \
+                 kernel but are never answered; raise MaxRequestWorkers (ServerLimit with it{}) \
+                 in {}",
+                fmt::int(ceiling),
+                if a.conf.mpm == "prefork" {
+                    ""
+                } else {
+                    ", or ThreadsPerChild"
+                },
+                a.conf.source
+            )
+        } else {
+            String::new()
+        },
+        blocks,
+        stops_near: None,
+    }
+}
+
+/// The finding for haproxy: half its open-file room, or its maxconn when lower.
+fn haproxy_finding(m: &Measured, h: &HaproxyLimit, connections: u64) -> Finding {
+    let blocks = m.ceiling.is_some_and(|c| c < connections);
+    let need = connections + 64;
+    Finding {
+        setting: format!("haproxy's {} (server under test)", h.binding()),
+        found: format!(
+            "{} (pid {}) → at most {}",
+            h.sentence(),
+            m.pid,
+            m.ceiling
+                .map_or("an unlimited number of connections".into(), |c| format!(
+                    "{} connections",
+                    fmt::int(c)
+                ))
+        ),
+        needed: format!("room for {} connections", fmt::int(connections)),
+        fix: if blocks {
+            format!(
+                "the run will stop near {}: raise maxconn in haproxy's global section to {} and \
+                 start it with an open-file limit of at least {} (`ulimit -n`, LimitNOFILE= in its \
+                 systemd unit; haproxy raises its soft limit from maxconn up to the hard one)",
+                fmt::int(m.ceiling.unwrap_or(0)),
+                fmt::int(connections),
+                fmt::int(need * haproxy::FDS_PER_CONNECTION)
             )
         } else {
             String::new()
@@ -877,5 +1158,106 @@ mod tests {
             clk_tck: 100,
         };
         assert_eq!(nginx_master(&measure(&one, 20), &one), None);
+    }
+
+    #[test]
+    fn apache_prefork_holds_max_request_workers_not_its_open_files() {
+        // A master and 300 children read while forking: 300 × 1,016 open files of room, but
+        // each child serves one connection.
+        let mut processes = vec![proc(30, 1, "apache2", 1024, 8)];
+        processes.extend((0..300).map(|i| proc(31 + i, 30, "apache2", 1024, 8)));
+        let tree = TreeSample {
+            processes,
+            clk_tck: 100,
+        };
+        let mut m = measure(&tree, 30);
+        assert_eq!(m.ceiling, Some(300 * 1016));
+        assert_eq!(apache_master(&m, &tree), Some((30, "apache2".to_string())));
+        let conf = ApacheConf {
+            mpm: "prefork".into(),
+            max_workers: 50,
+            directive: "MaxRequestWorkers 50".into(),
+            source: "/x/apache2.conf".into(),
+        };
+        apply_apache(&mut m, Ok(conf.clone()));
+        assert_eq!(m.ceiling, Some(50));
+        let f = ceiling_finding(&m, 100);
+        assert!(f.blocks, "{f}");
+        assert_eq!(f.setting, "apache2's MaxRequestWorkers (server under test)");
+        assert!(
+            f.found.contains("apache2 (prefork MPM) serves one connection per child process: at most 50 at once by MaxRequestWorkers 50 (from /x/apache2.conf)")
+                && f.fix.contains("raise MaxRequestWorkers"),
+            "{f}"
+        );
+        assert!(!ceiling_finding(&m, 50).blocks);
+        // Unread: no ceiling, and no finding that blocks on a guess.
+        let mut m = measure(&tree, 30);
+        apply_apache(&mut m, Err("no /etc/apache2/apache2.conf".into()));
+        assert_eq!(m.ceiling, None);
+        let f = ceiling_finding(&m, 100_000);
+        assert!(
+            !f.blocks && f.found.contains("one connection per worker process"),
+            "{f}"
+        );
+        // The event MPM is left to its open-file limits.
+        let mut m = measure(&tree, 30);
+        apply_apache(
+            &mut m,
+            Ok(ApacheConf {
+                mpm: "event".into(),
+                ..conf
+            }),
+        );
+        assert_eq!(
+            (m.ceiling, &m.rule),
+            (Some(300 * 1016), &CeilingRule::OpenFiles)
+        );
+    }
+
+    #[test]
+    fn haproxy_holds_half_its_open_files_or_its_maxconn() {
+        // haproxy with c1m-server started beside it in one command: only haproxy holds proxied
+        // connections.
+        let tree = TreeSample {
+            processes: vec![
+                proc(40, 1, "haproxy", 3000, 20),
+                proc(41, 40, "c1m-server", 20_000, 10),
+            ],
+            clk_tck: 100,
+        };
+        let mut m = measure(&tree, 40);
+        assert_eq!(haproxy_master(&m, &tree), Some(40));
+        let conf = |maxconn| {
+            Ok(HaproxyConf {
+                maxconn,
+                source: "/x/haproxy.cfg".into(),
+            })
+        };
+        apply_haproxy(&mut m, &tree, conf(None));
+        assert_eq!((m.ceiling, m.holders.as_slice()), (Some(1490), &[40][..]));
+        let f = ceiling_finding(&m, 2000);
+        assert!(f.blocks, "{f}");
+        assert_eq!(f.setting, "haproxy's RLIMIT_NOFILE (server under test)");
+        assert!(
+            f.found.contains("2 descriptors per connection") && f.found.contains("about 1,490"),
+            "{f}"
+        );
+        let mut m = measure(&tree, 40);
+        apply_haproxy(&mut m, &tree, conf(Some(1000)));
+        assert_eq!(m.ceiling, Some(1000));
+        let f = ceiling_finding(&m, 2000);
+        assert_eq!(f.setting, "haproxy's maxconn (server under test)");
+        assert!(
+            f.found
+                .contains("global maxconn 1,000 (from /x/haproxy.cfg) is lower"),
+            "{f}"
+        );
+        // A maxconn above the open-file room does not raise the ceiling.
+        let mut m = measure(&tree, 40);
+        apply_haproxy(&mut m, &tree, conf(Some(9000)));
+        assert_eq!(m.ceiling, Some(1490));
+        let mut m = measure(&tree, 40);
+        apply_haproxy(&mut m, &tree, Err("unreadable".into()));
+        assert_eq!(m.ceiling, Some(1490));
     }
 }

@@ -8,6 +8,7 @@ use super::{RunEnd, RunOptions};
 use crate::check::server::{self, UnderTest};
 use crate::check::server_tree::TreeSample;
 use c1m_proto::ceiling::{self, Ceiling};
+use c1m_proto::errors::ANSWER_TIMEOUT;
 use c1m_proto::fmt;
 use c1m_proto::stats::{ClientStats, LayoutLine, ServerStats, StatsLine};
 use c1m_rundir::{HostSummary, LimitHit, Outcome, RunSettings, RunSummary, ServerFigures};
@@ -114,6 +115,7 @@ pub fn summarize(f: &Finished) -> RunSummary {
             reason.as_deref(),
             f.hosts,
             ceiling.as_ref(),
+            figures.as_ref().map(|s| (s, f.peak.established)),
         )
     });
     // Partial means data is missing: a summary never came, or a host was lost. A binary that
@@ -227,11 +229,15 @@ fn server_figures(
     };
     fig.limits = measured.limits.clone();
     fig.predicted_ceiling = fig.predicted_ceiling.or(measured.ceiling);
-    if let server::CeilingRule::NginxReuse(r) = &measured.rule {
-        if r.binds(measured.ceiling) {
-            fig.ceiling_rule = Some(r.sentence());
-        }
-    }
+    fig.ceiling_rule = match &measured.rule {
+        server::CeilingRule::NginxReuse(r) if r.binds(measured.ceiling) => Some(r.sentence()),
+        server::CeilingRule::ApacheWorkers(a) => Some(a.sentence()),
+        server::CeilingRule::ApacheUnread { error } => Some(format!(
+            "one connection per worker process; how many workers is unknown: {error}"
+        )),
+        server::CeilingRule::Haproxy(h) => Some(h.sentence()),
+        _ => None,
+    };
     let empty = TreeSample::default();
     let peak = f.peak.server_tree.as_ref().unwrap_or(&empty);
     if peak.processes.is_empty() {
@@ -269,6 +275,47 @@ fn server_ceiling_hit(
     if outcome == Outcome::Reached || fig.kind == c1m_rundir::ServerKind::C1mServer {
         return None;
     }
+    let rule = f.sut.before.as_ref().map(|(_, m)| &m.rule);
+    let errs = || {
+        let e: Vec<String> = errors
+            .iter()
+            .filter(|(_, v)| **v > 0)
+            .take(4)
+            .map(|(k, v)| format!("{k} ×{v}"))
+            .collect();
+        if e.is_empty() {
+            format!(
+                "{} of {} connections",
+                fmt::int(held),
+                fmt::int(f.opts.connections)
+            )
+        } else {
+            format!(
+                "{} of {} connections; then {}",
+                fmt::int(held),
+                fmt::int(f.opts.connections),
+                e.join(", ")
+            )
+        }
+    };
+    // apache's MaxRequestWorkers as the preflight read it: connections past it were accepted by
+    // the kernel and never answered, so the clients' timeouts are the server's ceiling.
+    if let Some(server::CeilingRule::ApacheWorkers(a)) = rule.filter(|_| near) {
+        return Some(LimitHit {
+            kind: "server_processes".into(),
+            sentence: format!(
+                "{} stopped at its own {}, as the preflight predicted: it serves one connection per {} ({} MPM) and held {}; connections past it completed the TCP handshake in the kernel but were never answered (predicted ceiling {} before the run, from {}).",
+                fig.name,
+                a.conf.directive,
+                a.conf.unit(),
+                a.conf.mpm,
+                fmt::int(held),
+                fmt::int(ceiling),
+                a.conf.source
+            ),
+            evidence: errs(),
+        });
+    }
     // A server that gives each connection a process of its own (Apache's prefork) stops when
     // it may start no more: as many processes as connections held says so.
     let processes = fig.processes.unwrap_or(0);
@@ -292,7 +339,25 @@ fn server_ceiling_hit(
     if !near {
         return None;
     }
-    if let Some(rule) = &fig.ceiling_rule {
+    if let (Some(server::CeilingRule::Haproxy(h)), Some(sentence)) = (rule, &fig.ceiling_rule) {
+        return Some(LimitHit {
+            kind: if h.maxconn_binds() {
+                "server_maxconn"
+            } else {
+                "server_fd_cap"
+            }
+            .into(),
+            sentence: format!(
+                "{} stopped at its own ceiling: it held {} connections, and {} (predicted ceiling {} before the run).",
+                fig.name,
+                fmt::int(held),
+                sentence,
+                fmt::int(ceiling)
+            ),
+            evidence: errs(),
+        });
+    }
+    if let (Some(server::CeilingRule::NginxReuse(_)), Some(rule)) = (rule, &fig.ceiling_rule) {
         return Some(LimitHit {
             kind: "server_keepalive_reuse".into(),
             sentence: format!(
@@ -315,12 +380,6 @@ fn server_ceiling_hit(
         .iter()
         .map(|l| c1m_proto::fmt::int(l.nofile_soft))
         .collect();
-    let errs: Vec<String> = errors
-        .iter()
-        .filter(|(_, v)| **v > 0)
-        .take(4)
-        .map(|(k, v)| format!("{k} ×{v}"))
-        .collect();
     Some(LimitHit {
         kind: "server_fd_cap".into(),
         sentence: format!(
@@ -331,11 +390,7 @@ fn server_ceiling_hit(
             fig.pid.unwrap_or(0),
             fmt::int(ceiling)
         ),
-        evidence: if errs.is_empty() {
-            format!("{} of {} connections", fmt::int(held), fmt::int(f.opts.connections))
-        } else {
-            format!("{} of {} connections; then {}", fmt::int(held), fmt::int(f.opts.connections), errs.join(", "))
-        },
+        evidence: errs(),
     })
 }
 
@@ -422,7 +477,10 @@ fn busiest(hosts: &[HostState]) -> (&HostState, f64) {
         .unwrap_or((&hosts[0], 0.0))
 }
 
-/// The first limit the run hit, in one sentence, with its evidence.
+/// The first limit the run hit, in one sentence, with its evidence. `server` is the server under
+/// test as measured (its own ceiling, when the preflight predicted one) and the connections it
+/// held at the peak.
+#[allow(clippy::too_many_arguments)]
 pub fn limit_hit(
     opts: &RunOptions,
     client: &ClientStats,
@@ -431,6 +489,7 @@ pub fn limit_hit(
     reason: Option<&str>,
     hosts: &[HostState],
     ceiling: Option<&Ceiling>,
+    server: Option<(&ServerFigures, u64)>,
 ) -> LimitHit {
     let hit = |kind: &str, sentence: String, evidence: String| LimitHit {
         kind: kind.into(),
@@ -469,8 +528,12 @@ pub fn limit_hit(
     }
     if outcome != Outcome::Reached {
         if let Some((name, count)) = errors.iter().max_by_key(|(_, v)| **v) {
-            let (kind, sentence) = error_limit(name);
-            let evidence = format!("{name} ×{count} in the client's connect errors");
+            let (kind, sentence) = error_limit(name, server);
+            let evidence = if name == ANSWER_TIMEOUT {
+                format!("{name} ×{count}: connections established, their answer never came")
+            } else {
+                format!("{name} ×{count} in the client's connect errors")
+            };
             return hit(kind, sentence, evidence);
         }
         return hit(
@@ -511,7 +574,10 @@ pub fn limit_hit(
 }
 
 /// The limit an error name points at, and the sentence that says so.
-fn error_limit(name: &str) -> (&'static str, String) {
+fn error_limit(name: &str, server: Option<(&ServerFigures, u64)>) -> (&'static str, String) {
+    if name == ANSWER_TIMEOUT {
+        return ("server_no_answer", no_answer(server));
+    }
     let bare = name.rsplit('_').next().unwrap_or(name);
     // A connect that times out means SYNs were dropped: conntrack's table is the usual culprit
     // on a tuned host, so the run names it (the report stays neutral).
@@ -537,6 +603,32 @@ fn error_limit(name: &str) -> (&'static str, String) {
         _ => format!("Connects failed with {name}."),
     };
     (kind.unwrap_or("errors"), sentence)
+}
+
+/// Connections the kernel established whose answer never came: the server stopped serving new
+/// connections. Its own ceiling, when the preflight predicted one and the server held about that
+/// many (within 5% or 64), is named as the reason.
+fn no_answer(server: Option<(&ServerFigures, u64)>) -> String {
+    let name = server.map_or("the server", |(s, _)| s.name.as_str());
+    let predicted = server.and_then(|(s, held)| Some((s.predicted_ceiling?, s, held)));
+    let own = match predicted {
+        Some((c, s, held)) if held + (c / 20).max(64) >= c => format!(
+            "at its own ceiling of {} connections predicted before the run{}",
+            fmt::int(c),
+            s.ceiling_rule
+                .as_deref()
+                .map_or(String::new(), |r| format!(" ({r})"))
+        ),
+        Some((c, _, held)) => format!(
+            "at {} connections, short of its own ceiling of {} predicted before the run (a full accept queue, or a limit of its own the preflight does not know)",
+            fmt::int(held),
+            fmt::int(c)
+        ),
+        None => "(its own ceiling — worker processes, maxconn — or a full accept queue)".into(),
+    };
+    format!(
+        "Connections were established but never answered: {name} stopped serving new connections {own}; the handshakes completed, so no SYN was dropped (not conntrack)."
+    )
 }
 
 /// The summary for a person, then a line per host when there are several.
@@ -627,6 +719,49 @@ fn print_hosts(s: &RunSummary, hosts: &[HostState]) {
                 .as_deref()
                 .map(|f| format!(" — {f}"))
                 .unwrap_or_default()
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn apache(ceiling: Option<u64>) -> ServerFigures {
+        ServerFigures {
+            name: "apache2".into(),
+            predicted_ceiling: ceiling,
+            ceiling_rule: ceiling.map(|_| "apache2 (prefork MPM) serves one connection per child process: at most 50 at once by MaxRequestWorkers 50 (from /x.conf)".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_connect_timeout_is_conntrack_an_answer_timeout_is_the_server() {
+        let (kind, sentence) = error_limit("ETIMEDOUT", None);
+        assert_eq!(kind, "conntrack");
+        assert!(sentence.contains("SYNs were dropped"), "{sentence}");
+        let fig = apache(Some(50));
+        let (kind, sentence) = error_limit(ANSWER_TIMEOUT, Some((&fig, 50)));
+        assert_eq!(kind, "server_no_answer");
+        assert!(
+            sentence.contains("apache2 stopped serving new connections at its own ceiling of 50")
+                && sentence.contains("MaxRequestWorkers 50")
+                && !sentence.contains("SYNs were dropped"),
+            "{sentence}"
+        );
+        // Far below its ceiling: the ceiling is not blamed.
+        let fig = apache(Some(5000));
+        let (_, sentence) = error_limit(ANSWER_TIMEOUT, Some((&fig, 40)));
+        assert!(
+            sentence.contains("short of its own ceiling of 5,000"),
+            "{sentence}"
+        );
+        let fig = apache(None);
+        let (_, sentence) = error_limit(ANSWER_TIMEOUT, Some((&fig, 40)));
+        assert!(
+            sentence.contains("apache2 stopped serving") && sentence.contains("accept queue"),
+            "{sentence}"
         );
     }
 }

@@ -42,7 +42,8 @@ pub struct ClientSpec {
     /// redis: PING; memcached: version).
     #[arg(long)]
     pub message_interval: Option<Span>,
-    /// Give up on a connect or an echo after this long (counted as ETIMEDOUT).
+    /// Give up on a connect or an echo after this long: `ETIMEDOUT` for a handshake that never
+    /// completed, `answer_timeout` for an established connection whose answer never came.
     #[arg(long, default_value = "10s")]
     pub connect_timeout: Span,
     /// Stop after this many errors (default: 1% of --connections, at least 1000).
