@@ -88,6 +88,9 @@ fn run(a: RunArgs) -> anyhow::Result<Exit> {
              takes what that number needs"
         );
     }
+    a.protocol
+        .check_message_interval(a.message_interval.is_some())
+        .map_err(|e| anyhow::anyhow!(e))?;
     let opts = RunOptions {
         hosts: hosts(a.hosts)?,
         connections: match a.demand.connections {

@@ -607,3 +607,112 @@ fn connections_max_within_a_memory_cap_calibrates_then_runs_its_ceiling() {
         before
     );
 }
+
+/// `--protocol idle`: connections opened and held with nothing sent, each counted at its
+/// handshake; c1m-server holds them all (its default model never waits for a greeting).
+#[test]
+fn idle_connections_are_held_without_a_greeting() {
+    let _sockets = shared();
+    let (out, out_dir) = run_local(
+        "idle",
+        &[
+            "--protocol",
+            "idle",
+            "--connections",
+            "5000",
+            "--hold",
+            "1s",
+            "--port",
+            "38000",
+        ],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !stdout.contains("greeting rides in its SYN"),
+        "no Fast Open for idle: {stdout}"
+    );
+    let run = latest(&out_dir);
+    let s = read_json(&run.join("run.json"));
+    assert_eq!(s["outcome"], "reached", "{s:#}");
+    assert_eq!(s["established_peak"], 5000);
+    assert!(s["server_open_peak"].as_u64().unwrap() >= 5000, "{s:#}");
+    assert!(
+        s["errors"].as_object().unwrap().is_empty(),
+        "{}",
+        s["errors"]
+    );
+    assert_eq!(s["server"]["protocol"], "idle", "{s:#}");
+    assert!(
+        s["connect_latency_us"]["p50"].as_u64().unwrap() > 0,
+        "{s:#}"
+    );
+    let server = lines(&run.join("hosts/localhost/server.jsonl"));
+    let ssum = server.iter().find(|v| v["event"] == "summary").unwrap();
+    assert_eq!(ssum["greeted"], 0, "nothing was sent: {ssum}");
+    assert_eq!(ssum["bytes_in"], 0, "{ssum}");
+    let client = lines(&run.join("hosts/localhost/client.jsonl"));
+    let csum = client.iter().find(|v| v["event"] == "summary").unwrap();
+    assert_eq!(csum["verified"], 5000);
+    assert_eq!(csum["dropped"], 0, "{csum}");
+    assert_gone(&pids(&run));
+}
+
+/// A message interval asks for messages that an idle connection never sends: refused before
+/// anything starts, by `c1m run` and by `c1m-client` alike, naming both flags.
+#[test]
+fn idle_with_a_message_interval_is_refused_naming_both_flags() {
+    let (out, out_dir) = run_local(
+        "idle-interval",
+        &[
+            "--protocol",
+            "idle",
+            "--message-interval",
+            "1s",
+            "--connections",
+            "10",
+            "--port",
+            "38100",
+        ],
+    );
+    assert!(!out.status.success(), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--message-interval") && err.contains("--protocol idle"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        !out_dir.join("latest").exists(),
+        "nothing ran: {}",
+        show(&out)
+    );
+    let bin_dir = std::env::var_os("C1M_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_BIN_EXE_c1m"))
+                .parent()
+                .unwrap()
+                .into()
+        });
+    let client = bin_dir.join("c1m-client");
+    if !client.exists() {
+        eprintln!(
+            "skipping c1m-client's half: {} is not built",
+            client.display()
+        );
+        return;
+    }
+    let out = Command::new(client)
+        .args(["--protocol", "idle", "--message-interval", "1s"])
+        .args(["--connections", "10", "--port", "38100"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--message-interval") && err.contains("--protocol idle"),
+        "{}",
+        show(&out)
+    );
+}

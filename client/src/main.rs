@@ -46,6 +46,9 @@ fn run(spec: ClientSpec) -> Result<Exit> {
         .into());
     }
     let protocol = AnyProtocol::new(&spec.protocol, spec.target).map_err(BadInput)?;
+    spec.protocol
+        .check_message_interval(spec.message_interval.is_some())
+        .map_err(BadInput)?;
     let (plan, line) =
         layout::place("client", spec.connections, 1, &spec.workers).map_err(BadInput)?;
     if spec.json {

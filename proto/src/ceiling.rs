@@ -23,6 +23,8 @@ pub struct HostLimits {
     pub procs: Option<usize>,
     /// The tightest `pids.max` over the cgroups a process started like the server sits in.
     pub cgroup_tasks: Option<CgroupTasks>,
+    /// The clients send nothing (`--protocol idle`): a model must hold silent connections.
+    pub idle_clients: bool,
 }
 
 /// A cgroup's cap on tasks (threads and processes), as the pids controller keeps it.
@@ -173,6 +175,24 @@ pub fn ceilings(model: ServerModel, ports: u16, limits: &HostLimits) -> Vec<Ceil
             });
         }
     }
+    if limits.idle_clients && !model.holds_silent_peers() {
+        let also = match model {
+            ServerModel::ThreadPerConn => "",
+            _ => ", accepting no other connection meanwhile",
+        };
+        out.push(Ceiling {
+            limit: "--protocol idle".into(),
+            found: "clients send no greeting".into(),
+            holds: 0,
+            why: format!(
+                "{model} waits for each connection's greeting with a blocking read and closes \
+                 it when none comes within 10 s{also}: it cannot hold idle connections"
+            ),
+            fix: "an event-driven model (epoll-threads, the default; epoll, prefork, half-sync, \
+                  tokio, io-uring), or a protocol that sends a greeting (--protocol echo)"
+                .into(),
+        });
+    }
     if model == ServerModel::IoUring {
         if let Some(v) = limits.io_uring_disabled.filter(|&v| v != 0) {
             out.push(Ceiling {
@@ -230,7 +250,34 @@ mod tests {
             io_uring_disabled: Some(0),
             procs: None,
             cgroup_tasks: None,
+            idle_clients: false,
         }
+    }
+
+    #[test]
+    fn only_the_blocking_models_cannot_hold_idle_clients() {
+        let idle = HostLimits {
+            idle_clients: true,
+            ..here()
+        };
+        for m in ServerModel::ALL {
+            let c = ceilings(m, 20, &idle)
+                .into_iter()
+                .find(|c| c.limit == "--protocol idle");
+            assert_eq!(c.is_some(), !m.holds_silent_peers(), "{m}");
+            if let Some(c) = c {
+                assert_eq!(c.holds, 0);
+                assert!(
+                    c.why.contains(m.name()) && c.why.contains("idle"),
+                    "{}",
+                    c.why
+                );
+                assert_eq!(binding(m, 20, &idle, 1).map(|c| c.holds), Some(0), "{m}");
+            }
+        }
+        assert!(!ServerModel::Sync.holds_silent_peers());
+        assert!(ServerModel::EpollThreads.holds_silent_peers());
+        assert_eq!(binding(ServerModel::Tokio, 20, &idle, 1_000), None);
     }
 
     #[test]

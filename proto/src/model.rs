@@ -152,6 +152,17 @@ impl ServerModel {
     pub fn notices_closes(self) -> bool {
         self != ServerModel::Sync
     }
+
+    /// Whether the model holds a connection that never sends (`--protocol idle`). The blocking
+    /// models read the greeting with a blocking read bounded by c1m-server's greeting wait
+    /// (10 s) and close a connection that sends none; `sync` and `prefork-sync` also accept
+    /// nothing else meanwhile.
+    pub fn holds_silent_peers(self) -> bool {
+        !matches!(
+            self,
+            ServerModel::Sync | ServerModel::ThreadPerConn | ServerModel::PreforkSync
+        )
+    }
 }
 
 /// The oldest kernel `io-uring` runs on: multishot recv with provided buffers came in 6.0

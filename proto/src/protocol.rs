@@ -24,6 +24,9 @@ pub enum ProtocolKind {
     Redis,
     /// memcached text protocol: `version` → `VERSION …`.
     Memcached,
+    /// Nothing sent: a connection counts as established once its handshake completes, and is
+    /// held (the connect cost alone, without a greeting or its echo).
+    Idle,
 }
 
 impl ProtocolKind {
@@ -36,6 +39,23 @@ impl ProtocolKind {
             ProtocolKind::Mqtt => "mqtt",
             ProtocolKind::Redis => "redis",
             ProtocolKind::Memcached => "memcached",
+            ProtocolKind::Idle => "idle",
+        }
+    }
+
+    /// Whether a connection sends nothing at all (`idle`): verified by its handshake alone,
+    /// nothing to put in a SYN, no message to time.
+    pub fn sends_nothing(self) -> bool {
+        self == ProtocolKind::Idle
+    }
+
+    /// What a counted connection is, in a sentence: `verified` (its opening exchange checked),
+    /// or `established` for a protocol that sends nothing (its handshake alone).
+    pub fn counted_as(self) -> &'static str {
+        if self.sends_nothing() {
+            "established"
+        } else {
+            "verified"
         }
     }
 }
@@ -201,6 +221,18 @@ impl ProtocolArgs {
         }
         Ok(())
     }
+
+    /// Refuses `--message-interval` (`asked`) for a protocol that sends nothing.
+    pub fn check_message_interval(&self, asked: bool) -> Result<(), String> {
+        if asked && self.protocol.sends_nothing() {
+            return Err(format!(
+                "--message-interval needs a protocol that sends messages: --protocol {} sends \
+                 nothing on its connections (drop --message-interval, or choose --protocol echo)",
+                self.protocol.name()
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -270,5 +302,21 @@ mod tests {
         );
         bad(|p| p.mqtt_password = Some("x".into()), "--mqtt-password");
         bad(|p| p.max_response = 10, "--max-response");
+    }
+
+    #[test]
+    fn idle_round_trips_and_refuses_a_message_interval_by_both_flags() {
+        let idle = ProtocolArgs {
+            protocol: ProtocolKind::Idle,
+            ..ProtocolArgs::default()
+        };
+        assert_eq!(round_trip(&idle), idle);
+        assert_eq!(idle.check_message_interval(false), Ok(()));
+        let e = idle.check_message_interval(true).unwrap_err();
+        assert!(
+            e.contains("--message-interval") && e.contains("--protocol idle"),
+            "{e}"
+        );
+        assert_eq!(ProtocolArgs::default().check_message_interval(true), Ok(()));
     }
 }

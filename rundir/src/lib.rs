@@ -93,7 +93,7 @@ pub struct ServerFigures {
     pub name: String,
     /// The command c1m started, when it started one.
     pub command: Option<String>,
-    /// The protocol the clients spoke (`echo`, `http`, `websocket`, `mqtt`, `redis`, …).
+    /// The protocol the clients spoke (`echo`, `http`, `websocket`, `mqtt`, `redis`, `idle`, …).
     pub protocol: String,
     pub host: String,
     pub address: String,

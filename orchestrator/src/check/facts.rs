@@ -165,8 +165,9 @@ impl HostFacts {
     }
 
     /// The limits a server model's own ceilings depend on (`procs`: `--procs`, the worker
-    /// processes of `prefork-sync`).
-    pub fn host_limits(&self, procs: Option<usize>) -> HostLimits {
+    /// processes of `prefork-sync`; `idle_clients`: the clients send nothing,
+    /// `--protocol idle`).
+    pub fn host_limits(&self, procs: Option<usize>, idle_clients: bool) -> HostLimits {
         let num = |k: &str| self.sysctl_num(k, 0);
         HostLimits {
             nofile_hard: self.nofile_hard,
@@ -181,6 +182,7 @@ impl HostFacts {
                 .or_else(|| (!self.kernel.is_empty()).then(|| self.kernel.clone())),
             io_uring_disabled: num("kernel.io_uring_disabled"),
             procs,
+            idle_clients,
             cgroup_tasks: self.cgroup_tasks.as_ref().map(|c| CgroupTasks {
                 path: c.path.clone(),
                 max: c.max,
@@ -224,7 +226,7 @@ mod tests {
         assert!(f.sysctl_num("net.ipv4.tcp_mem", 2).is_some());
         assert!(f.local_ports().unwrap() > 1000);
         assert!(!f.kernel.is_empty() && !f.arch.is_empty());
-        let l = f.host_limits(None);
+        let l = f.host_limits(None, false);
         assert!(l.pid_max.unwrap() >= 301 && l.threads_max.unwrap() > 0);
         assert!(l.max_map_count.unwrap() > 0);
         assert_eq!(l.kernel_release.as_deref(), Some(f.kernel.as_str()));
@@ -238,7 +240,7 @@ mod tests {
         assert_eq!(f.nofile_hard, Some(u64::MAX));
         assert!(!f.conntrack_loaded());
         assert_eq!(f.local_ports(), None);
-        let l = f.host_limits(Some(3));
+        let l = f.host_limits(Some(3), false);
         assert_eq!(
             (l.pid_max, l.io_uring_disabled, l.procs),
             (None, None, Some(3))
@@ -251,7 +253,7 @@ mod tests {
             "kernel=6.1.0-18-amd64\nkernel.pid_max=32768\nkernel.threads-max=192729\n\
              vm.max_map_count=65530\nkernel.io_uring_disabled=2\nMemAvailable_kb=1024\n",
         );
-        let l = f.host_limits(None);
+        let l = f.host_limits(None, false);
         assert_eq!(
             (
                 l.pid_max,
@@ -278,7 +280,7 @@ mod tests {
 cgroup_pids=12 x /bad
 ",
         );
-        let c = f.host_limits(None).cgroup_tasks.unwrap();
+        let c = f.host_limits(None, false).cgroup_tasks.unwrap();
         assert_eq!(
             (c.path.as_str(), c.max, c.current),
             ("/user.slice/user-0.slice/session-4.scope", 1133, 4)

@@ -64,6 +64,8 @@ pub struct Demand<'a> {
     pub models: &'a [ServerModel],
     /// `--procs`: worker processes.
     pub procs: Option<usize>,
+    /// The clients send nothing (`--protocol idle`): a model must hold silent connections.
+    pub idle_clients: bool,
 }
 
 /// Every host reached and read, and the plan judged from what was found: the one preflight of
@@ -108,6 +110,7 @@ pub fn survey(hosts: &HostOptions, demand: Demand, say: bool) -> Result<Survey> 
             local_source_ips: demand.source_ips,
             models: demand.models,
             procs: demand.procs,
+            idle_clients: demand.idle_clients,
         },
         &gather::facts_of(&reached),
     )?;
@@ -167,6 +170,7 @@ pub fn run(args: &CheckOptions) -> Result<CheckOutcome> {
             server: &args.server,
             models: &args.models,
             procs: None,
+            idle_clients: false,
         },
         !args.json,
     )?

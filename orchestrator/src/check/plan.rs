@@ -98,6 +98,8 @@ pub struct Ask<'a> {
     pub models: &'a [ServerModel],
     /// `--procs`: worker processes (`prefork-sync` holds one connection per process).
     pub procs: Option<usize>,
+    /// The clients send nothing (`--protocol idle`).
+    pub idle_clients: bool,
 }
 
 /// The hosts of a group, in inventory order.
@@ -254,7 +256,7 @@ fn host_plan(
             findings.extend(check_host(&demand, f));
             // A model's own ceilings are c1m-server's; another server has its own (above).
             if c1m_server {
-                let limits = f.host_limits(ask.procs);
+                let limits = f.host_limits(ask.procs, ask.idle_clients);
                 for &m in ask.models {
                     findings.extend(model_ceilings(m, ask.ports, ask.connections, &limits));
                 }

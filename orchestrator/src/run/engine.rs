@@ -586,13 +586,14 @@ impl Engine {
         };
         self.phase = Phase::Holding(hold);
         view.note(&format!(
-            "{} {} verified connections {t:.2} s after the clients were started; holding {holding}",
+            "{} {} {} connections {t:.2} s after the clients were started; holding {holding}",
             if target {
                 "target reached:"
             } else {
                 "every running client has its share:"
             },
             fmt::int(verified),
+            self.opts.protocol.protocol.counted_as(),
         ));
     }
 

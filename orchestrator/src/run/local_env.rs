@@ -39,6 +39,8 @@ impl LocalEnv {
         let netns = private_netns(opts);
         let fastopen = match &netns {
             // Fast Open is c1m-server's (its listeners ask for it); another server's are its own.
+            // A protocol that sends nothing has nothing to put in a SYN.
+            Some(_) if opts.protocol.protocol.sends_nothing() => false,
             Some(ns) if !opts.no_fastopen && *under_test == UnderTest::C1mServer => {
                 match ns.enable_fastopen() {
                     Ok(()) => {

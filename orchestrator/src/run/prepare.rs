@@ -98,6 +98,7 @@ pub fn prepare(args: &RunOptions) -> Result<Readiness> {
             server: &args.server,
             models: &[args.model()],
             procs: args.procs,
+            idle_clients: args.protocol.protocol.sends_nothing(),
         },
         true,
     )?;

@@ -50,13 +50,19 @@ fn merged_clients(hosts: &[HostState]) -> ClientStats {
     )
 }
 
-/// Every error by name, the servers' prefixed with `server_`.
+/// Every error by name, the servers' prefixed with `server_`. Under a protocol that sends
+/// nothing (`idle`) a connection closed without a greeting is the expected end, not an error:
+/// c1m-server's `incomplete` is left out.
 fn errors_of(
     client: &ClientStats,
     server: &c1m_proto::stats::ServerStats,
+    silent: bool,
 ) -> BTreeMap<String, u64> {
     let mut errors = client.errors.clone();
     for (k, v) in &server.errors {
+        if silent && k == "incomplete" {
+            continue;
+        }
         *errors.entry(format!("server_{k}")).or_default() += v;
     }
     errors
@@ -79,7 +85,8 @@ pub fn summarize(f: &Finished) -> RunSummary {
                 .unwrap_or_else(|| h.track.server.clone())
         })
         .unwrap_or_default();
-    let errors = errors_of(&client, &server);
+    let silent = f.opts.protocol.protocol.sends_nothing();
+    let errors = errors_of(&client, &server, silent);
     let mut outcome = f.ending.outcome;
     // Verified is not held: a server that closes held connections to make room for new ones
     // (nginx reusing idle keep-alive connections) lets every client verify its share while it
@@ -91,7 +98,8 @@ pub fn summarize(f: &Finished) -> RunSummary {
     let reason = f.ending.reason.clone().or_else(|| {
         closed_by_server.then(|| {
             format!(
-                "every connection was verified, but the server closed {} held connections: it held at most {} at once",
+                "every connection was {}, but the server closed {} held connections: it held at most {} at once",
+                f.opts.protocol.protocol.counted_as(),
                 fmt::int(client.dropped),
                 fmt::int(f.peak.established)
             )
@@ -161,7 +169,11 @@ pub fn summarize(f: &Finished) -> RunSummary {
         user_bytes_per_conn: f.peak.server_rss as f64 / server_peak as f64,
         kernel_bytes_per_conn: kernel_total(&f.peak.server_kernel) as f64 / server_peak as f64,
         kernel_memory: f.peak.server_kernel.clone(),
-        hosts: f.hosts.iter().map(|h| host_summary(h, f.peak)).collect(),
+        hosts: f
+            .hosts
+            .iter()
+            .map(|h| host_summary(h, f.peak, silent))
+            .collect(),
         limit: Some(limit),
         settings: run_settings(
             f.opts,
@@ -178,7 +190,10 @@ pub fn summarize(f: &Finished) -> RunSummary {
 /// The model's own ceiling on the server host that stops it short of the target, as the
 /// preflight named it.
 fn model_ceiling(opts: &RunOptions, server: &HostState) -> Option<Ceiling> {
-    let limits = server.run.facts.host_limits(opts.procs);
+    let limits = server
+        .run
+        .facts
+        .host_limits(opts.procs, opts.protocol.protocol.sends_nothing());
     ceiling::binding(opts.model(), opts.port_count, &limits, opts.connections)
 }
 
@@ -400,7 +415,7 @@ fn layout(l: &Option<LayoutLine>) -> Option<String> {
 }
 
 /// One host's figures.
-fn host_summary(h: &HostState, peak: &Peak) -> HostSummary {
+fn host_summary(h: &HostState, peak: &Peak, silent: bool) -> HostSummary {
     let c = h.track.client_summary.as_ref().unwrap_or(&h.track.client);
     let s = h.track.server_summary.as_ref().unwrap_or(&h.track.server);
     let layouts: Vec<String> = [
@@ -425,7 +440,7 @@ fn host_summary(h: &HostState, peak: &Peak) -> HostSummary {
         } else {
             h.track.server_open_peak
         },
-        errors: errors_of(c, s),
+        errors: errors_of(c, s, silent),
         rss_bytes: c.rss_bytes.max(h.track.client.rss_bytes)
             + if h.run.is_server() {
                 peak.server_rss

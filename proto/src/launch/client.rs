@@ -39,7 +39,7 @@ pub struct ClientSpec {
     pub hold: Span,
     /// Send the protocol's message on every connection at this interval and time the round
     /// trips (echo: the greeting; http: the request; websocket: a frame; mqtt: a PUBLISH;
-    /// redis: PING; memcached: version).
+    /// redis: PING; memcached: version). Refused with `--protocol idle`, which sends nothing.
     #[arg(long)]
     pub message_interval: Option<Span>,
     /// Give up on a connect or an echo after this long: `ETIMEDOUT` for a handshake that never
@@ -58,7 +58,8 @@ pub struct ClientSpec {
     /// Send the greeting in the SYN (TCP Fast Open): one packet and one system call fewer per
     /// connection. Needs Fast Open on both hosts (`net.ipv4.tcp_fastopen`: 1 here, 2 on the
     /// server; +4/+0x200 to skip cookies) and `c1m-server --fastopen`; without it the
-    /// connection falls back to connect-then-write.
+    /// connection falls back to connect-then-write. Ignored by `--protocol idle` (nothing to
+    /// put in the SYN).
     #[arg(long)]
     pub fastopen: bool,
     /// JSON stats lines (for the orchestrator) instead of human progress.
