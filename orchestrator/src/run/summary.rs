@@ -92,10 +92,33 @@ pub fn summarize(f: &Finished) -> RunSummary {
     // (nginx reusing idle keep-alive connections) lets every client verify its share while it
     // never holds the target at once.
     let closed_by_server = client.dropped > 0 && f.peak.established < n;
-    if outcome == Outcome::Reached && (client.verified < n || closed_by_server) {
+    // An idle connection is counted at its handshake, which the kernel completes before the
+    // server accepts: a server that does not take them (a blocking model waiting for a
+    // greeting) leaves them in its accept queue. c1m-server's own count says what it held.
+    let c1m_server = f.sut.under_test == UnderTest::C1mServer;
+    let unheld = silent
+        && c1m_server
+        && server_host.is_some_and(|h| h.server_reports)
+        && f.peak.server_open < n;
+    if outcome == Outcome::Reached && (client.verified < n || closed_by_server || unheld) {
         outcome = Outcome::NotReached;
     }
+    let idle_ceiling = server_host
+        .filter(|_| unheld)
+        .and_then(|h| model_ceiling(f.opts, h))
+        .filter(|c| c.limit == "--protocol idle");
     let reason = f.ending.reason.clone().or_else(|| {
+        unheld.then(|| {
+            let why = idle_ceiling
+                .as_ref()
+                .map(|c| format!(" ({}, as the preflight named it)", c.why))
+                .unwrap_or_default();
+            format!(
+                "every connection was established, but the server held at most {} of them open{why}: the kernel completes a handshake before the server accepts it, and the rest waited in its accept queue",
+                fmt::int(f.peak.server_open)
+            )
+        })
+    }).or_else(|| {
         closed_by_server.then(|| {
             format!(
                 "every connection was {}, but the server closed {} held connections: it held at most {} at once",
