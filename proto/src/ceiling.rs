@@ -25,6 +25,9 @@ pub struct HostLimits {
     pub cgroup_tasks: Option<CgroupTasks>,
     /// The clients send nothing (`--protocol idle`): a model must hold silent connections.
     pub idle_clients: bool,
+    /// Threads and processes already alive on the host (`/proc/loadavg`), which count against
+    /// `kernel.threads-max` and `kernel.pid_max` before the server's first thread.
+    pub tasks_in_use: Option<u64>,
 }
 
 /// A cgroup's cap on tasks (threads and processes), as the pids controller keeps it.
@@ -67,7 +70,7 @@ pub struct Ceiling {
 /// its bookkeeping (~10 KiB), the touched pages of a 64 KiB user stack (~12 KiB).
 pub const BYTES_PER_THREAD: u64 = 40 * 1024;
 
-/// Processes and threads the rest of the host already uses, left out of pid and thread counts.
+/// Processes and threads the rest of the host is assumed to use when their count was not read.
 const HOST_TASKS: u64 = 1_000;
 
 /// Tasks of the server itself besides its connections' threads (main, stats, accept loops).
@@ -111,11 +114,17 @@ pub fn ceilings(model: ServerModel, ports: u16, limits: &HostLimits) -> Vec<Ceil
         Tables::PerThread | Tables::PerProcess => {}
     }
     if model.per_connection() == PerConnection::Thread {
+        // The host's own tasks as counted when it was probed, and the server's besides its
+        // connections' threads; a guess when the count is unknown.
+        let taken = limits.tasks_in_use.map_or(HOST_TASKS, |t| t + SERVER_TASKS);
         let per_task = |limit: &str, found: Option<u64>, divisor: u64, fix: String| {
             found.map(|v| Ceiling {
                 limit: limit.into(),
-                found: v.to_string(),
-                holds: v.saturating_sub(HOST_TASKS) / divisor,
+                found: match limits.tasks_in_use {
+                    Some(t) => format!("{v} ({t} tasks already alive)"),
+                    None => v.to_string(),
+                },
+                holds: v.saturating_sub(taken) / divisor,
                 why: format!("{model} runs a thread per connection"),
                 fix,
             })
@@ -251,6 +260,7 @@ mod tests {
             procs: None,
             cgroup_tasks: None,
             idle_clients: false,
+            tasks_in_use: None,
         }
     }
 
@@ -308,6 +318,29 @@ mod tests {
         let c = binding(ServerModel::ThreadPerConn, 20, &l, 200_000).unwrap();
         assert_eq!(c.limit, "vm.max_map_count");
         assert_eq!(c.holds, 32_265);
+    }
+
+    #[test]
+    fn threads_already_alive_count_against_threads_max() {
+        // The lab's server guest after tune.yml lifted the task caps: threads-max 7,557 and
+        // ~90 tasks of its own; thread-per-conn held 7,470 there (at 6,557 under the old
+        // 1,000-task guess).
+        let l = HostLimits {
+            pid_max: Some(4_194_304),
+            threads_max: Some(7_557),
+            tasks_in_use: Some(90),
+            ..here()
+        };
+        let c = binding(ServerModel::ThreadPerConn, 20, &l, 100_000).unwrap();
+        assert_eq!(c.limit, "kernel.threads-max");
+        assert_eq!(c.holds, 7_557 - 90 - SERVER_TASKS);
+        assert!(c.found.contains("90 tasks already alive"), "{}", c.found);
+        let unknown = HostLimits {
+            tasks_in_use: None,
+            ..l
+        };
+        let c = binding(ServerModel::ThreadPerConn, 20, &unknown, 100_000).unwrap();
+        assert_eq!(c.holds, 7_557 - HOST_TASKS);
     }
 
     #[test]

@@ -38,6 +38,9 @@ for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16; do
   [ -n "$cg" ] || break
   cg=${cg%/*}
 done
+# Threads and processes alive now (/proc/loadavg's fourth field is running/total scheduling
+# entities): kernel.threads-max and pid_max count these too.
+echo "tasks=$(awk '{split($4, a, "/"); print a[2]}' /proc/loadavg 2>/dev/null)"
 echo "addresses=$(ip -4 -o addr show scope global 2>/dev/null | awk '{split($4, a, "/"); printf "%s ", a[1]}')"
 "#;
 
@@ -59,6 +62,9 @@ pub struct HostFacts {
     /// The tightest cgroup cap on tasks over the probe's cgroup and its ancestors, if any.
     #[serde(default)]
     pub cgroup_tasks: Option<CgroupTasksFact>,
+    /// Threads and processes alive on the host when it was probed.
+    #[serde(default)]
+    pub tasks: Option<u64>,
 }
 
 /// `pids.max`, `pids.current` and the path of one cgroup, as the probe found them.
@@ -110,6 +116,7 @@ impl HostFacts {
                 "MemTotal_kb" => f.mem_total = n().unwrap_or(0) * 1024,
                 "MemFree_kb" => f.mem_free = n().unwrap_or(0) * 1024,
                 "MemAvailable_kb" => f.mem_available = n().unwrap_or(0) * 1024,
+                "tasks" => f.tasks = n(),
                 "addresses" => f.addresses = v.split_whitespace().map(String::from).collect(),
                 // One line per capped cgroup on the way up; the one with least room binds.
                 "cgroup_pids" => {
@@ -183,6 +190,7 @@ impl HostFacts {
             io_uring_disabled: num("kernel.io_uring_disabled"),
             procs,
             idle_clients,
+            tasks_in_use: self.tasks,
             cgroup_tasks: self.cgroup_tasks.as_ref().map(|c| CgroupTasks {
                 path: c.path.clone(),
                 max: c.max,
@@ -230,6 +238,10 @@ mod tests {
         assert!(l.pid_max.unwrap() >= 301 && l.threads_max.unwrap() > 0);
         assert!(l.max_map_count.unwrap() > 0);
         assert_eq!(l.kernel_release.as_deref(), Some(f.kernel.as_str()));
+        // This test's own process and thread are alive, so at least two tasks; fewer than the
+        // kernel allows.
+        let tasks = l.tasks_in_use.unwrap();
+        assert!(tasks >= 2 && tasks < l.threads_max.unwrap(), "{tasks}");
     }
 
     #[test]
