@@ -147,6 +147,7 @@ pub fn summarize(f: &Finished) -> RunSummary {
             f.hosts,
             ceiling.as_ref(),
             figures.as_ref().map(|s| (s, f.peak.established)),
+            f.peak.established,
         )
     });
     // Partial means data is missing: a summary never came, or a host was lost. A binary that
@@ -517,7 +518,7 @@ fn busiest(hosts: &[HostState]) -> (&HostState, f64) {
 
 /// The first limit the run hit, in one sentence, with its evidence. `server` is the server under
 /// test as measured (its own ceiling, when the preflight predicted one) and the connections it
-/// held at the peak.
+/// held at the peak; `established` is the peak of connections held at once.
 #[allow(clippy::too_many_arguments)]
 pub fn limit_hit(
     opts: &RunOptions,
@@ -528,6 +529,7 @@ pub fn limit_hit(
     hosts: &[HostState],
     ceiling: Option<&Ceiling>,
     server: Option<(&ServerFigures, u64)>,
+    established: u64,
 ) -> LimitHit {
     let hit = |kind: &str, sentence: String, evidence: String| LimitHit {
         kind: kind.into(),
@@ -536,10 +538,15 @@ pub fn limit_hit(
     };
     // A model stopped at (about) the ceiling its preflight named: that ceiling is the limit,
     // whatever errors the connections past it met. The thread and pid counts are estimates,
-    // hence the tenth of slack.
-    if let Some(c) = ceiling.filter(|c| {
-        outcome != Outcome::Reached && client.verified <= c.holds.saturating_add(c.holds / 10)
-    }) {
+    // hence the tenth of slack. Held, not verified: connections the server closed when it could
+    // not start their thread were verified first by some clients and count only once held.
+    let held = match established {
+        0 => client.verified,
+        e => client.verified.min(e),
+    };
+    if let Some(c) = ceiling
+        .filter(|c| outcome != Outcome::Reached && held <= c.holds.saturating_add(c.holds / 10))
+    {
         let model = opts.model();
         let errors = errors
             .iter()
@@ -555,8 +562,8 @@ pub fn limit_hit(
                 c.why
             ),
             format!(
-                "{} of {} verified; {} found {}{errors}; fix: {}",
-                fmt::int(client.verified),
+                "{} of {} held at the peak; {} found {}{errors}; fix: {}",
+                fmt::int(held),
                 fmt::int(client.target.max(opts.connections)),
                 c.limit,
                 c.found,
