@@ -875,4 +875,48 @@ fn apache_prefork_stops_at_its_process_limit() {
         live_mentioning(&dir.to_string_lossy()).is_empty(),
         "apache left behind"
     );
+
+    // Idle, nothing is sent: the clients count each connection at its handshake, but apache's
+    // listener defers accepting until a request comes (AcceptFilter, TCP_DEFER_ACCEPT), and
+    // at most its 50 children could take one each. That is not reached.
+    let idle = [
+        target.as_str(),
+        &cmd,
+        "--protocol=idle",
+        "-n",
+        "100",
+        "--hold",
+        "2s",
+        "--window",
+        "100",
+        "--force",
+    ];
+    let (o, run_dir) = run("apache-idle", &idle);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    let s = summary(&run_dir);
+    assert_eq!(s["outcome"], "not_reached", "{out}");
+    assert_eq!(u(&s["established_peak"]), 100, "{out}");
+    let reason = s["reason"].as_str().unwrap_or_default();
+    let taken: u64 = reason
+        .rsplit("the server had taken only ")
+        .next()
+        .and_then(|t| t.trim().replace(',', "").parse().ok())
+        .unwrap_or(u64::MAX);
+    assert!(
+        reason.contains("still waiting for the server to accept them") && (0..=55).contains(&taken),
+        "{reason}"
+    );
+    // apache never saw them, so its worker limit is not what stopped it.
+    assert_eq!(s["limit"]["kind"], "server_not_accepting", "{out}");
+    assert!(
+        s["limit"]["sentence"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("apache2 did not take")),
+        "{out}"
+    );
+    assert!(
+        live_mentioning(&dir.to_string_lossy()).is_empty(),
+        "apache left behind after the idle run"
+    );
 }

@@ -2,6 +2,7 @@
 //! memory and CPU once a second for the engine (and the process tree of the server under test,
 //! once the engine names its root), and stops process groups when asked.
 
+use super::listening;
 use super::msg::{HostSample, Msg};
 use super::sampler::{cpu_times_from, KernelSample};
 use crate::check::gather::read_tree;
@@ -76,6 +77,19 @@ fn kill_script(pgid: u32) -> String {
     )
 }
 
+/// Connections to `pid`'s listeners `(first port, count)` it has not taken, as its network
+/// namespace's sockets show them; `None` when they cannot be read.
+fn unaccepted(
+    t: &mut dyn Transport,
+    pid: u32,
+    (first, count): (u16, u16),
+) -> Option<listening::Unaccepted> {
+    let out = t
+        .exec(&listening::unaccepted_script(pid, first, count), None)
+        .ok()?;
+    listening::unaccepted(&out.stdout_str())
+}
+
 /// Pause between attempts to reach a host that did not answer a group stop.
 const RETRY_PAUSE: Duration = Duration::from_secs(3);
 
@@ -121,9 +135,20 @@ fn stop_until(
     }
 }
 
+/// What each sample reads of the server under test once it is known.
+#[derive(Clone, Copy)]
+pub struct Watch {
+    /// The root of its process tree.
+    pub root: u32,
+    /// Its listeners' ports (first, count), whose connections not yet taken are read too: in
+    /// a run that sends nothing the clients count a connection at its handshake, which the
+    /// kernel completes before the server accepts it.
+    pub queues: Option<(u16, u16)>,
+}
+
 enum Request {
-    /// From now on, each sample also reads the process tree under this pid.
-    Watch(u32),
+    /// From now on, each sample also reads the server's process tree (and accept queues).
+    Watch(Watch),
     Stop {
         pgid: u32,
         until: Instant,
@@ -149,7 +174,7 @@ impl Control {
             .name(format!("control-{host}"))
             .spawn(move || {
                 let mut sampling = true;
-                let mut watched: Option<u32> = None;
+                let mut watched: Option<Watch> = None;
                 // `lstat` answers only where file operations need no program on the host.
                 let files = t.lstat("/proc/meminfo").is_some();
                 // The first reading at once: it is the baseline of the run's kernel memory.
@@ -161,13 +186,15 @@ impl Control {
                         Ok(Request::Stop { pgid, until, reply }) => {
                             let _ = reply.send(stop_until(&mut t, &reconnect, pgid, until));
                         }
-                        Ok(Request::Watch(root)) => watched = Some(root),
+                        Ok(Request::Watch(w)) => watched = Some(w),
                         Err(mpsc::RecvTimeoutError::Timeout) if sampling => {
-                            if let Some(root) = watched {
+                            if let Some(w) = watched {
                                 // Before the kernel's sample: a fresh kernel reading after the
                                 // peak then comes with a fresh tree.
-                                let tree = read_tree(t.as_mut(), root, false).ok();
-                                let _ = events.send(Msg::Tree { host, tree });
+                                let tree = read_tree(t.as_mut(), w.root, false).ok();
+                                let queued =
+                                    w.queues.and_then(|q| unaccepted(t.as_mut(), w.root, q));
+                                let _ = events.send(Msg::Tree { host, tree, queued });
                             }
                             match sample(t.as_mut(), files) {
                                 Ok(Some(sample)) => {
@@ -192,9 +219,9 @@ impl Control {
         Control { requests }
     }
 
-    /// Reads the process tree under `root` with every sample from now on.
-    pub fn watch(&self, root: u32) {
-        let _ = self.requests.send(Request::Watch(root));
+    /// Reads the server's process tree (and accept queues) with every sample from now on.
+    pub fn watch(&self, w: Watch) {
+        let _ = self.requests.send(Request::Watch(w));
     }
 
     /// Asks the host to stop process group `pgid`, trying until `until`, and returns at once,

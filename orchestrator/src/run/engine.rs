@@ -7,7 +7,7 @@
 //! a control thread that samples it and stops process groups ([`super::control`]), and all of
 //! them talk to this loop through one channel ([`super::msg`]).
 
-use super::control::{Control, Reconnect};
+use super::control::{Control, Reconnect, Watch};
 use super::intake::{absorb, Happened};
 use super::launch;
 use super::local_env::LocalEnv;
@@ -363,7 +363,13 @@ impl Engine {
         self.sut.root = Some(root);
         self.sut.before = Some((tree, m));
         if let Some(c) = self.hosts[si].control.as_ref() {
-            c.watch(root);
+            // Only a run that sends nothing needs the accept queues: an answered connection was
+            // accepted.
+            let silent = self.opts.protocol.protocol.sends_nothing();
+            c.watch(Watch {
+                root,
+                queues: silent.then_some((self.opts.first_port, self.opts.port_count)),
+            });
         }
         if finding.is_some_and(|f| f.blocks) {
             if self.opts.force {

@@ -42,13 +42,14 @@ pub fn absorb(hosts: &mut [HostState], msg: Msg, connecting: bool, peak: &mut Pe
             peak.update(hosts);
             Happened::Nothing
         }
-        Msg::Tree { host, tree } => {
+        Msg::Tree { host, tree, queued } => {
             let h = &mut hosts[host];
             if !h.server_reports {
                 h.track.server.rss_bytes = tree.as_ref().map_or(0, |t| t.rss_bytes());
             }
             // Samples come after the tree: the peak takes both in with the kernel's reading.
             h.tree_now = tree;
+            h.queued_now = queued;
             Happened::Nothing
         }
         Msg::ControlLost { host, error } => {

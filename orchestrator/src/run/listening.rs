@@ -6,6 +6,14 @@
 //! closing a previous run's connections has a table of tens of megabytes, which read whole over
 //! SFTP every 100 ms took more than the wait allows (and procfs does not serve SFTP's reads at
 //! offsets reliably: "Read Packet At Unexpected Offset" on the lab after 97,000 connections).
+//! The kernel lists a table's listeners before its connections (`tcp_get_idx` walks the
+//! listening hash first), so the filter stops at the first other socket and costs the same with
+//! a million connections as with none.
+//!
+//! Connections the server has not taken ([`unaccepted_script`]) come from `ss`, whose state and
+//! port filter runs in the kernel (inet_diag), so it too costs little at a million: a
+//! listener's Recv-Q is its accept queue, and a `SYN-RECV` socket is a handshake a listener with
+//! `TCP_DEFER_ACCEPT` (Apache's `AcceptFilter`) holds back until data comes.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -14,41 +22,98 @@ use std::net::Ipv4Addr;
 const LISTEN: &str = "0A";
 
 /// The shell command that prints the header of `/proc/PID/net/tcp` and the listening sockets of
-/// both tables of `pid`'s namespace (`tcp6` may be absent), for [`listening`].
+/// both tables of `pid`'s namespace (`tcp6` may be absent), for [`listening`]. Each table is
+/// read up to its first socket that is not listening.
 pub fn script(pid: u32) -> String {
     format!(
-        "cat /proc/{pid}/net/tcp /proc/{pid}/net/tcp6 2>/dev/null | awk 'NR == 1 || $4 == \"{LISTEN}\"'"
+        "for t in tcp tcp6; do awk 'FNR == 1 {{ print; next }} $4 != \"{LISTEN}\" {{ exit }} {{ print }}' /proc/{pid}/net/$t 2>/dev/null; done; true"
     )
+}
+
+/// The listening sockets among `first..first+count` at `addr` (or a wildcard) in the tables'
+/// text: (port, accept queue length).
+fn listeners<'a>(
+    tables: &'a [&'a str],
+    addr: Ipv4Addr,
+    first: u16,
+    count: u16,
+) -> impl Iterator<Item = u16> + 'a {
+    let wanted = u32::from(first)..u32::from(first) + u32::from(count);
+    tables
+        .iter()
+        .flat_map(|t| t.lines().skip(1))
+        .filter_map(move |line| {
+            let mut w = line.split_whitespace();
+            let (Some(_), Some(local), Some(_), Some(state)) =
+                (w.next(), w.next(), w.next(), w.next())
+            else {
+                return None;
+            };
+            if state != LISTEN {
+                return None;
+            }
+            let (ip, port) = local.split_once(':')?;
+            let port = u16::from_str_radix(port, 16).ok()?;
+            if !wanted.contains(&u32::from(port)) || !serves(ip, addr) {
+                return None;
+            }
+            Some(port)
+        })
 }
 
 /// The ports among `first..first+count` that a socket listens on at `addr` (or at a wildcard
 /// address), from the text of `/proc/…/net/tcp` and `/proc/…/net/tcp6`.
 pub fn listening(tables: &[&str], addr: Ipv4Addr, first: u16, count: u16) -> BTreeSet<u16> {
-    let wanted = u32::from(first)..u32::from(first) + u32::from(count);
-    let mut found = BTreeSet::new();
-    for table in tables {
-        for line in table.lines().skip(1) {
-            let mut w = line.split_whitespace();
-            let (Some(_), Some(local), Some(_), Some(state)) =
-                (w.next(), w.next(), w.next(), w.next())
-            else {
-                continue;
-            };
-            if state != LISTEN {
-                continue;
+    listeners(tables, addr, first, count).collect()
+}
+
+/// Connections to the server's ports the kernel has and the server has not taken.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unaccepted {
+    /// Completed handshakes in the listeners' accept queues.
+    pub queued: u64,
+    /// Handshakes held half-open (`SYN-RECV`): a listener with `TCP_DEFER_ACCEPT` completes one
+    /// only when data comes, while the client already counts it established.
+    pub deferred: u64,
+}
+
+impl Unaccepted {
+    pub fn total(&self) -> u64 {
+        self.queued + self.deferred
+    }
+}
+
+/// The shell command that prints, in `pid`'s network namespace, the listeners and half-open
+/// sockets on ports `first..first+count` (`ss -Htan`), for [`unaccepted`]. `nsenter` only when
+/// the namespace is another than the shell's.
+pub fn unaccepted_script(pid: u32, first: u16, count: u16) -> String {
+    let last = u32::from(first) + u32::from(count).max(1) - 1;
+    let ss = format!(
+        "ss -Htan state listening state syn-recv '( sport >= :{first} and sport <= :{last} )'"
+    );
+    format!(
+        "if [ \"$(readlink /proc/{pid}/ns/net)\" = \"$(readlink /proc/self/ns/net)\" ]; then {ss}; \
+         else nsenter -t {pid} -n {ss}; fi"
+    )
+}
+
+/// Parses the output of [`unaccepted_script`]; `None` when it holds no listener (the server
+/// is gone, or `ss` could not read its namespace).
+pub fn unaccepted(text: &str) -> Option<Unaccepted> {
+    let mut u = Unaccepted::default();
+    let mut listeners = 0;
+    for line in text.lines() {
+        let mut w = line.split_whitespace();
+        match (w.next(), w.next()) {
+            (Some("LISTEN"), Some(recv_q)) => {
+                listeners += 1;
+                u.queued += recv_q.parse::<u64>().unwrap_or(0);
             }
-            let Some((ip, port)) = local.split_once(':') else {
-                continue;
-            };
-            let Ok(port) = u16::from_str_radix(port, 16) else {
-                continue;
-            };
-            if wanted.contains(&u32::from(port)) && serves(ip, addr) {
-                found.insert(port);
-            }
+            (Some("SYN-RECV"), _) => u.deferred += 1,
+            _ => {}
         }
     }
-    found
+    (listeners > 0).then_some(u)
 }
 
 /// Whether a socket bound to `hex` (the kernel's hex, in memory order) accepts connections to
@@ -90,6 +155,77 @@ mod tests {
         assert!(listening(&[&tcp], Ipv4Addr::new(127, 0, 0, 9), port, 1).is_empty());
         drop(l);
         assert!(read().is_empty());
+    }
+
+    /// Connections the kernel completed and nobody accepted are the listener's accept queue;
+    /// accepting one takes it out. A listener with TCP_DEFER_ACCEPT holds idle handshakes
+    /// half-open, which the clients nonetheless count as established.
+    #[test]
+    fn unaccepted_connections_are_counted_queued_or_deferred() {
+        let read = |port: u16| {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(unaccepted_script(std::process::id(), port, 1))
+                .output()
+                .unwrap();
+            unaccepted(&String::from_utf8_lossy(&out.stdout))
+        };
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        assert_eq!(read(port), Some(Unaccepted::default()));
+        let conns: Vec<_> = (0..7)
+            .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+            .collect();
+        assert_eq!(read(port).map(|u| u.queued), Some(7));
+        let taken = l.accept().unwrap();
+        assert_eq!(read(port).map(|u| u.total()), Some(6));
+        // Nothing listens on the next port.
+        assert_eq!(read(port.wrapping_add(1)), None);
+
+        let deferring = TcpListener::bind("127.0.0.1:0").unwrap();
+        let secs: libc::c_int = 30;
+        // SAFETY: a valid socket and an int option of the right size.
+        let r = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&deferring),
+                libc::IPPROTO_TCP,
+                libc::TCP_DEFER_ACCEPT,
+                (&secs as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(r, 0);
+        let dport = deferring.local_addr().unwrap().port();
+        let idle: Vec<_> = (0..5)
+            .map(|_| std::net::TcpStream::connect(("127.0.0.1", dport)).unwrap())
+            .collect();
+        assert_eq!(
+            read(dport),
+            Some(Unaccepted {
+                queued: 0,
+                deferred: 5
+            })
+        );
+        drop((conns, taken, idle));
+    }
+
+    #[test]
+    fn ss_output_is_parsed_and_garbage_is_ignored() {
+        let text = "LISTEN   3      4096   127.0.0.1:38778   0.0.0.0:*\n\
+                    LISTEN   2      4096   [::]:38778   [::]:*\n\
+                    SYN-RECV 0      0      127.0.0.1:38778 127.0.0.1:56090\n\
+                    nsenter: cannot open /proc/1/ns/net\n\n";
+        assert_eq!(
+            unaccepted(text),
+            Some(Unaccepted {
+                queued: 5,
+                deferred: 1
+            })
+        );
+        assert_eq!(
+            unaccepted("nsenter: reassociate to namespace failed\n"),
+            None
+        );
     }
 
     /// The filter runs under Debian's `sh` and `awk`, finds a real listener, and leaves out the

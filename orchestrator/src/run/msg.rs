@@ -1,5 +1,6 @@
 //! What the threads that talk to hosts tell the engine, through one channel.
 
+use super::listening::Unaccepted;
 use super::sampler::KernelSample;
 use crate::check::server_tree::TreeSample;
 
@@ -59,10 +60,11 @@ pub enum Msg {
     /// A host's kernel memory and CPU, once a second.
     Sample { host: usize, sample: HostSample },
     /// The server under test's process tree, with each sample once it is watched; `None` when
-    /// its root process is gone.
+    /// its root process is gone. `queued`: connections it has not taken, when read.
     Tree {
         host: usize,
         tree: Option<TreeSample>,
+        queued: Option<Unaccepted>,
     },
     /// The control connection of a host broke.
     ControlLost { host: usize, error: String },

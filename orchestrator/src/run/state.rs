@@ -2,6 +2,7 @@
 //! phase), and the run's peak.
 
 use super::control::Control;
+use super::listening::Unaccepted;
 use super::msg::{Ended, Role};
 use super::prepare::RunHost;
 use super::proc::RemoteProc;
@@ -47,6 +48,8 @@ pub struct HostState {
     pub kernel_now: Option<KernelSample>,
     /// The latest reading of the server under test's process tree (the server host).
     pub tree_now: Option<TreeSample>,
+    /// The latest count of connections it has not taken (read in runs that send nothing).
+    pub queued_now: Option<Unaccepted>,
     /// Whether the server on this host reports its own figures (c1m-server's stats lines);
     /// another server's are read from /proc and counted from the clients.
     pub server_reports: bool,
@@ -77,6 +80,7 @@ impl HostState {
             kernel_base: None,
             kernel_now: None,
             tree_now: None,
+            queued_now: None,
             server_reports: true,
             samples: 0,
             cpu_prev: None,
@@ -142,6 +146,8 @@ pub struct Peak {
     /// reached (its CPU time up to the target, before holding adds to it).
     pub server_tree: Option<TreeSample>,
     pub server_tree_at_target: Option<TreeSample>,
+    /// Connections the server had not taken at the peak's latest reading.
+    pub server_queued: Option<Unaccepted>,
     pub rate: f64,
     /// Set when teardown begins: closing sockets must not count as the peak's memory.
     pub frozen: bool,
@@ -180,6 +186,9 @@ impl Peak {
             self.server_kernel = server.kernel_delta().unwrap_or_default();
             if server.tree_now.is_some() {
                 self.server_tree = server.tree_now.clone();
+            }
+            if server.queued_now.is_some() {
+                self.server_queued = server.queued_now;
             }
             if self.server_tree_at_target.is_none() && server.samples > self.samples_at_peak {
                 self.server_tree_at_target = server.tree_now.clone();

@@ -100,7 +100,17 @@ pub fn summarize(f: &Finished) -> RunSummary {
         && c1m_server
         && server_host.is_some_and(|h| h.server_reports)
         && f.peak.server_open < n;
-    if outcome == Outcome::Reached && (client.verified < n || closed_by_server || unheld) {
+    // Another server is read from outside: connections it had not taken at the peak (past a
+    // few in flight) were the kernel's, not the server's.
+    let waiting = f.peak.server_queued.unwrap_or_default();
+    let queued = waiting.total();
+    let unaccepted = silent
+        && !c1m_server
+        && queued > (n / 1000).max(16)
+        && f.peak.established.saturating_sub(queued) < n;
+    if outcome == Outcome::Reached
+        && (client.verified < n || closed_by_server || unheld || unaccepted)
+    {
         outcome = Outcome::NotReached;
     }
     let idle_ceiling = server_host
@@ -116,6 +126,21 @@ pub fn summarize(f: &Finished) -> RunSummary {
             format!(
                 "every connection was established, but the server held at most {} of them open{why}: the kernel completes a handshake before the server accepts it, and the rest waited in its accept queue",
                 fmt::int(f.peak.server_open)
+            )
+        })
+    }).or_else(|| {
+        unaccepted.then(|| {
+            let deferred = match waiting.deferred {
+                0 => String::new(),
+                d => format!(
+                    " ({} of them half-open: its listener defers accepting until data comes — TCP_DEFER_ACCEPT, Apache's AcceptFilter — and an idle client sends none)",
+                    fmt::int(d)
+                ),
+            };
+            format!(
+                "every connection was established, but {} of them were still waiting for the server to accept them at the peak{deferred}: the kernel completes a handshake before the server accepts it, and the server had taken only {}",
+                fmt::int(queued),
+                fmt::int(f.peak.established.saturating_sub(queued))
             )
         })
     }).or_else(|| {
@@ -137,19 +162,36 @@ pub fn summarize(f: &Finished) -> RunSummary {
         .filter(|_| f.sut.under_test == UnderTest::C1mServer)
         .and_then(|h| model_ceiling(f.opts, h));
     let figures = server_figures(f, &server, ceiling.as_ref());
-    let limit = server_ceiling_hit(f, figures.as_ref(), outcome, &errors).unwrap_or_else(|| {
-        limit_hit(
-            f.opts,
-            &client,
-            &errors,
-            outcome,
-            reason.as_deref(),
-            f.hosts,
-            ceiling.as_ref(),
-            figures.as_ref().map(|s| (s, f.peak.established)),
-            f.peak.established,
-        )
+    // Connections the server never took: its own ceilings (worker counts) do not explain them.
+    let not_taken = unaccepted.then(|| LimitHit {
+        kind: "server_not_accepting".into(),
+        sentence: format!(
+            "{} did not take the connections the clients held: {}.",
+            if f.sut.name.is_empty() { "The server" } else { f.sut.name.as_str() },
+            reason.as_deref().unwrap_or("they waited in the kernel")
+        ),
+        evidence: format!(
+            "{} in its accept queues and {} half-open at the peak (ss, in the server's network namespace); {} established",
+            fmt::int(waiting.queued),
+            fmt::int(waiting.deferred),
+            fmt::int(f.peak.established)
+        ),
     });
+    let limit = not_taken
+        .or_else(|| server_ceiling_hit(f, figures.as_ref(), outcome, &errors))
+        .unwrap_or_else(|| {
+            limit_hit(
+                f.opts,
+                &client,
+                &errors,
+                outcome,
+                reason.as_deref(),
+                f.hosts,
+                ceiling.as_ref(),
+                figures.as_ref().map(|s| (s, f.peak.established)),
+                f.peak.established,
+            )
+        });
     // Partial means data is missing: a summary never came, or a host was lost. A binary that
     // gave up and said so in its summary (a client whose share could not be held exits 1)
     // lost nothing; its host still carries the failure.
