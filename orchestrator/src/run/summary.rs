@@ -113,6 +113,20 @@ pub fn summarize(f: &Finished) -> RunSummary {
     {
         outcome = Outcome::NotReached;
     }
+    let not_taken_why = unaccepted.then(|| {
+        let deferred = match waiting.deferred {
+            0 => String::new(),
+            d => format!(
+                " ({} of them half-open: its listener defers accepting until data comes — TCP_DEFER_ACCEPT, Apache's AcceptFilter — and an idle client sends none)",
+                fmt::int(d)
+            ),
+        };
+        format!(
+            "every connection was established, but {} of them were still waiting for the server to accept them at the peak{deferred}: the kernel completes a handshake before the server accepts it, and the server had taken only {}",
+            fmt::int(queued),
+            fmt::int(f.peak.established.saturating_sub(queued))
+        )
+    });
     let idle_ceiling = server_host
         .filter(|_| unheld)
         .and_then(|h| model_ceiling(f.opts, h))
@@ -128,22 +142,7 @@ pub fn summarize(f: &Finished) -> RunSummary {
                 fmt::int(f.peak.server_open)
             )
         })
-    }).or_else(|| {
-        unaccepted.then(|| {
-            let deferred = match waiting.deferred {
-                0 => String::new(),
-                d => format!(
-                    " ({} of them half-open: its listener defers accepting until data comes — TCP_DEFER_ACCEPT, Apache's AcceptFilter — and an idle client sends none)",
-                    fmt::int(d)
-                ),
-            };
-            format!(
-                "every connection was established, but {} of them were still waiting for the server to accept them at the peak{deferred}: the kernel completes a handshake before the server accepts it, and the server had taken only {}",
-                fmt::int(queued),
-                fmt::int(f.peak.established.saturating_sub(queued))
-            )
-        })
-    }).or_else(|| {
+    }).or_else(|| not_taken_why.clone()).or_else(|| {
         closed_by_server.then(|| {
             format!(
                 "every connection was {}, but the server closed {} held connections: it held at most {} at once",
@@ -168,7 +167,7 @@ pub fn summarize(f: &Finished) -> RunSummary {
         sentence: format!(
             "{} did not take the connections the clients held: {}.",
             if f.sut.name.is_empty() { "The server" } else { f.sut.name.as_str() },
-            reason.as_deref().unwrap_or("they waited in the kernel")
+            not_taken_why.as_deref().unwrap_or("they waited in the kernel")
         ),
         evidence: format!(
             "{} in its accept queues and {} half-open at the peak (ss, in the server's network namespace); {} established",
