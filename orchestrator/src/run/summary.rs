@@ -384,7 +384,7 @@ fn server_ceiling_hit(
         return Some(LimitHit {
             kind: "server_processes".into(),
             sentence: format!(
-                "{} stopped at its own {}, as the preflight predicted: it serves one connection per {} ({} MPM) and held {}; connections past it completed the TCP handshake in the kernel but were never answered (predicted ceiling {} before the run, from {}).",
+                "{} stopped at its own {}, as the preflight predicted: it serves one connection per {} ({} MPM), and of the {} connections established at the peak those past it completed the TCP handshake in the kernel but were never answered (predicted ceiling {} before the run, from {}).",
                 fig.name,
                 a.conf.directive,
                 a.conf.unit(),
