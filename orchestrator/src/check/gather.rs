@@ -102,14 +102,19 @@ pub fn resolve_pid(t: &mut dyn Transport, src: &PidSource) -> Result<u32, String
 /// The process tree of the server `src` names, its open descriptors counted.
 pub fn server_tree(t: &mut dyn Transport, src: &PidSource) -> Result<(u32, TreeSample), String> {
     let pid = resolve_pid(t, src)?;
-    read_tree(t, pid, true).map(|tree| (pid, tree))
+    read_tree(t, pid, true, None).map(|tree| (pid, tree))
 }
 
 /// One reading of the tree under `pid` (`count_fds`: its open descriptors too, which costs a
 /// directory listing per process).
-pub fn read_tree(t: &mut dyn Transport, pid: u32, count_fds: bool) -> Result<TreeSample, String> {
+pub fn read_tree(
+    t: &mut dyn Transport,
+    pid: u32,
+    count_fds: bool,
+    clk_tck: Option<u64>,
+) -> Result<TreeSample, String> {
     let out = t
-        .exec(&server_tree::script(pid, count_fds), None)
+        .exec(&server_tree::script(pid, count_fds, clk_tck), None)
         .map_err(|e| format!("reading /proc for pid {pid}: {e}"))?;
     server_tree::parse(&out.stdout_str()).ok_or_else(|| format!("no process {pid} on {}", t.host()))
 }

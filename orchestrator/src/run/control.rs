@@ -140,6 +140,8 @@ fn stop_until(
 pub struct Watch {
     /// The root of its process tree.
     pub root: u32,
+    /// The host's clock ticks per second, as the first reading found them.
+    pub clk_tck: u64,
     /// Its listeners' ports (first, count), whose connections not yet taken are read too: in
     /// a run that sends nothing the clients count a connection at its handshake, which the
     /// kernel completes before the server accepts it.
@@ -191,7 +193,8 @@ impl Control {
                             if let Some(w) = watched {
                                 // Before the kernel's sample: a fresh kernel reading after the
                                 // peak then comes with a fresh tree.
-                                let tree = read_tree(t.as_mut(), w.root, false).ok();
+                                let tree =
+                                    read_tree(t.as_mut(), w.root, false, Some(w.clk_tck)).ok();
                                 let queued =
                                     w.queues.and_then(|q| unaccepted(t.as_mut(), w.root, q));
                                 let _ = events.send(Msg::Tree { host, tree, queued });

@@ -361,6 +361,7 @@ impl Engine {
         }
         self.sut.name = m.name.clone();
         self.sut.root = Some(root);
+        let clk_tck = tree.clk_tck;
         self.sut.before = Some((tree, m));
         if let Some(c) = self.hosts[si].control.as_ref() {
             // Only a run that sends nothing needs the accept queues: an answered connection was
@@ -368,6 +369,7 @@ impl Engine {
             let silent = self.opts.protocol.protocol.sends_nothing();
             c.watch(Watch {
                 root,
+                clk_tck,
                 queues: silent.then_some((self.opts.first_port, self.opts.port_count)),
             });
         }
@@ -861,6 +863,6 @@ impl Probe {
                 return Err(format!("not listening on {addr}:{}", missing.join(",")));
             }
         }
-        read_tree(t, pid, true).map(|tree| Some((pid, tree)))
+        read_tree(t, pid, true, None).map(|tree| Some((pid, tree)))
     }
 }
