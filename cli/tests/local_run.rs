@@ -322,6 +322,14 @@ fn a_signal_tears_the_run_down(sig: libc::c_int, name: &str, port: &str) {
         s["reason"]
     );
     assert_eq!(s["established_peak"], 20000);
+    // The signal came while holding: that, not an error counted while closing, is the limit.
+    assert_eq!(s["limit"]["kind"], "interrupted", "{s:#}");
+    let sentence = s["limit"]["sentence"].as_str().unwrap_or_default();
+    assert!(
+        sentence.starts_with("The target was reached; then the run was stopped while holding")
+            && sentence.contains(name),
+        "{sentence}"
+    );
     assert_eq!(
         s["partial"], false,
         "both binaries wrote their summaries: {s:#}"

@@ -612,6 +612,31 @@ pub fn limit_hit(
             ),
         );
     }
+    // Stopped by a signal: errors counted while everything was being closed (connections cut
+    // mid-greeting) are teardown's, not a limit, so the interruption is named and the errors
+    // are only evidence.
+    if outcome == Outcome::Interrupted {
+        let most = errors
+            .iter()
+            .max_by_key(|(_, v)| **v)
+            .map(|(name, count)| format!("; most frequent error: {name} ×{count}"))
+            .unwrap_or_default();
+        let target = client.target.max(opts.connections);
+        let why = reason.unwrap_or("interrupted");
+        return hit(
+            "interrupted",
+            if held >= target {
+                format!("The target was reached; then the run was stopped while holding: {why}.")
+            } else {
+                format!("The run was stopped before the target: {why}.")
+            },
+            format!(
+                "{} of {} held at the peak{most}",
+                fmt::int(held),
+                fmt::int(target)
+            ),
+        );
+    }
     if outcome != Outcome::Reached {
         if let Some((name, count)) = errors.iter().max_by_key(|(_, v)| **v) {
             let (kind, sentence) = error_limit(name, server);
