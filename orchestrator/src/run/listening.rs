@@ -11,9 +11,10 @@
 //! a million connections as with none.
 //!
 //! Connections the server has not taken ([`unaccepted_script`]) come from `ss`, whose state and
-//! port filter runs in the kernel (inet_diag), so it too costs little at a million: a
-//! listener's Recv-Q is its accept queue, and a `SYN-RECV` socket is a handshake a listener with
-//! `TCP_DEFER_ACCEPT` (Apache's `AcceptFilter`) holds back until data comes.
+//! port filter runs in the kernel (inet_diag): only the matching sockets come out as text, not a
+//! line per connection. A listener's Recv-Q is its accept queue, and a `SYN-RECV` socket is a
+//! handshake a listener with `TCP_DEFER_ACCEPT` (Apache's `AcceptFilter`) holds back until data
+//! comes.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -87,7 +88,7 @@ impl Unaccepted {
 /// sockets on ports `first..first+count` (`ss -Htan`), for [`unaccepted`]. `nsenter` only when
 /// the namespace is another than the shell's.
 pub fn unaccepted_script(pid: u32, first: u16, count: u16) -> String {
-    let last = u32::from(first) + u32::from(count).max(1) - 1;
+    let last = (u32::from(first) + u32::from(count).max(1) - 1).min(u32::from(u16::MAX));
     let ss = format!(
         "ss -Htan state listening state syn-recv '( sport >= :{first} and sport <= :{last} )'"
     );
