@@ -31,41 +31,34 @@ pub fn script(pid: u32) -> String {
     )
 }
 
-/// The listening sockets among `first..first+count` at `addr` (or a wildcard) in the tables'
-/// text: (port, accept queue length).
-fn listeners<'a>(
-    tables: &'a [&'a str],
-    addr: Ipv4Addr,
-    first: u16,
-    count: u16,
-) -> impl Iterator<Item = u16> + 'a {
+/// The ports among `first..first+count` that a socket listens on at `addr` (or at a wildcard
+/// address), from the text of `/proc/…/net/tcp` and `/proc/…/net/tcp6`.
+pub fn listening(tables: &[&str], addr: Ipv4Addr, first: u16, count: u16) -> BTreeSet<u16> {
     let wanted = u32::from(first)..u32::from(first) + u32::from(count);
-    tables
-        .iter()
-        .flat_map(|t| t.lines().skip(1))
-        .filter_map(move |line| {
+    let mut found = BTreeSet::new();
+    for table in tables {
+        for line in table.lines().skip(1) {
             let mut w = line.split_whitespace();
             let (Some(_), Some(local), Some(_), Some(state)) =
                 (w.next(), w.next(), w.next(), w.next())
             else {
-                return None;
+                continue;
             };
             if state != LISTEN {
-                return None;
+                continue;
             }
-            let (ip, port) = local.split_once(':')?;
-            let port = u16::from_str_radix(port, 16).ok()?;
-            if !wanted.contains(&u32::from(port)) || !serves(ip, addr) {
-                return None;
+            let Some((ip, port)) = local.split_once(':') else {
+                continue;
+            };
+            let Ok(port) = u16::from_str_radix(port, 16) else {
+                continue;
+            };
+            if wanted.contains(&u32::from(port)) && serves(ip, addr) {
+                found.insert(port);
             }
-            Some(port)
-        })
-}
-
-/// The ports among `first..first+count` that a socket listens on at `addr` (or at a wildcard
-/// address), from the text of `/proc/…/net/tcp` and `/proc/…/net/tcp6`.
-pub fn listening(tables: &[&str], addr: Ipv4Addr, first: u16, count: u16) -> BTreeSet<u16> {
-    listeners(tables, addr, first, count).collect()
+        }
+    }
+    found
 }
 
 /// Connections to the server's ports the kernel has and the server has not taken.
