@@ -162,12 +162,11 @@ pub fn summarize(f: &Finished) -> RunSummary {
         .and_then(|h| model_ceiling(f.opts, h));
     let figures = server_figures(f, &server, ceiling.as_ref());
     // Connections the server never took: its own ceilings (worker counts) do not explain them.
-    let not_taken = unaccepted.then(|| LimitHit {
+    let not_taken = not_taken_why.as_ref().map(|why| LimitHit {
         kind: "server_not_accepting".into(),
         sentence: format!(
-            "{} did not take the connections the clients held: {}.",
+            "{} did not take the connections the clients held: {why}.",
             if f.sut.name.is_empty() { "The server" } else { f.sut.name.as_str() },
-            not_taken_why.as_deref().unwrap_or("they waited in the kernel")
         ),
         evidence: format!(
             "{} in its accept queues and {} half-open at the peak (ss, in the server's network namespace); {} established",
@@ -187,7 +186,7 @@ pub fn summarize(f: &Finished) -> RunSummary {
                 reason.as_deref(),
                 f.hosts,
                 ceiling.as_ref(),
-                figures.as_ref().map(|s| (s, f.peak.established)),
+                figures.as_ref(),
                 f.peak.established,
             )
         });
@@ -558,8 +557,8 @@ fn busiest(hosts: &[HostState]) -> (&HostState, f64) {
 }
 
 /// The first limit the run hit, in one sentence, with its evidence. `server` is the server under
-/// test as measured (its own ceiling, when the preflight predicted one) and the connections it
-/// held at the peak; `established` is the peak of connections held at once.
+/// test as measured (its own ceiling, when the preflight predicted one); `established` is the
+/// peak of connections held at once.
 #[allow(clippy::too_many_arguments)]
 pub fn limit_hit(
     opts: &RunOptions,
@@ -569,7 +568,7 @@ pub fn limit_hit(
     reason: Option<&str>,
     hosts: &[HostState],
     ceiling: Option<&Ceiling>,
-    server: Option<(&ServerFigures, u64)>,
+    server: Option<&ServerFigures>,
     established: u64,
 ) -> LimitHit {
     let hit = |kind: &str, sentence: String, evidence: String| LimitHit {
@@ -639,7 +638,7 @@ pub fn limit_hit(
     }
     if outcome != Outcome::Reached {
         if let Some((name, count)) = errors.iter().max_by_key(|(_, v)| **v) {
-            let (kind, sentence) = error_limit(name, server);
+            let (kind, sentence) = error_limit(name, server.map(|s| (s, established)));
             let evidence = if name == ANSWER_TIMEOUT {
                 format!("{name} ×{count}: connections established, their answer never came")
             } else {
