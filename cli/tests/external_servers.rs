@@ -810,20 +810,20 @@ fn apache_prefork_stops_at_its_process_limit() {
         "--server-cmd=exec /usr/sbin/apache2 -DFOREGROUND -f {}",
         conf.display()
     );
-    let mut args = vec![
-        target.as_str(),
-        &cmd,
-        "--protocol=http",
-        "--path=/index.html",
-        "-n",
-        "100",
-        "--hold",
-        "1s",
-        "--window",
-        "100",
-        "--max-errors",
-        "10",
-    ];
+    // 100 connections, all in flight at once; each run below adds its protocol and hold.
+    let base = [target.as_str(), &cmd, "-n", "100", "--window", "100"];
+    let mut args = [
+        &base[..],
+        &[
+            "--protocol=http",
+            "--path=/index.html",
+            "--hold",
+            "1s",
+            "--max-errors",
+            "10",
+        ],
+    ]
+    .concat();
     // The preflight reads MaxRequestWorkers from the -f file, not the children's open files
     // (hundreds of millions, summed over a tree read while apache forks), and refuses.
     let (o, _) = run("apache-refused", &args);
@@ -879,18 +879,7 @@ fn apache_prefork_stops_at_its_process_limit() {
     // Idle, nothing is sent: the clients count each connection at its handshake, but apache's
     // listener defers accepting until a request comes (AcceptFilter, TCP_DEFER_ACCEPT), and
     // at most its 50 children could take one each. That is not reached.
-    let idle = [
-        target.as_str(),
-        &cmd,
-        "--protocol=idle",
-        "-n",
-        "100",
-        "--hold",
-        "2s",
-        "--window",
-        "100",
-        "--force",
-    ];
+    let idle = [&base[..], &["--protocol=idle", "--hold", "2s", "--force"]].concat();
     let (o, run_dir) = run("apache-idle", &idle);
     let out = text(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");
