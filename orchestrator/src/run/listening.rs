@@ -133,11 +133,91 @@ fn serves(hex: &str, addr: Ipv4Addr) -> bool {
 mod tests {
     use super::*;
     use std::net::TcpListener;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+    /// A loopback port this test holds bound (`SO_REUSEPORT`, not listening) for its whole life,
+    /// so that "nothing listens there" stays true after its listener closes: a port merely let
+    /// go can be handed to another test's listener at once (CI saw it).
+    struct HeldPort {
+        _holder: OwnedFd,
+        port: u16,
+    }
+
+    impl HeldPort {
+        fn new() -> HeldPort {
+            let holder = reuseport_socket(0);
+            let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+            let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            // SAFETY: a bound socket and an address buffer of the length given.
+            let r =
+                unsafe { libc::getsockname(holder.as_raw_fd(), (&raw mut addr).cast(), &mut len) };
+            assert_eq!(r, 0, "getsockname: {}", std::io::Error::last_os_error());
+            HeldPort {
+                _holder: holder,
+                port: u16::from_be(addr.sin_port),
+            }
+        }
+
+        /// A listener on the held port, beside the holder.
+        fn listen(&self) -> TcpListener {
+            let s = reuseport_socket(self.port);
+            // SAFETY: a bound socket.
+            let r = unsafe { libc::listen(s.as_raw_fd(), 128) };
+            assert_eq!(r, 0, "listen: {}", std::io::Error::last_os_error());
+            TcpListener::from(s)
+        }
+    }
+
+    /// Whether `still_listening` turns false within 5 s of a listener's close. A closed listener
+    /// lingers while a child another test thread is spawning holds a copy of the fd table
+    /// between its fork and its exec (where `CLOEXEC` drops it): closing is not instant here.
+    fn stops_listening(mut still_listening: impl FnMut() -> bool) -> bool {
+        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while still_listening() {
+            if std::time::Instant::now() > give_up {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        true
+    }
+
+    /// A TCP socket with `SO_REUSEPORT` (and not `SO_REUSEADDR`, which would let a std listener
+    /// share the port) bound to 127.0.0.1:`port`.
+    fn reuseport_socket(port: u16) -> OwnedFd {
+        // SAFETY: plain socket calls on a descriptor this function owns from creation.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+            let s = OwnedFd::from_raw_fd(fd);
+            let one: libc::c_int = 1;
+            let r = libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_REUSEPORT,
+                (&raw const one).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+            assert_eq!(r, 0, "SO_REUSEPORT: {}", std::io::Error::last_os_error());
+            let mut addr: libc::sockaddr_in = std::mem::zeroed();
+            addr.sin_family = libc::AF_INET as libc::sa_family_t;
+            addr.sin_port = port.to_be();
+            addr.sin_addr.s_addr = u32::from(Ipv4Addr::LOCALHOST).to_be();
+            let r = libc::bind(
+                fd,
+                (&raw const addr).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            );
+            assert_eq!(r, 0, "bind :{port}: {}", std::io::Error::last_os_error());
+            s
+        }
+    }
 
     #[test]
     fn a_real_listener_is_found_and_a_closed_port_is_not() {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
+        let held = HeldPort::new();
+        let port = held.port;
+        let l = held.listen();
         let read = || {
             let tcp = std::fs::read_to_string("/proc/self/net/tcp").unwrap();
             let tcp6 = std::fs::read_to_string("/proc/self/net/tcp6").unwrap_or_default();
@@ -148,7 +228,7 @@ mod tests {
         let tcp = std::fs::read_to_string("/proc/self/net/tcp").unwrap();
         assert!(listening(&[&tcp], Ipv4Addr::new(127, 0, 0, 9), port, 1).is_empty());
         drop(l);
-        assert!(read().is_empty());
+        assert!(stops_listening(|| !read().is_empty()));
     }
 
     /// Connections the kernel completed and nobody accepted are the listener's accept queue;
@@ -173,19 +253,15 @@ mod tests {
         assert_eq!(read(port).map(|u| u.queued), Some(7));
         let taken = l.accept().unwrap();
         assert_eq!(read(port).map(|u| u.total()), Some(6));
-        // Nothing listens on a port just let go (the next port up may be another test's).
-        let closed = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap()
-            .port();
-        assert_eq!(read(closed), None);
+        // Nothing listens on a port held bound but not listening.
+        assert_eq!(read(HeldPort::new().port), None);
 
         let deferring = TcpListener::bind("127.0.0.1:0").unwrap();
         let secs: libc::c_int = 30;
         // SAFETY: a valid socket and an int option of the right size.
         let r = unsafe {
             libc::setsockopt(
-                std::os::fd::AsRawFd::as_raw_fd(&deferring),
+                deferring.as_raw_fd(),
                 libc::IPPROTO_TCP,
                 libc::TCP_DEFER_ACCEPT,
                 (&secs as *const libc::c_int).cast(),
@@ -230,8 +306,9 @@ mod tests {
     /// connected sockets, however many there are.
     #[test]
     fn the_host_side_filter_keeps_only_listeners() {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
+        let held = HeldPort::new();
+        let port = held.port;
+        let l = held.listen();
         // Both ends of each, accepted as they come (the accept queue holds only 128).
         let conns: Vec<_> = (0..200)
             .map(|_| {
@@ -263,13 +340,15 @@ mod tests {
         );
         drop(conns);
         drop(l);
-        let gone = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(script(std::process::id()))
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&gone.stdout);
-        assert!(listening(&[&text], Ipv4Addr::LOCALHOST, port, 1).is_empty());
+        assert!(stops_listening(|| {
+            let gone = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(script(std::process::id()))
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&gone.stdout);
+            !listening(&[&text], Ipv4Addr::LOCALHOST, port, 1).is_empty()
+        }));
     }
 
     #[test]
