@@ -187,7 +187,8 @@ pub fn summarize(f: &Finished) -> RunSummary {
                 f.hosts,
                 ceiling.as_ref(),
                 figures.as_ref(),
-                f.peak.established,
+                // Held at once: no more than the server said it had open, when it reports.
+                f.peak.established.min(f.peak.server_open),
             )
         });
     // Partial means data is missing: a summary never came, or a host was lost. A binary that
