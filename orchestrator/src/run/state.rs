@@ -159,10 +159,10 @@ pub struct Peak {
 impl Peak {
     /// Takes in the hosts' latest figures.
     pub fn update(&mut self, hosts: &mut [HostState]) {
-        // Only clients still running hold connections: one that gave up (or was lost) keeps its
-        // last line's count, but its sockets closed with it. Summing that stale count with the
-        // others' later ones gave a peak never held at once (the lab's thread-per-conn run:
-        // 56,606 "held" where the server never had more than 32,744 open).
+        // Only running clients count: one that gave up keeps its last line's count though its
+        // sockets closed with it, and a lost one's can no longer be verified. Summing such stale
+        // counts with the others' later ones gave a peak never held at once (the lab's
+        // thread-per-conn run: 56,606 "held" where the server never had more than 32,744 open).
         let established: u64 = hosts
             .iter()
             .filter(|h| h.client_alive())
