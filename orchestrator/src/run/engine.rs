@@ -659,7 +659,7 @@ impl Engine {
         let server = &self.hosts[self.si];
         let kd = server.kernel_delta().unwrap_or_default();
         let k = server.kernel_now.clone().unwrap_or_default();
-        let established = self.hosts.iter().map(|h| h.track.client.open).sum();
+        let established = self.hosts.iter().map(HostState::client_open).sum();
         let ev = Event {
             t,
             ts_ms: c1m_proto::stats::now_ms(),

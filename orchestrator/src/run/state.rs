@@ -124,6 +124,19 @@ impl HostState {
         self.client.as_ref().is_some_and(|c| c.ended.is_none())
     }
 
+    /// Connections this host's client holds now. One that gave up keeps its last line's count
+    /// though its sockets closed with it, and a lost one's can no longer be verified: neither
+    /// holds any. Summing such stale counts with the others' later ones gave a total never held
+    /// at once (the lab's thread-per-conn run: 56,606 "held" where the server never had more
+    /// than 32,744 open).
+    pub fn client_open(&self) -> u64 {
+        if self.client_alive() {
+            self.track.client.open
+        } else {
+            0
+        }
+    }
+
     /// Connections this host's client has verified (its summary's figure once it has one).
     pub fn verified(&self) -> u64 {
         self.track
@@ -159,15 +172,7 @@ pub struct Peak {
 impl Peak {
     /// Takes in the hosts' latest figures.
     pub fn update(&mut self, hosts: &mut [HostState]) {
-        // Only running clients count: one that gave up keeps its last line's count though its
-        // sockets closed with it, and a lost one's can no longer be verified. Summing such stale
-        // counts with the others' later ones gave a peak never held at once (the lab's
-        // thread-per-conn run: 56,606 "held" where the server never had more than 32,744 open).
-        let established: u64 = hosts
-            .iter()
-            .filter(|h| h.client_alive())
-            .map(|h| h.track.client.open)
-            .sum();
+        let established: u64 = hosts.iter().map(HostState::client_open).sum();
         for h in hosts.iter_mut() {
             h.track.established_peak = h.track.established_peak.max(h.track.client.open);
             h.track.server_open_peak = h.track.server_open_peak.max(h.track.server.open);
